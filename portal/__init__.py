@@ -1,0 +1,111 @@
+"""Coffre: a secure document portal."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, request
+from flask_login import current_user
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from portal.config import build_config
+from portal.extensions import babel, csrf, db, htmx, limiter, login_manager, migrate
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def select_locale() -> str:
+    """The user's saved language, else the language cookie, else French."""
+    from flask import current_app
+
+    languages = current_app.config["LANGUAGES"]
+    if current_user and current_user.is_authenticated and current_user.locale in languages:
+        return current_user.locale
+    cookie = request.cookies.get("coffre_lang")
+    if cookie in languages:
+        return cookie
+    return current_app.config["BABEL_DEFAULT_LOCALE"]
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the portal. ``config`` overrides the environment (tests use it)."""
+    instance_path = os.environ.get("COFFRE_INSTANCE_DIR") or str(PROJECT_ROOT / "instance")
+    app = Flask(
+        __name__,
+        instance_path=instance_path,
+        instance_relative_config=True,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    Path(app.instance_path).mkdir(mode=0o700, parents=True, exist_ok=True)
+    app.config.from_mapping(build_config(app.instance_path, config))
+
+    if app.config["COFFRE_TRUSTED_PROXIES"]:
+        hops = app.config["COFFRE_TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+
+    _init_extensions(app)
+    _import_models()
+    _register_blueprints(app)
+    _init_templates(app)
+
+    from portal import cli
+    from portal.security import headers
+    from portal.web import errors
+
+    errors.init_app(app)
+    headers.init_app(app)
+    cli.init_app(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    csrf.init_app(app)
+    htmx.init_app(app)
+    babel.init_app(
+        app,
+        locale_selector=select_locale,
+        default_translation_directories=str(Path(__file__).parent / "translations"),
+    )
+    limiter.init_app(app)
+    login_manager.init_app(app)
+
+    from portal.auth import sessions
+
+    sessions.init_app(app)
+
+
+def _import_models() -> None:
+    """Every model must be known to the metadata, for migrations and relationships."""
+    import portal.audit.models
+    import portal.auth.models
+    import portal.documents.models
+    import portal.organizations.models  # noqa: F401
+
+
+def _register_blueprints(app: Flask) -> None:
+    from portal.auth import bp as auth_bp
+    from portal.main import bp as main_bp
+
+    app.register_blueprint(main_bp)
+    app.register_blueprint(auth_bp, url_prefix="/auth")
+
+
+def _init_templates(app: Flask) -> None:
+    from portal.security.permissions import Permission, has_permission
+    from portal.web.navigation import nav_items
+
+    @app.context_processor
+    def inject_globals() -> dict[str, Any]:
+        return {
+            "Permission": Permission,
+            "can": lambda permission: has_permission(current_user, permission),
+            "current_locale": select_locale(),
+            "languages": app.config["LANGUAGES"],
+            "nav_items": nav_items,
+            "config_view_functions": app.view_functions,
+        }

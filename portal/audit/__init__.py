@@ -1,0 +1,1 @@
+"""The activity journal (journal_activite): every action, recorded in its own transaction."""

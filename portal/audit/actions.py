@@ -1,0 +1,65 @@
+"""The closed set of journal action codes."""
+
+from __future__ import annotations
+
+ACTIONS: frozenset[str] = frozenset(
+    {
+        # documents
+        "armoire.created",
+        "armoire.renamed",
+        "armoire.deleted",
+        "folder.created",
+        "folder.renamed",
+        "folder.moved",
+        "folder.deleted",
+        "file.added",
+        "file.modified",
+        "file.renamed",
+        "file.moved",
+        "file.deleted",
+        "file.restored",
+        "file.purged",
+        "file.downloaded",
+        "file.integrity_failed",
+        "version.created",
+        "version.restored",
+        # accounts
+        "organization.created",
+        "organization.settings_changed",
+        "user.registered",
+        "user.login",
+        "user.login_failed",
+        "user.logout",
+        "user.locked_out",
+        "user.email_confirmed",
+        "user.2fa_enabled",
+        "user.2fa_disabled",
+        "user.2fa_failed",
+        "user.recovery_code_used",
+        "user.recovery_codes_regenerated",
+        "user.password_changed",
+        "user.password_reset_requested",
+        "user.password_reset",
+        "user.invited",
+        "user.invitation_accepted",
+        "user.role_changed",
+        "user.deactivated",
+        "user.reactivated",
+        "user.sessions_revoked",
+        "token.created",
+        "token.revoked",
+        # security
+        "security.forbidden",
+        "security.not_found",
+        # journal, backups, billing, compliance
+        "journal.exported",
+        "journal.verified",
+        "backup.created",
+        "backup.restored",
+        "payment.succeeded",
+        "payment.failed",
+        "retention.changed",
+        "legal_hold.set",
+        "legal_hold.released",
+    }
+)

@@ -1,0 +1,176 @@
+"""Writing the journal.
+
+``record`` adds an entry to the caller's transaction: the entry commits or rolls back
+with the action it records. Entries of one organisation form a SHA-256 hash chain; the
+chain head row is updated *before* the entry is computed, which takes the row lock on
+PostgreSQL (and the write lock on SQLite, whose transactions begin IMMEDIATE), so two
+writers queue instead of forking the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from portal.audit.actions import ACTIONS
+from portal.audit.context import Actor
+from portal.audit.models import AuditChainHead, AuditEntry
+from portal.database import utcnow
+from portal.extensions import db
+
+GENESIS_HASH = "0" * 64
+PLATFORM_CHAIN = 0
+_MAX_LABEL = 300
+_MAX_AGENT = 300
+
+
+def chain_id_for(organization_id: int | None) -> int:
+    return organization_id or PLATFORM_CHAIN
+
+
+def canonical_content(
+    *,
+    chain_id: int,
+    seq: int,
+    organization_id: int | None,
+    user_id: int | None,
+    action: str,
+    target_type: str | None,
+    target_id: int | None,
+    target_label: str | None,
+    created_at: datetime,
+    ip: str | None,
+    user_agent: str | None,
+    details: dict[str, Any] | None,
+) -> bytes:
+    """The exact bytes an entry's hash covers (besides the previous hash)."""
+    payload = {
+        "chain": chain_id,
+        "seq": seq,
+        "org": organization_id,
+        "user": user_id,
+        "action": action,
+        "target_type": target_type,
+        "target_id": target_id,
+        "label": target_label,
+        "at": created_at.isoformat(timespec="microseconds"),
+        "ip": ip,
+        "ua": user_agent,
+        "details": details,
+    }
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def compute_hash(prev_hash: str, content: bytes) -> str:
+    return hashlib.sha256(prev_hash.encode() + b"\n" + content).hexdigest()
+
+
+def entry_content(entry: AuditEntry) -> bytes:
+    return canonical_content(
+        chain_id=entry.chain_id,
+        seq=entry.seq,
+        organization_id=entry.organization_id,
+        user_id=entry.user_id,
+        action=entry.action,
+        target_type=entry.target_type,
+        target_id=entry.target_id,
+        target_label=entry.target_label,
+        created_at=entry.created_at,
+        ip=entry.ip,
+        user_agent=entry.user_agent,
+        details=entry.details,
+    )
+
+
+def _advance_head(chain_id: int) -> tuple[int, str]:
+    """Reserve the next sequence number of a chain and return it with the previous hash."""
+    statement = (
+        update(AuditChainHead)
+        .where(AuditChainHead.chain_id == chain_id)
+        .values(seq=AuditChainHead.seq + 1)
+        .returning(AuditChainHead.seq, AuditChainHead.head_hash)
+    )
+    row = db.session.execute(statement).first()
+    if row is None:
+        # First entry of this chain: create the head without racing a concurrent first.
+        dialect_insert = postgresql_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
+        db.session.execute(
+            dialect_insert(AuditChainHead)
+            .values(chain_id=chain_id, seq=0, head_hash=GENESIS_HASH)
+            .on_conflict_do_nothing(index_elements=["chain_id"])
+        )
+        row = db.session.execute(statement).one()
+    return row.seq, row.head_hash
+
+
+def _clean(text: str | None, limit: int) -> str | None:
+    if text is None:
+        return None
+    return text[:limit]
+
+
+def record(
+    action: str,
+    actor: Actor,
+    *,
+    target_type: str | None = None,
+    target_id: int | None = None,
+    target_label: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Add one journal entry to the current transaction (flushed, not committed)."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown journal action {action!r}")
+    chain_id = chain_id_for(actor.organization_id)
+    seq, prev_hash = _advance_head(chain_id)
+    created_at = utcnow()
+    fields = {
+        "chain_id": chain_id,
+        "seq": seq,
+        "organization_id": actor.organization_id,
+        "user_id": actor.user_id,
+        "action": action,
+        "target_type": target_type,
+        "target_id": target_id,
+        "target_label": _clean(target_label, _MAX_LABEL),
+        "created_at": created_at,
+        "ip": actor.ip,
+        "user_agent": _clean(actor.user_agent, _MAX_AGENT),
+        "details": details,
+    }
+    entry_hash = compute_hash(prev_hash, canonical_content(**fields))
+    entry = AuditEntry(**fields, prev_hash=prev_hash, entry_hash=entry_hash)
+    db.session.add(entry)
+    db.session.execute(update(AuditChainHead).where(AuditChainHead.chain_id == chain_id).values(head_hash=entry_hash))
+    db.session.flush()
+    return entry
+
+
+def record_security_event(action: str, *, details: dict[str, Any] | None = None) -> None:
+    """Record a refused request in its own committed transaction.
+
+    Called before the view has done anything, so committing here cannot publish half an
+    action; the refusal must survive the 403/404 that follows.
+    """
+    from portal.web.context import current_actor
+
+    db.session.rollback()
+    record(action, current_actor(), details=details)
+    db.session.commit()
+
+
+def latest_entries(organization_id: int, limit: int = 10) -> list[AuditEntry]:
+    return list(
+        db.session.execute(
+            select(AuditEntry)
+            .where(AuditEntry.organization_id == organization_id)
+            .order_by(AuditEntry.id.desc())
+            .limit(limit)
+        ).scalars()
+    )

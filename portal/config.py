@@ -1,0 +1,138 @@
+"""Configuration from environment variables, with embedded defaults under ``instance/``.
+
+Every setting is documented in README.md. With no environment at all the portal runs
+on SQLite, local storage and secrets generated under the instance folder; in production
+(``COFFRE_ENV=production``) a missing or weak secret stops start-up with one line that
+says what to set.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+WEAK_SECRETS = {"", "dev", "secret", "changeme", "change-me", "password", "coffre", "test"}
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(RuntimeError):
+    """A configuration that must not start; the message says what to set."""
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from exc
+
+
+def load_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
+    """Read a generated secret, creating it with mode 0600 on first use."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes().strip()
+    value = secrets.token_urlsafe(nbytes).encode()
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(value)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return value
+
+
+def _is_weak(secret: str | bytes | None) -> bool:
+    if secret is None:
+        return True
+    text = secret.decode() if isinstance(secret, bytes) else secret
+    return text.strip().lower() in WEAK_SECRETS or len(text.strip()) < MIN_SECRET_LENGTH
+
+
+def build_config(instance_path: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Return the Flask configuration mapping for this environment."""
+    instance = Path(instance_path)
+    production = os.environ.get("COFFRE_ENV", "development").strip().lower() == "production"
+    overrides = dict(overrides or {})
+
+    config: dict[str, Any] = {
+        "COFFRE_ENV": "production" if production else "development",
+        "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL") or f"sqlite:///{instance / 'coffre.db'}",
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "COFFRE_STORAGE_DIR": os.environ.get("COFFRE_STORAGE_DIR") or str(instance / "storage"),
+        "COFFRE_MASTER_KEY_FILE": os.environ.get("COFFRE_MASTER_KEY_FILE") or str(instance / "master.key"),
+        "COFFRE_MASTER_KEY": os.environ.get("COFFRE_MASTER_KEY"),
+        "COFFRE_KEY_PROVIDER": os.environ.get("COFFRE_KEY_PROVIDER", "local"),
+        "COFFRE_KMS_KEY_ID": os.environ.get("COFFRE_KMS_KEY_ID"),
+        "COFFRE_KMS_ENDPOINT_URL": os.environ.get("COFFRE_KMS_ENDPOINT_URL"),
+        "COFFRE_BASE_URL": os.environ.get("COFFRE_BASE_URL", "http://127.0.0.1:5000"),
+        "COFFRE_TRUSTED_PROXIES": _env_int("COFFRE_TRUSTED_PROXIES", 0),
+        "MAX_UPLOAD_BYTES": _env_int("COFFRE_MAX_UPLOAD_MB", 2048) * 1024 * 1024,
+        "COFFRE_TRASH_RETENTION_DAYS": _env_int("COFFRE_TRASH_RETENTION_DAYS", 30),
+        "BCRYPT_ROUNDS": max(12, _env_int("COFFRE_BCRYPT_ROUNDS", 12)),
+        "SESSION_IDLE_MINUTES": _env_int("COFFRE_SESSION_IDLE_MINUTES", 30),
+        "SESSION_ABSOLUTE_HOURS": _env_int("COFFRE_SESSION_ABSOLUTE_HOURS", 12),
+        "REAUTH_MINUTES": _env_int("COFFRE_REAUTH_MINUTES", 10),
+        "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "SMTP_HOST": os.environ.get("SMTP_HOST"),
+        "SMTP_PORT": _env_int("SMTP_PORT", 587),
+        "SMTP_USER": os.environ.get("SMTP_USER"),
+        "SMTP_PASSWORD": os.environ.get("SMTP_PASSWORD"),
+        "SMTP_STARTTLS": _env_bool("SMTP_STARTTLS", True),
+        "MAIL_FROM": os.environ.get("MAIL_FROM", "Coffre <no-reply@coffre.local>"),
+        "BABEL_DEFAULT_LOCALE": "fr",
+        "BABEL_DEFAULT_TIMEZONE": "UTC",
+        "LANGUAGES": ("fr", "en"),
+        "WTF_CSRF_TIME_LIMIT": None,
+        "WTF_CSRF_SSL_STRICT": production,
+        "SESSION_COOKIE_NAME": "__Host-coffre_session" if production else "coffre_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=_env_int("COFFRE_SESSION_ABSOLUTE_HOURS", 12)),
+        "REMEMBER_COOKIE_DURATION": timedelta(days=_env_int("COFFRE_REMEMBER_DAYS", 14)),
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": production,
+        "PREFERRED_URL_SCHEME": "https" if production else "http",
+        "SCHEDULER_ENABLED": _env_bool("COFFRE_SCHEDULER", True),
+    }
+
+    secret_key = os.environ.get("SECRET_KEY")
+    pepper = os.environ.get("COFFRE_PASSWORD_PEPPER")
+    if production:
+        if _is_weak(secret_key):
+            raise ConfigError(
+                "SECRET_KEY is missing or weak: set it to at least 32 random characters "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if _is_weak(pepper):
+            raise ConfigError(
+                "COFFRE_PASSWORD_PEPPER is missing or weak: set it to at least 32 random "
+                "characters and never change it (it keys every password hash)"
+            )
+        if config["COFFRE_KEY_PROVIDER"] == "local" and not (
+            config["COFFRE_MASTER_KEY"] or os.environ.get("COFFRE_MASTER_KEY_FILE")
+        ):
+            raise ConfigError(
+                "No master key: set COFFRE_MASTER_KEY_FILE to a 0600 key file, "
+                "COFFRE_MASTER_KEY, or COFFRE_KEY_PROVIDER=kms with COFFRE_KMS_KEY_ID"
+            )
+    config["SECRET_KEY"] = secret_key or load_or_create_secret(instance / "secret_key").decode()
+    config["PASSWORD_PEPPER"] = pepper or load_or_create_secret(instance / "password_pepper").decode()
+
+    config.update(overrides)
+    return config

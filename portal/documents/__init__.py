@@ -1,0 +1,1 @@
+"""Documents: armoires, folders, files, versions, encryption at rest."""

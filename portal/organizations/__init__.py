@@ -1,0 +1,1 @@
+"""Organisations: the tenants every owned row belongs to."""

@@ -1,0 +1,1 @@
+"""Cross-cutting security: tenancy scoping, permissions, headers, passwords."""

@@ -1,0 +1,1 @@
+"""Web plumbing shared by every blueprint: HTMX rendering, errors, request context."""

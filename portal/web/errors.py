@@ -1,0 +1,99 @@
+"""Error responses: a page in the layout, a fragment for HTMX, problem+json under /api/."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify, request
+from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from portal.extensions import db
+from portal.web.htmx import render_page_or_fragment
+
+ERROR_TEXTS = {
+    400: (_l("Requête invalide"), _l("La requête n'a pas pu être comprise. Vérifiez le formulaire et réessayez.")),
+    401: (_l("Connexion requise"), _l("Connectez-vous pour continuer.")),
+    403: (
+        _l("Accès refusé"),
+        _l("Votre rôle ne permet pas cette action. Demandez à un administrateur si vous pensez que c'est une erreur."),
+    ),
+    404: (_l("Page introuvable"), _l("Cette page n'existe pas ou n'est pas accessible depuis votre organisation.")),
+    405: (_l("Méthode non autorisée"), _l("Cette action n'est pas possible de cette manière.")),
+    409: (_l("Conflit"), _l("L'action entre en conflit avec l'état actuel. Rechargez la page et réessayez.")),
+    413: (
+        _l("Fichier trop volumineux"),
+        _l("Le contenu envoyé dépasse la taille autorisée ou le quota de votre organisation."),
+    ),
+    415: (_l("Type non pris en charge"), _l("Ce type de contenu n'est pas accepté.")),
+    422: (_l("Données invalides"), _l("Certaines données sont invalides. Corrigez-les et réessayez.")),
+    423: (_l("Verrouillé"), _l("Cet élément est verrouillé et ne peut pas être modifié.")),
+    429: (
+        _l("Trop de tentatives"),
+        _l("Vous avez fait trop de tentatives. Patientez quelques minutes avant de réessayer."),
+    ),
+    500: (
+        _l("Erreur interne"),
+        _l("Une erreur inattendue s'est produite. Elle a été enregistrée ; réessayez plus tard."),
+    ),
+}
+
+
+def is_api_request() -> bool:
+    return request.path.startswith("/api/")
+
+
+def problem_response(status: int, title: str, detail: str, type_: str | None = None, **extra) -> Response:
+    """An RFC 9457 problem document."""
+    body = {"type": type_ or f"/problems/http-{status}", "title": title, "status": status, "detail": detail}
+    body.update(extra)
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    return response
+
+
+def render_error(status: int, detail: str | None = None) -> Response:
+    title, default_detail = ERROR_TEXTS.get(status, ERROR_TEXTS[500])
+    message = detail or str(default_detail)
+    if is_api_request():
+        return problem_response(status, str(title), message)
+    return render_page_or_fragment(
+        "errors/error.html",
+        "errors/_error.html",
+        status=status,
+        status_code=status,
+        title=title,
+        detail=message,
+    )
+
+
+def _handle_http(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    if status >= 500:
+        db.session.rollback()
+    detail = getattr(exc, "coffre_detail", None)
+    response = render_error(status, detail)
+    if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+        response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    if status == 429 and getattr(exc, "retry_after", None):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def _handle_csrf(exc: CSRFError) -> Response:
+    return render_error(400, str(_l("Le formulaire a expiré ou n'est pas valide. Rechargez la page et réessayez.")))
+
+
+def _handle_unexpected(exc: Exception) -> Response:
+    db.session.rollback()
+    from flask import current_app
+
+    current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
+    return render_error(500)
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(CSRFError, _handle_csrf)
+    app.register_error_handler(HTTPException, _handle_http)
+    app.register_error_handler(InternalServerError, _handle_unexpected)
+    app.register_error_handler(Exception, _handle_unexpected)

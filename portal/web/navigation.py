@@ -1,0 +1,42 @@
+"""The main navigation: one list, filtered by what the current user may do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app, request
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+
+from portal.security.permissions import Permission, has_permission
+
+
+@dataclass(frozen=True)
+class NavItem:
+    endpoint: str
+    label: object
+    permission: Permission
+
+
+NAV_ITEMS: tuple[NavItem, ...] = (
+    NavItem("main.index", _l("Accueil"), Permission.ACCOUNT),
+    NavItem("documents.armoires", _l("Armoires"), Permission.DOCUMENT_READ),
+    NavItem("documents.trash", _l("Corbeille"), Permission.DOCUMENT_TRASH),
+    NavItem("dashboard.index", _l("Tableau de bord"), Permission.AUDIT_READ),
+    NavItem("audit.journal", _l("Journal"), Permission.AUDIT_READ),
+    NavItem("users.index", _l("Membres"), Permission.USER_MANAGE),
+)
+
+
+def nav_items() -> list[dict[str, object]]:
+    """Visible items whose feature is installed, with the current one marked."""
+    views = current_app.view_functions
+    items = []
+    for item in NAV_ITEMS:
+        if item.endpoint in views and has_permission(current_user, item.permission):
+            blueprint = item.endpoint.split(".", 1)[0]
+            current = request.endpoint == item.endpoint or (
+                blueprint not in {"main"} and (request.endpoint or "").startswith(blueprint + ".")
+            )
+            items.append({"endpoint": item.endpoint, "label": item.label, "current": current})
+    return items
