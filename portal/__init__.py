@@ -88,11 +88,19 @@ def _import_models() -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from portal.audit import bp as audit_bp
     from portal.auth import bp as auth_bp
+    from portal.documents import bp as documents_bp
     from portal.main import bp as main_bp
+    from portal.profile import bp as profile_bp
+    from portal.users import bp as users_bp
 
     app.register_blueprint(main_bp)
     app.register_blueprint(auth_bp, url_prefix="/auth")
+    app.register_blueprint(profile_bp, url_prefix="/me")
+    app.register_blueprint(users_bp, url_prefix="/users")
+    app.register_blueprint(audit_bp)
+    app.register_blueprint(documents_bp)
 
 
 def _init_templates(app: Flask) -> None:

@@ -1,1 +1,7 @@
 """Documents: armoires, folders, files, versions, encryption at rest."""
+
+from flask import Blueprint
+
+bp = Blueprint("documents", __name__)
+
+from portal.documents import routes  # noqa: E402,F401

@@ -1,0 +1,3 @@
+from __future__ import annotations
+
+from portal.profile import bp  # noqa: F401
