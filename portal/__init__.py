@@ -51,13 +51,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _register_blueprints(app)
     _init_templates(app)
 
-    from portal import cli
+    from portal import cli, scheduler
     from portal.security import headers
     from portal.web import errors
 
     errors.init_app(app)
     headers.init_app(app)
     cli.init_app(app)
+    scheduler.init_app(app)
     return app
 
 

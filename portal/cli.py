@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import secrets
 
 import click
@@ -141,3 +142,12 @@ def demo_data_command(password: str | None) -> None:
 def init_app(app: Flask) -> None:
     app.cli.add_command(create_admin_command)
     app.cli.add_command(demo_data_command)
+    # Feature command groups live with their feature (portal/<feature>/cli.py).
+    for module in ("portal.audit.cli", "portal.documents.cli"):
+        try:
+            feature_cli = importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+            continue
+        feature_cli.init_app(app)
