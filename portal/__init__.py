@@ -89,6 +89,8 @@ def _import_models() -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    from portal.api import bp as api_bp
+    from portal.api import tokens_bp as api_tokens_bp
     from portal.audit import bp as audit_bp
     from portal.auth import bp as auth_bp
     from portal.documents import bp as documents_bp
@@ -102,6 +104,10 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(users_bp, url_prefix="/users")
     app.register_blueprint(audit_bp)
     app.register_blueprint(documents_bp)
+    app.register_blueprint(api_tokens_bp, url_prefix="/me/jetons")
+    # The API authenticates with bearer tokens and ignores cookies, so CSRF does not apply.
+    csrf.exempt(api_bp)
+    app.register_blueprint(api_bp, url_prefix="/api/v1")
 
 
 def _init_templates(app: Flask) -> None:

@@ -1,0 +1,3 @@
+from __future__ import annotations
+
+from portal.api import bp, tokens_bp  # noqa: F401
