@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import importlib
-import secrets
+from pathlib import Path
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy import select
 
 from portal.audit.context import Actor
 from portal.audit.services import record
+from portal.config import load_or_create_secret
 from portal.extensions import db
 
 
@@ -92,13 +93,17 @@ def demo_data_command(password: str | None) -> None:
     from portal.organizations.models import Organization
     from portal.security.passwords import hash_password
 
+    password_file = Path(current_app.instance_path) / "demo_password"
     existing = db.session.execute(
         select(Organization).where(Organization.name == DEMO_ORGANIZATION)
     ).scalar_one_or_none()
     if existing is not None:
         click.echo(f"Demo organisation “{DEMO_ORGANIZATION}” already present; nothing to do.")
+        _echo_demo_accounts(password_file)
         return
-    password = password or secrets.token_urlsafe(12)
+    if password is None:
+        # No default password (ASVS 6.3.2): a random one, kept 0600 beside the other secrets.
+        password = load_or_create_secret(password_file, 12).decode()
     # The demo shows the portal at once; a real organisation requires 2FA by default.
     org = Organization(name=DEMO_ORGANIZATION, require_2fa=False)
     db.session.add(org)
@@ -134,9 +139,17 @@ def demo_data_command(password: str | None) -> None:
         )
     db.session.commit()
     click.echo(f"Demo organisation “{org.name}” created with {len(DEMO_ARMOIRES)} armoires.")
+    _echo_demo_accounts(password_file if password_file.exists() else None, password)
+
+
+def _echo_demo_accounts(password_file: Path | None, password: str | None = None) -> None:
+    click.echo("Demo accounts:")
     for email, _name, role in DEMO_USERS:
         click.echo(f"  {role:<13} {email}")
-    click.echo(f"  password for all three: {password}")
+    if password_file is not None and password_file.exists():
+        click.echo(f"  password for all three: {password_file.read_text().strip()}  (from {password_file})")
+    elif password:
+        click.echo(f"  password for all three: {password}")
 
 
 def init_app(app: Flask) -> None:

@@ -1,0 +1,107 @@
+"""One migration history for SQLite and PostgreSQL that matches the models."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask_migrate import upgrade
+
+from portal import create_app
+from portal.extensions import db
+from tests.conftest import POSTGRES_ADMIN_URL
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _upgraded_app(url: str, instance: Path):
+    os.environ["COFFRE_INSTANCE_DIR"] = str(instance)
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True, "SCHEDULER_ENABLED": False})
+    with app.app_context():
+        upgrade(directory=str(ROOT / "migrations"))
+    return app
+
+
+def _schema(app) -> dict[str, object]:
+    """Tables, columns (name, generic type, nullability), indexes, unique and foreign keys."""
+    with app.app_context():
+        inspector = sa.inspect(db.engine)
+        schema: dict[str, object] = {}
+        for table in sorted(inspector.get_table_names()):
+            if table == "alembic_version":
+                continue
+            columns = [(c["name"], _generic(c["type"]), c["nullable"]) for c in inspector.get_columns(table)]
+            schema[table] = {
+                "columns": sorted(columns),
+                "indexes": sorted(
+                    (i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table)
+                ),
+                "unique": sorted(tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)),
+                "foreign_keys": sorted(
+                    (tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]))
+                    for f in inspector.get_foreign_keys(table)
+                ),
+            }
+        return schema
+
+
+def _generic(column_type) -> str:
+    name = type(column_type).__name__.upper()
+    for generic, words in {
+        "integer": ("INT",),
+        "string": ("CHAR", "TEXT", "STRING"),
+        "datetime": ("DATETIME", "TIMESTAMP"),
+        "boolean": ("BOOL",),
+        "binary": ("BLOB", "BYTEA", "BINARY"),
+        "json": ("JSON",),
+        "float": ("FLOAT", "REAL", "NUMERIC", "DOUBLE"),
+        "date": ("DATE",),
+    }.items():
+        if any(word in name for word in words):
+            return generic
+    return name.lower()
+
+
+@pytest.fixture
+def postgres_url():
+    name = f"coffre_migr_{secrets.token_hex(4)}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError:
+        pytest.skip("PostgreSQL is not reachable")
+    yield re.sub(r"/[^/]*$", f"/{name}", POSTGRES_ADMIN_URL)
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def test_upgrade_gives_the_same_schema_on_sqlite_and_postgresql(tmp_path, postgres_url):
+    sqlite_app = _upgraded_app(f"sqlite:///{tmp_path / 'migrated.db'}", tmp_path / "i1")
+    postgres_app = _upgraded_app(postgres_url, tmp_path / "i2")
+    sqlite_schema, postgres_schema = _schema(sqlite_app), _schema(postgres_app)
+    for app in (sqlite_app, postgres_app):
+        with app.app_context():
+            db.engine.dispose()
+    assert sqlite_schema.keys() == postgres_schema.keys()
+    for table in sqlite_schema:
+        assert sqlite_schema[table] == postgres_schema[table], table
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migrations_match_the_models(tmp_path, postgres_url, backend):
+    url = f"sqlite:///{tmp_path / 'migrated.db'}" if backend == "sqlite" else postgres_url
+    app = _upgraded_app(url, tmp_path / "instance")
+    with app.app_context():
+        with db.engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            differences = compare_metadata(context, db.metadata)
+        db.engine.dispose()
+    assert differences == [], "models and migrations differ: run `flask --app wsgi db migrate`"
