@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, MetaData, event
@@ -72,16 +75,56 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
         cursor.close()
 
 
-@event.listens_for(Engine, "begin")
-def _begin_sqlite_immediate(connection) -> None:
-    """Take SQLite's write lock when a transaction starts.
+_WRITE_INTENT: ContextVar[bool] = ContextVar("coffre_sqlite_write_intent", default=False)
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-    A deferred transaction that reads and then writes fails with SQLITE_BUSY_SNAPSHOT when
-    another writer committed in between, and busy_timeout cannot help it; starting
-    IMMEDIATE makes concurrent writers queue instead (the journal's hash chain relies on it).
+
+@contextmanager
+def write_transaction() -> Iterator[None]:
+    """Mark work outside a request (jobs, threads) as writing: SQLite begins IMMEDIATE."""
+    token = _WRITE_INTENT.set(True)
+    try:
+        yield
+    finally:
+        _WRITE_INTENT.reset(token)
+
+
+def _wants_immediate() -> bool:
+    from flask import g, has_request_context, request
+
+    if _WRITE_INTENT.get():
+        return True
+    if has_request_context():
+        return request.method in _UNSAFE_METHODS or bool(g.get("sqlite_write_intent"))
+    return False
+
+
+@event.listens_for(Engine, "begin")
+def _begin_sqlite(connection) -> None:
+    """Take SQLite's write lock up front in transactions that will write.
+
+    In WAL mode a transaction that reads and then writes cannot wait for the write lock:
+    it fails with SQLITE_BUSY(_SNAPSHOT) if another writer got there first. Requests with
+    an unsafe method (and GET views marked with ``writes_on_get``, jobs in
+    ``write_transaction``) therefore begin IMMEDIATE and queue on busy_timeout; plain reads
+    stay DEFERRED so that they never block writers (a long export, a download stream).
     """
     if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if _wants_immediate() else "BEGIN")
+
+
+def writes_on_get(view):
+    """Mark a GET view that also writes (e.g. a download's journal entry)."""
+    from functools import wraps
+
+    from flask import g
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        g.sqlite_write_intent = True
+        return view(*args, **kwargs)
+
+    return wrapper
 
 
 def render_migration_item(type_: str, obj: object, autogen_context) -> str | bool:

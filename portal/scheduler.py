@@ -39,9 +39,10 @@ def scheduled_job(trigger: str, **options: Any) -> Callable[[Callable[[], Any]],
 
 def run_job(app: Flask, func: Callable[[], Any]) -> None:
     """Run one job in an app context; a failure is logged and rolled back, never fatal."""
+    from portal.database import write_transaction
     from portal.extensions import db
 
-    with app.app_context():
+    with app.app_context(), write_transaction():
         try:
             func()
             db.session.commit()

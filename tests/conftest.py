@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 
 from portal import create_app
@@ -55,6 +55,20 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'coffre-test.db'}"
 
 
+class CommittingClient(FlaskClient):
+    """A test client that ends the test's own transaction before each request.
+
+    A test that reads through ``db.session`` holds a transaction; with SQLite that snapshot
+    would hide the request's writes and could block it. Committing first makes every
+    request see, and every later read observe, the database as a browser would.
+    """
+
+    def open(self, *args, **kwargs):
+        if has_app_context():
+            db.session.commit()
+        return super().open(*args, **kwargs)
+
+
 def make_test_app(database_url: str, instance: Path, **overrides) -> Flask:
     config = {
         "TESTING": True,
@@ -70,7 +84,9 @@ def make_test_app(database_url: str, instance: Path, **overrides) -> Flask:
     }
     config.update(overrides)
     os.environ["COFFRE_INSTANCE_DIR"] = str(instance)
-    return create_app(config)
+    app = create_app(config)
+    app.test_client_class = CommittingClient
+    return app
 
 
 @pytest.fixture(scope="session")
@@ -172,7 +188,8 @@ def login_as(app: Flask) -> Callable[..., FlaskClient]:
     def factory(user) -> FlaskClient:
         client = app.test_client()
         with client.session_transaction() as session:
-            open_session_for(user, session)
+            open_session_for(user, session)  # a server-side session row
+        db.session.commit()
         return client
 
     return factory

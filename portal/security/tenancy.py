@@ -23,6 +23,7 @@ class OrgOwned:
 
 
 T = TypeVar("T", bound=OrgOwned)
+MAX_ID = 2**63  # larger ids cannot exist in any column; refusing them avoids driver overflow errors
 
 
 def scoped(model: type[T], organization_id: int) -> Select[tuple[T]]:
@@ -36,6 +37,8 @@ def get_scoped(model: type[T], object_id: object, organization_id: int) -> T | N
     try:
         object_id = int(object_id)  # type: ignore[arg-type]
     except (TypeError, ValueError):
+        return None
+    if not 0 < object_id < MAX_ID:
         return None
     return db.session.execute(
         scoped(model, organization_id).where(model.id == object_id)  # type: ignore[attr-defined]
