@@ -55,3 +55,23 @@ def test_another_organisations_member_gets_404_on_a_page(login_as, make_user, tw
     _a, b, armoire = two_orgs
     intruder = login_as(make_user("admin", org=b))
     assert intruder.get(f"/armoires/{armoire.id}").status_code == 404
+
+
+def test_probing_another_organisations_id_is_recorded(app, login_as, make_user, two_orgs):
+    from sqlalchemy import select
+
+    from portal.audit.models import AuditEntry
+
+    _a, b, armoire = two_orgs
+    intruder = make_user("admin", org=b)
+    with app.test_request_context():
+        from flask_login import login_user
+
+        login_user(intruder)
+        with pytest.raises(NotFound):
+            get_scoped_or_404(Armoire, armoire.id)
+        with pytest.raises(NotFound):
+            get_scoped_or_404(Armoire, armoire.id + 1000)  # exists nowhere: not a probe
+    entries = db.session.execute(select(AuditEntry).where(AuditEntry.action == "security.not_found")).scalars().all()
+    assert len(entries) == 1
+    assert entries[0].organization_id == b.id and entries[0].details["target_id"] == armoire.id

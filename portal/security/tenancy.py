@@ -55,5 +55,32 @@ def get_scoped_or_404(model: type[T], object_id: object, organization_id: int | 
         organization_id = current_user.organization_id
     row = get_scoped(model, object_id, organization_id)
     if row is None:
+        _log_if_cross_organization(model, object_id)
         abort(404)
     return row
+
+
+def _log_if_cross_organization(model: type[T], object_id: object) -> None:
+    """An id that exists in another organisation is a probe worth recording (ASVS 16.3.2).
+
+    The visitor still gets the same 404 as for an id that exists nowhere.
+    """
+    from portal.audit.services import record_security_event
+
+    try:
+        exists = get_unscoped_exists(model, int(object_id))  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return
+    if exists:
+        record_security_event(
+            "security.not_found", details={"target_type": model.__tablename__, "target_id": int(object_id)}
+        )
+
+
+def get_unscoped_exists(model: type[T], object_id: int) -> bool:
+    if not 0 < object_id < MAX_ID:
+        return False
+    return (
+        db.session.execute(select(model.id).where(model.id == object_id)).first()  # type: ignore[attr-defined]
+        is not None
+    )
