@@ -84,6 +84,7 @@ def _import_models() -> None:
     """Every model must be known to the metadata, for migrations and relationships."""
     import portal.audit.models
     import portal.auth.models
+    import portal.crypto.models
     import portal.documents.models
     import portal.organizations.models  # noqa: F401
 

@@ -156,7 +156,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(create_admin_command)
     app.cli.add_command(demo_data_command)
     # Feature command groups live with their feature (portal/<feature>/cli.py).
-    for module in ("portal.audit.cli", "portal.documents.cli"):
+    for module in ("portal.audit.cli", "portal.crypto.cli", "portal.documents.cli"):
         try:
             feature_cli = importlib.import_module(module)
         except ModuleNotFoundError as error:

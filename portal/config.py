@@ -77,6 +77,7 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
         "COFFRE_KEY_PROVIDER": os.environ.get("COFFRE_KEY_PROVIDER", "local"),
         "COFFRE_KMS_KEY_ID": os.environ.get("COFFRE_KMS_KEY_ID"),
         "COFFRE_KMS_ENDPOINT_URL": os.environ.get("COFFRE_KMS_ENDPOINT_URL"),
+        "COFFRE_SHRED_LEDGER_FILE": os.environ.get("COFFRE_SHRED_LEDGER_FILE"),
         "COFFRE_BASE_URL": os.environ.get("COFFRE_BASE_URL", "http://127.0.0.1:5000"),
         "COFFRE_TRUSTED_PROXIES": _env_int("COFFRE_TRUSTED_PROXIES", 0),
         "MAX_UPLOAD_BYTES": _env_int("COFFRE_MAX_UPLOAD_MB", 2048) * 1024 * 1024,

@@ -1,0 +1,315 @@
+"""Envelope encryption services: data keys per file version, wrapped by a master key.
+
+Services flush, never commit. The shred ledger is kept twice: in the database
+(``registre_destructions``) and in an append-only file outside it (next to the master key,
+COFFRE_SHRED_LEDGER_FILE), written once the shredding transaction has committed. A backup
+of the database restored later comes back with an older ledger; the file still names every
+key destroyed since, and ``apply_shred_ledger`` (which every restore runs first) destroys
+them again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import event, func, select, update
+from sqlalchemy.orm import Session
+
+from portal.crypto.errors import KeyConfigError, KeyShredded, KeyUnavailable
+from portal.crypto.keys import LocalKeyProvider, canonical_context, get_key_provider
+from portal.crypto.models import DataKey, ShredRecord
+from portal.database import utcnow
+from portal.extensions import db
+
+log = logging.getLogger(__name__)
+
+_PENDING = "coffre_pending_shreds"
+
+
+# ---------------------------------------------------------------------------- data keys
+
+
+def new_data_key(organization_id: int, context: dict[str, str]) -> tuple[DataKey, bytes]:
+    """Create a data key bound to ``context``; adds and flushes the row, returns it with the key."""
+    canonical_context(context)
+    if "org" in context and context["org"] != str(organization_id):
+        raise ValueError("the encryption context names another organisation")
+    key, wrapped, master_key_id = get_key_provider().generate_data_key(context)
+    row = DataKey(organization_id=organization_id, wrapped_key=wrapped, master_key_id=master_key_id, context=context)
+    db.session.add(row)
+    db.session.flush()
+    return row, key
+
+
+def open_data_key(data_key: DataKey, context: dict[str, str]) -> bytes:
+    """The plaintext data key, if ``context`` is the one it was created with."""
+    if data_key.wrapped_key is None or data_key.shredded_at is not None:
+        raise KeyShredded(f"data key {data_key.id} was destroyed")
+    if data_key.context != context:
+        raise KeyUnavailable("the data key belongs to another file or version")
+    return get_key_provider().unwrap(data_key.wrapped_key, data_key.master_key_id, context)
+
+
+def shred_data_key(data_key: DataKey, *, file_id: int | None, version_id: int | None, reason: str) -> None:
+    """Destroy the wrapped key (crypto-shredding) and record it in the shred ledger."""
+    if data_key.id is None:
+        db.session.flush()
+    data_key.wrapped_key = None
+    data_key.shredded_at = data_key.shredded_at or utcnow()
+    entry = ShredRecord(
+        organization_id=data_key.organization_id,
+        data_key_id=data_key.id,
+        data_key_uid=data_key.uid,
+        file_id=file_id,
+        version_id=version_id,
+        shredded_at=data_key.shredded_at,
+        reason=reason[:200],
+    )
+    existing = db.session.execute(
+        select(ShredRecord).where(ShredRecord.data_key_uid == data_key.uid)
+    ).scalar_one_or_none()
+    if existing is None:
+        db.session.add(entry)
+    db.session.flush()
+    pending = db.session.info.setdefault(_PENDING, [])
+    pending.append((shred_ledger_path(), _ledger_line(entry)))
+
+
+# ---------------------------------------------------------------------------- shred ledger
+
+
+def shred_ledger_path() -> Path:
+    configured = current_app.config.get("COFFRE_SHRED_LEDGER_FILE")
+    if configured:
+        return Path(configured)
+    master = current_app.config.get("COFFRE_MASTER_KEY_FILE")
+    base = Path(master).parent if master else Path(current_app.instance_path)
+    return base / "shred-ledger.jsonl"
+
+
+def _ledger_line(entry: ShredRecord) -> dict[str, Any]:
+    return {
+        "uid": entry.data_key_uid,
+        "data_key_id": entry.data_key_id,
+        "org": entry.organization_id,
+        "file": entry.file_id,
+        "version": entry.version_id,
+        "at": entry.shredded_at.isoformat(),
+        "reason": entry.reason,
+    }
+
+
+def _append_ledger(path: Path, lines: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    payload = b"".join(json.dumps(line, sort_keys=True).encode() + b"\n" for line in lines)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            # A torn last line (crash mid-append) must not swallow the next entry.
+            payload = b"\n" + payload
+        os.write(fd, payload)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@event.listens_for(Session, "after_commit")
+def _write_pending_shreds(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    by_path: dict[Path, list[dict[str, Any]]] = {}
+    for path, line in pending:
+        by_path.setdefault(path, []).append(line)
+    for path, lines in by_path.items():
+        try:
+            _append_ledger(path, lines)
+        except OSError:
+            # The database ledger has them; `keys apply-ledger` copies them to the file again.
+            log.exception("could not append %d entries to the shred ledger %s", len(lines), path)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_pending_shreds(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def read_ledger_file(path: Path | None = None) -> list[dict[str, Any]]:
+    path = path or shred_ledger_path()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    entries = []
+    for number, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            if isinstance(entry.get("uid"), str):
+                entries.append(entry)
+                continue
+        except (ValueError, AttributeError):
+            pass
+        # A torn last line (crash while appending) must not stop a restore.
+        log.warning("skipping unreadable line %d of the shred ledger %s", number, path)
+    return entries
+
+
+def apply_shred_ledger() -> int:
+    """Destroy again every key the ledger names (database table and file); returns how many
+    live wrapped keys were destroyed. Run first by every restore; flushes, the caller commits."""
+    from datetime import datetime
+
+    file_entries = read_ledger_file()
+    known = set(db.session.execute(select(ShredRecord.data_key_uid)).scalars())
+    for entry in file_entries:
+        if entry["uid"] in known:
+            continue
+        db.session.add(
+            ShredRecord(
+                organization_id=int(entry.get("org") or 0),
+                data_key_id=int(entry.get("data_key_id") or 0),
+                data_key_uid=entry["uid"],
+                file_id=entry.get("file"),
+                version_id=entry.get("version"),
+                shredded_at=datetime.fromisoformat(entry["at"]) if entry.get("at") else utcnow(),
+                reason=str(entry.get("reason") or "ledger")[:200],
+            )
+        )
+        known.add(entry["uid"])
+    db.session.flush()
+    now = utcnow()
+    result = db.session.execute(
+        update(DataKey)
+        .where(DataKey.uid.in_(select(ShredRecord.data_key_uid)), DataKey.wrapped_key.is_not(None))
+        .values(wrapped_key=None, shredded_at=func.coalesce(DataKey.shredded_at, now))
+        .execution_options(synchronize_session=False)
+    )
+    destroyed = result.rowcount or 0
+    # Entries only in the database (the file append failed, or the file was lost) go back to the file.
+    file_uids = {entry["uid"] for entry in file_entries}
+    missing = [
+        _ledger_line(record)
+        for record in db.session.execute(select(ShredRecord).order_by(ShredRecord.id)).scalars()
+        if record.data_key_uid not in file_uids
+    ]
+    if missing:
+        _append_ledger(shred_ledger_path(), missing)
+    db.session.expire_all()
+    return destroyed
+
+
+# ---------------------------------------------------------------------------- rotation
+
+
+def rotate_master_key() -> str:
+    """Make a new master key version primary (local), or return the configured KMS key.
+    Existing data keys stay readable; ``rewrap_all`` then moves them to the new primary."""
+    provider = get_key_provider()
+    if isinstance(provider, LocalKeyProvider):
+        return provider.rotate()
+    return provider.primary_id
+
+
+def rewrap_all(batch_size: int = 500, on_batch: Callable[[int], None] | None = None) -> int:
+    """Rewrap every live data key not under the primary master key; content is untouched.
+
+    ``on_batch`` runs after each flushed batch (the CLI commits there). Each row is updated
+    only if it is still live and unchanged, so a purge that commits meanwhile is never undone.
+    Keys that cannot be unwrapped are left as they are and logged; returns the count rewrapped.
+    """
+    if batch_size <= 0:
+        raise ValueError("batch_size must be positive")
+    provider = get_key_provider()
+    primary = provider.primary_id
+    rewrapped = 0
+    last_id = 0
+    while True:
+        rows = db.session.execute(
+            select(DataKey.id, DataKey.wrapped_key, DataKey.master_key_id, DataKey.context)
+            .where(DataKey.id > last_id, DataKey.wrapped_key.is_not(None), DataKey.master_key_id != primary)
+            .order_by(DataKey.id)
+            .limit(batch_size)
+        ).all()
+        if not rows:
+            break
+        done = 0
+        for row in rows:
+            last_id = row.id
+            try:
+                wrapped, master_key_id = provider.rewrap(row.wrapped_key, row.master_key_id, row.context)
+            except KeyUnavailable as error:
+                log.error("data key %s not rewrapped: %s", row.id, error)
+                continue
+            result = db.session.execute(
+                update(DataKey)
+                .where(
+                    DataKey.id == row.id,
+                    DataKey.master_key_id == row.master_key_id,
+                    DataKey.wrapped_key.is_not(None),
+                )
+                .values(wrapped_key=wrapped, master_key_id=master_key_id)
+                .execution_options(synchronize_session=False)
+            )
+            done += result.rowcount or 0
+        db.session.flush()
+        rewrapped += done
+        if on_batch is not None:
+            on_batch(done)
+    db.session.expire_all()
+    return rewrapped
+
+
+def keys_in_use(master_key_id: str) -> int:
+    return db.session.execute(
+        select(func.count())
+        .select_from(DataKey)
+        .where(DataKey.master_key_id == master_key_id, DataKey.wrapped_key.is_not(None))
+    ).scalar_one()
+
+
+def retire_master_key(version: int) -> None:
+    """Erase a local master key version; refused while a live data key still uses it.
+
+    Retiring also makes every backup whose keys were wrapped under that version unreadable:
+    rotate + rewrap + retire is the way to cut off old backups wholesale.
+    """
+    provider = get_key_provider()
+    if not isinstance(provider, LocalKeyProvider):
+        raise KeyConfigError("only local master key versions are retired here; KMS keys are managed in KMS")
+    if provider.primary_id == f"local:{version}":
+        raise KeyConfigError(f"master key version {version} is the primary: rotate first")
+    in_use = keys_in_use(f"local:{version}")
+    if in_use:
+        raise KeyConfigError(f"master key version {version} still wraps {in_use} data keys: run `keys rotate` first")
+    provider.retire(version)
+
+
+def key_status() -> dict[str, Any]:
+    rows = db.session.execute(
+        select(DataKey.master_key_id, DataKey.wrapped_key.is_(None), func.count()).group_by(
+            DataKey.master_key_id, DataKey.wrapped_key.is_(None)
+        )
+    ).all()
+    by_master: dict[str, int] = {}
+    shredded = 0
+    for master_key_id, is_shredded, count in rows:
+        if is_shredded:
+            shredded += count
+        else:
+            by_master[master_key_id] = by_master.get(master_key_id, 0) + count
+    provider = get_key_provider()
+    status: dict[str, Any] = {"primary": provider.primary_id, "live_keys": by_master, "shredded_keys": shredded}
+    if isinstance(provider, LocalKeyProvider):
+        status["keyring"] = provider.versions()
+        status["from_env"] = provider.from_env
+    status["ledger_entries"] = db.session.execute(select(func.count()).select_from(ShredRecord)).scalar_one()
+    return status

@@ -1,0 +1,142 @@
+"""Blobs on the local filesystem.
+
+A blob is named by a random 128-bit hex key and stored at ``root/ab/cd/<key>``: no user file
+name ever reaches the filesystem, and keys are validated before any path is built from them.
+``create`` writes into ``root/tmp`` (0600), fsyncs, then renames into place and fsyncs the
+directory, so a blob is either whole or absent; the caller commits its database row only
+after ``create`` returns, and the orphan check cleans the crash windows in between.
+The root is 0700 and lives outside static/: blobs are only ever served through the app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from flask import current_app
+
+KEY_PATTERN = re.compile(r"[0-9a-f]{32}")
+TEMP_DIR = "tmp"
+TEMP_SUFFIX = ".part"
+
+
+class InvalidBlobKeyError(ValueError):
+    """A blob key that is not one this store could have produced."""
+
+
+@dataclass
+class PendingBlob:
+    file: BinaryIO
+    key: str | None = None
+    _temp_path: Path | None = field(default=None, repr=False)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BlobStore:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.temp = self.root / TEMP_DIR
+        for directory in (self.root, self.temp):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # mkdir's mode is masked by the umask and ignored for existing directories.
+            os.chmod(directory, 0o700)
+
+    def _path(self, key: str) -> Path:
+        if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
+            raise InvalidBlobKeyError("invalid blob key")
+        return self.root / key[:2] / key[2:4] / key
+
+    @contextlib.contextmanager
+    def create(self) -> Iterator[PendingBlob]:
+        """Write a new blob through ``pending.file``; ``pending.key`` is set once it is durable."""
+        key = secrets.token_hex(16)
+        temp_path = self.temp / f"{key}{TEMP_SUFFIX}"
+        fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        handle = os.fdopen(fd, "wb")
+        pending = PendingBlob(file=handle, _temp_path=temp_path)
+        try:
+            yield pending
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+            final = self._path(key)
+            final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.rename(temp_path, final)
+            _fsync_dir(final.parent)
+            _fsync_dir(self.temp)
+        except BaseException:
+            handle.close()
+            with contextlib.suppress(FileNotFoundError):
+                temp_path.unlink()
+            raise
+        pending.key = key
+
+    def open(self, key: str) -> BinaryIO:
+        return self._path(key).open("rb")
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        return self._path(key).stat().st_size
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        _fsync_dir(path.parent)
+
+    def iter_keys(self) -> Iterator[str]:
+        """Every stored blob key (temporary files excluded)."""
+        for first in sorted(self.root.iterdir()):
+            if not (first.is_dir() and re.fullmatch(r"[0-9a-f]{2}", first.name)):
+                continue
+            for second in sorted(first.iterdir()):
+                if not (second.is_dir() and re.fullmatch(r"[0-9a-f]{2}", second.name)):
+                    continue
+                for entry in sorted(second.iterdir()):
+                    name = entry.name
+                    if KEY_PATTERN.fullmatch(name) and name[:2] == first.name and name[2:4] == second.name:
+                        yield name
+
+    def sweep_temp(self, older_than_seconds: int = 3600, now: float | None = None) -> int:
+        """Delete temporary files left by crashed writes; recent ones may be writes in progress."""
+        now = time.time() if now is None else now
+        removed = 0
+        for entry in self.temp.iterdir():
+            try:
+                if entry.is_file() and now - entry.stat().st_mtime >= older_than_seconds:
+                    entry.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        if removed:
+            _fsync_dir(self.temp)
+        return removed
+
+
+def get_blob_store() -> BlobStore:
+    """The application's blob store, rooted at COFFRE_STORAGE_DIR."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    root = Path(app.config["COFFRE_STORAGE_DIR"])
+    store = app.extensions.get("coffre_blob_store")
+    if store is None or store.root != root:
+        store = BlobStore(root)
+        app.extensions["coffre_blob_store"] = store
+    return store
