@@ -82,6 +82,7 @@ def _init_extensions(app: Flask) -> None:
 
 def _import_models() -> None:
     """Every model must be known to the metadata, for migrations and relationships."""
+    import portal.api.models
     import portal.audit.models
     import portal.auth.models
     import portal.crypto.models

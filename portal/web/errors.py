@@ -38,13 +38,36 @@ ERROR_TEXTS = {
 }
 
 
+# Stable problem types (RFC 9457) by status; the API adds more precise kinds of its own.
+PROBLEM_TYPES: dict[int, str] = {
+    400: "/problems/bad-request",
+    401: "/problems/unauthorized",
+    403: "/problems/forbidden",
+    404: "/problems/not-found",
+    405: "/problems/method-not-allowed",
+    409: "/problems/conflict",
+    413: "/problems/too-large",
+    415: "/problems/unsupported-media-type",
+    422: "/problems/validation",
+    423: "/problems/locked",
+    429: "/problems/rate-limited",
+    500: "/problems/internal",
+    507: "/problems/insufficient-storage",
+}
+
+
 def is_api_request() -> bool:
     return request.path.startswith("/api/")
 
 
 def problem_response(status: int, title: str, detail: str, type_: str | None = None, **extra) -> Response:
     """An RFC 9457 problem document."""
-    body = {"type": type_ or f"/problems/http-{status}", "title": title, "status": status, "detail": detail}
+    body = {
+        "type": type_ or PROBLEM_TYPES.get(status, "about:blank"),
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
     body.update(extra)
     response = jsonify(body)
     response.status_code = status

@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""Coffre desktop uploader: send files to a Coffre portal, optionally deleting the local copy.
+
+Standard library and httpx only (no Flask). Usage:
+
+    python desktop/coffre_desktop.py login --server https://coffre.example [--email E]
+    python desktop/coffre_desktop.py upload PATH... --armoire ID [--folder ID] [--delete-after-upload]
+    python desktop/coffre_desktop.py watch FOLDER --armoire ID [--delete-after-upload] [--interval S]
+    python desktop/coffre_desktop.py logout
+
+A local file is deleted only when the server's receipt says ``delete_local: true`` *and*
+its SHA-256 and size equal what this program computed over the bytes it sent.
+
+Exit codes: 0 success; 1 at least one file failed (kept); 2 usage or configuration error;
+3 not logged in or token refused (401/403).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import hashlib
+import json
+import os
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+
+CHUNK = 1024 * 1024
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH = 0, 1, 2, 3
+
+
+def config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "coffre"
+
+
+def config_file() -> Path:
+    return config_dir() / "token.json"
+
+
+def save_config(server: str, token: str, expires_at: str | None) -> Path:
+    path = config_file()
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".token-{secrets.token_hex(4)}")
+    # Created 0600 from the start: never a moment where another user could read it.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump({"server": server.rstrip("/"), "token": token, "expires_at": expires_at}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def load_config() -> dict[str, Any] | None:
+    try:
+        return json.loads(config_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+# ----------------------------------------------------------------- secure deletion
+
+
+def secure_delete(path: Path) -> None:
+    """Overwrite with random bytes, fsync, truncate, rename to a random name, unlink.
+
+    This defeats casual undelete on a plain disk; it cannot reach copies an SSD, a
+    copy-on-write or journaling filesystem, a snapshot or a backup already made (README).
+    """
+    size = path.stat().st_size
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        remaining = size
+        while remaining > 0:
+            block = secrets.token_bytes(min(CHUNK, remaining))
+            os.write(fd, block)
+            remaining -= len(block)
+        os.fsync(fd)
+        os.ftruncate(fd, 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    scrambled = path.with_name(secrets.token_hex(12))
+    os.rename(path, scrambled)
+    os.unlink(scrambled)
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+# ----------------------------------------------------------------- upload
+
+
+@dataclass
+class Sent:
+    """What this program measured over the bytes it actually sent."""
+
+    sha256: str = ""
+    size: int = 0
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
+
+
+def multipart_body(
+    fields: dict[str, str], handle: BinaryIO, filename: str, boundary: str, sent: Sent
+) -> Iterator[bytes]:
+    """The form as a generator: fields first (the server reads them before the file), then
+    the file in chunks, hashing exactly the bytes that go on the wire."""
+    for name, value in fields.items():
+        yield (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n').encode()
+    yield (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{_quote(filename)}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := handle.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+        yield chunk
+    sent.sha256, sent.size = digest.hexdigest(), size
+    yield f"\r\n--{boundary}--\r\n".encode()
+
+
+@dataclass
+class Outcome:
+    path: Path
+    ok: bool
+    deleted: bool
+    message: str
+    auth_refused: bool = False
+
+
+def _problem_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        return f"{response.status_code} {body.get('type', '')}: {body.get('detail', '')}".strip()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+
+
+def upload_one(
+    client: httpx.Client, path: Path, armoire: int, folder: int | None, delete_after_upload: bool
+) -> Outcome:
+    fields = {"armoire_id": str(armoire)}
+    if folder is not None:
+        fields["folder"] = str(folder)
+    fields["delete_after_upload"] = "true" if delete_after_upload else "false"
+    boundary = "coffre-" + secrets.token_hex(16)
+    sent = Sent()
+    try:
+        with path.open("rb") as handle:
+            response = client.post(
+                "/api/v1/fichiers",
+                content=multipart_body(fields, handle, path.name, boundary, sent),
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            )
+    except httpx.TimeoutException:
+        return Outcome(path, False, False, "délai dépassé : fichier conservé, relancez l'envoi")
+    except httpx.HTTPError as exc:
+        return Outcome(path, False, False, f"erreur réseau ({exc.__class__.__name__}) : fichier conservé")
+    except OSError as exc:
+        return Outcome(path, False, False, f"lecture impossible ({exc.strerror}) : fichier conservé")
+    if response.status_code != 201:
+        refused = response.status_code in (401, 403)
+        return Outcome(path, False, False, f"refusé ({_problem_text(response)}) : fichier conservé", refused)
+    try:
+        receipt = response.json()
+    except ValueError:
+        return Outcome(path, False, False, "reçu illisible : fichier conservé")
+    if not delete_after_upload:
+        return Outcome(path, True, False, f"envoyé (fichier {receipt.get('file_id')})")
+    return _apply_receipt(path, receipt, sent)
+
+
+def _apply_receipt(path: Path, receipt: dict[str, Any], sent: Sent) -> Outcome:
+    file_id = receipt.get("file_id")
+    if receipt.get("delete_local") is not True:
+        return Outcome(path, True, False, f"envoyé (fichier {file_id}) ; le serveur n'autorise pas la suppression")
+    if receipt.get("sha256") != sent.sha256 or receipt.get("size") != sent.size:
+        return Outcome(
+            path,
+            False,
+            False,
+            f"reçu incohérent (SHA-256/taille du serveur ≠ envoi local) : fichier {file_id} conservé localement",
+        )
+    try:
+        # The file must still be what was sent: a change since then is not in the portal.
+        current = _digest(path)
+    except OSError as exc:
+        return Outcome(path, True, False, f"envoyé ; vérification locale impossible ({exc.strerror}) : conservé")
+    if current != (sent.sha256, sent.size):
+        return Outcome(path, True, False, "envoyé, mais le fichier a changé depuis : conservé")
+    secure_delete(path)
+    return Outcome(path, True, True, f"envoyé (fichier {file_id}) et supprimé localement")
+
+
+def _digest(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+# ----------------------------------------------------------------- commands
+
+
+def _client(config: dict[str, Any], timeout: float) -> httpx.Client:
+    return httpx.Client(
+        base_url=config["server"],
+        headers={"Authorization": f"Bearer {config['token']}", "User-Agent": "coffre-desktop/1"},
+        timeout=httpx.Timeout(timeout),
+        follow_redirects=False,
+    )
+
+
+def _report(outcome: Outcome) -> None:
+    stream = sys.stdout if outcome.ok else sys.stderr
+    print(f"{outcome.path}: {outcome.message}", file=stream)
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    email = args.email or input("E-mail : ")
+    password = os.environ.get("COFFRE_PASSWORD") or getpass.getpass("Mot de passe : ")
+    payload: dict[str, Any] = {"email": email, "password": password, "name": args.name}
+    server = args.server.rstrip("/")
+    with httpx.Client(base_url=server, timeout=args.timeout) as client:
+        response = client.post("/api/v1/auth/token", json=payload)
+        if response.status_code == 401 and response.headers.get("content-type", "").startswith("application/problem"):
+            problem = response.json()
+            if problem.get("type") == "/problems/two-factor-required":
+                payload["code"] = args.code or input("Code de double authentification : ")
+                if problem.get("challenge"):
+                    payload["challenge"] = problem["challenge"]
+                response = client.post("/api/v1/auth/token", json=payload)
+    if response.status_code != 201:
+        print(f"connexion refusée : {_problem_text(response)}", file=sys.stderr)
+        return EXIT_AUTH
+    body = response.json()
+    path = save_config(server, body["token"], body.get("expires_at"))
+    print(f"connecté ; jeton enregistré dans {path} (expire le {body.get('expires_at')})")
+    return EXIT_OK
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    config = load_config()
+    if config is None:
+        return EXIT_OK
+    try:
+        with _client(config, args.timeout) as client:
+            client.delete("/api/v1/auth/token")
+    except httpx.HTTPError as exc:
+        print(f"révocation côté serveur impossible ({exc.__class__.__name__})", file=sys.stderr)
+    config_file().unlink(missing_ok=True)
+    print("déconnecté")
+    return EXIT_OK
+
+
+def _require_config() -> dict[str, Any] | None:
+    config = load_config()
+    if config is None:
+        print("non connecté : lancez d'abord « login »", file=sys.stderr)
+    return config
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    config = _require_config()
+    if config is None:
+        return EXIT_AUTH
+    status = EXIT_OK
+    with _client(config, args.timeout) as client:
+        for name in args.paths:
+            path = Path(name)
+            if not path.is_file():
+                print(f"{path}: n'est pas un fichier", file=sys.stderr)
+                status = EXIT_FAILED
+                continue
+            outcome = upload_one(client, path, args.armoire, args.folder, args.delete_after_upload)
+            _report(outcome)
+            if outcome.auth_refused:
+                return EXIT_AUTH
+            if not outcome.ok:
+                status = EXIT_FAILED
+    return status
+
+
+def stable_files(folder: Path, previous: dict[Path, tuple[int, int]]) -> tuple[list[Path], dict[Path, tuple[int, int]]]:
+    """Files whose size and mtime did not change since the previous poll."""
+    current: dict[Path, tuple[int, int]] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or not entry.is_file():
+            continue
+        stat = entry.stat()
+        current[entry] = (stat.st_size, stat.st_mtime_ns)
+    stable = [path for path, signature in current.items() if previous.get(path) == signature]
+    return stable, current
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    config = _require_config()
+    if config is None:
+        return EXIT_AUTH
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        print(f"{folder}: n'est pas un dossier", file=sys.stderr)
+        return EXIT_USAGE
+    done: dict[Path, tuple[int, int]] = {}
+    previous: dict[Path, tuple[int, int]] = {}
+    polls = 0
+    with _client(config, args.timeout) as client:
+        while args.max_polls is None or polls < args.max_polls:
+            polls += 1
+            stable, previous = stable_files(folder, previous)
+            for path in stable:
+                if done.get(path) == previous[path]:
+                    continue  # already handled in this state; a new version will differ
+                outcome = upload_one(client, path, args.armoire, args.folder_id, args.delete_after_upload)
+                _report(outcome)
+                if outcome.auth_refused:
+                    return EXIT_AUTH
+                if outcome.ok:
+                    done[path] = previous[path]
+            time.sleep(args.interval)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coffre_desktop", description="Envoi de fichiers vers Coffre")
+    parser.add_argument("--timeout", type=float, default=float(os.environ.get("COFFRE_TIMEOUT", "60")))
+    commands = parser.add_subparsers(dest="command", required=True)
+    login = commands.add_parser("login")
+    login.add_argument("--server", required=True)
+    login.add_argument("--email")
+    login.add_argument("--code", help="code de double authentification (sinon demandé)")
+    login.add_argument("--name", default="Application de bureau")
+    login.set_defaults(func=cmd_login)
+    logout = commands.add_parser("logout")
+    logout.set_defaults(func=cmd_logout)
+    upload = commands.add_parser("upload")
+    upload.add_argument("paths", nargs="+")
+    upload.add_argument("--armoire", type=int, required=True)
+    upload.add_argument("--folder", type=int)
+    upload.add_argument("--delete-after-upload", action="store_true")
+    upload.set_defaults(func=cmd_upload)
+    watch = commands.add_parser("watch")
+    watch.add_argument("folder")
+    watch.add_argument("--armoire", type=int, required=True)
+    watch.add_argument("--folder-id", type=int)
+    watch.add_argument("--delete-after-upload", action="store_true")
+    watch.add_argument("--interval", type=float, default=2.0)
+    watch.add_argument("--max-polls", type=int, help=argparse.SUPPRESS)
+    watch.set_defaults(func=cmd_watch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        # An interrupted upload never deletes anything: the receipt was not received.
+        print("interrompu : les fichiers non confirmés sont conservés", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,280 @@
+"""File endpoints of /api/v1: list, upload (streamed), read, download, versions, trash."""
+
+from __future__ import annotations
+
+import base64
+import inspect
+from typing import Any
+
+from flask import Response, jsonify, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from werkzeug.datastructures import MultiDict
+
+from portal.api import bp
+from portal.api.inputs import MAX_ID, Validator
+from portal.api.problems import QUOTA_EXCEEDED, STATUS_TYPES, ApiProblem, render_problem
+from portal.api.routes import iso
+from portal.documents import errors as document_errors
+from portal.documents import services as documents
+from portal.documents.models import Armoire, File, FileVersion, Folder
+from portal.documents.upload import FieldPart, FilePart, MultipartReader, boundary_of
+from portal.extensions import db
+from portal.security.permissions import Permission, requires
+from portal.security.tenancy import get_scoped
+from portal.web.context import current_actor
+
+MAX_FIELDS = 10
+ID = f"int(max={MAX_ID})"
+
+
+def file_body(file: File) -> dict[str, Any]:
+    version = file.current_version
+    return {
+        "id": file.id,
+        "name": file.name,
+        "armoire_id": file.armoire_id,
+        "folder_id": file.folder_id,
+        "size": file.size,
+        "mime_type": file.mime_type,
+        "version": version.number if version else None,
+        "sha256": version.sha256 if version else None,
+        "created_at": iso(file.created_at),
+        "updated_at": iso(file.updated_at),
+        "deleted_at": iso(file.deleted_at),
+    }
+
+
+def version_body(version: FileVersion) -> dict[str, Any]:
+    return {
+        "number": version.number,
+        "size": version.size,
+        "sha256": version.sha256,
+        "mime_type": version.mime_type,
+        "comment": version.comment,
+        "author_id": version.author_id,
+        "created_at": iso(version.created_at),
+    }
+
+
+def _not_found() -> ApiProblem:
+    return ApiProblem(404, _("Cet élément n'existe pas ou n'est pas accessible depuis votre organisation."))
+
+
+def _armoire(armoire_id: int) -> Armoire:
+    armoire = get_scoped(Armoire, armoire_id, current_user.organization_id)
+    if armoire is None:
+        raise _not_found()
+    return armoire
+
+
+def _folder(armoire: Armoire, folder_id: int | None) -> Folder | None:
+    if folder_id is None:
+        return None
+    folder = get_scoped(Folder, folder_id, current_user.organization_id)
+    if folder is None or folder.armoire_id != armoire.id:
+        raise _not_found()
+    return folder
+
+
+def _file(file_id: int) -> File:
+    file = get_scoped(File, file_id, current_user.organization_id)
+    if file is None or file.purged_at is not None:
+        raise _not_found()
+    return file
+
+
+@bp.get(f"/armoires/<{ID}:armoire_id>/fichiers")
+@requires(Permission.DOCUMENT_READ)
+def list_files(armoire_id: int) -> Response:
+    check = Validator(request.args)
+    folder_id = check.integer("folder")
+    page = check.integer("page", maximum=1_000_000) or 1
+    per_page = check.integer("per_page", maximum=100) or 25
+    check.check()
+    armoire = _armoire(armoire_id)
+    folder = _folder(armoire, folder_id)
+    result = documents.list_files(current_user.organization_id, armoire, folder, page=page, per_page=per_page)
+    return jsonify(
+        {
+            "items": [file_body(f) for f in result.items],
+            "page": result.number,
+            "per_page": result.per_page,
+            "total": result.total,
+            "pages": result.pages,
+        }
+    )
+
+
+def _read_upload_form() -> tuple[MultiDict[str, str], FilePart | None, Any]:
+    """The text fields sent before the file part, the file part, and the remaining parts."""
+    if request.mimetype != "multipart/form-data":
+        raise ApiProblem(415, _("Envoyez le fichier en multipart/form-data."))
+    parts = MultipartReader(request.stream, boundary_of(request.content_type)).parts()
+    fields: MultiDict[str, str] = MultiDict()
+    for part in parts:
+        if isinstance(part, FilePart):
+            if part.name != "file":
+                raise ApiProblem(400, _("Le fichier doit être envoyé dans le champ « file »."))
+            return fields, part, parts
+        if len(fields) >= MAX_FIELDS:
+            raise ApiProblem(400, _("Trop de champs dans le formulaire."))
+        fields.add(part.name, part.value)
+    return fields, None, parts
+
+
+def _finish_form(parts: Any) -> None:
+    """Read to the end of the body; a second file is refused (one upload, one receipt)."""
+    for part in parts:
+        if isinstance(part, FilePart):
+            raise ApiProblem(400, _("Un seul fichier par requête."))
+        assert isinstance(part, FieldPart)
+
+
+def _audit_kwargs(service: Any, delete_after_upload: bool) -> dict[str, Any]:
+    # The receipt's promise is journalled with the upload when the service can carry it.
+    if "audit_details" in inspect.signature(service).parameters:
+        return {"audit_details": {"delete_after_upload": delete_after_upload, "via": "api"}}
+    return {}
+
+
+def _receipt(file: File, version: FileVersion, delete_local: bool) -> Response:
+    body = {
+        "file_id": file.id,
+        "version": version.number,
+        "size": version.size,
+        "sha256": version.sha256,
+        "delete_local": delete_local,
+        "name": file.name,
+        "mime_type": version.mime_type,
+        "created_at": iso(version.created_at),
+    }
+    response = jsonify(body)
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.get_file", file_id=file.id)
+    return response
+
+
+def _commit_upload(version: FileVersion | None) -> None:
+    """Commit the version row; if that fails the blob written before it is removed."""
+    try:
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        if version is not None:
+            documents.delete_blobs([version.storage_key])
+        raise
+
+
+@bp.post("/fichiers")
+@requires(Permission.DOCUMENT_WRITE)
+def upload_file() -> Response:
+    fields, part, parts = _read_upload_form()
+    check = Validator(fields)
+    armoire_id = check.integer("armoire_id", required=True)
+    folder_id = check.integer("folder")
+    delete_after_upload = check.boolean("delete_after_upload")
+    if part is None:
+        check.error("file", _("Ce champ est obligatoire (et doit suivre les autres champs)."))
+    check.check()
+    armoire = _armoire(armoire_id)
+    folder = _folder(armoire, folder_id)
+    extra = _audit_kwargs(documents.store_upload, delete_after_upload)
+    version = documents.store_upload(current_actor(), armoire, folder, part.filename, part.chunks, None, **extra)
+    try:
+        _finish_form(parts)
+    except BaseException:
+        db.session.rollback()
+        documents.delete_blobs([version.storage_key])
+        raise
+    file = db.session.get(File, version.file_id)
+    _commit_upload(version)
+    # Only now is the content durable (blob fsynced, row committed): the client may delete its copy.
+    return _receipt(file, version, delete_after_upload)
+
+
+@bp.get(f"/fichiers/<{ID}:file_id>")
+@requires(Permission.DOCUMENT_READ)
+def get_file(file_id: int) -> Response:
+    return jsonify(file_body(_file(file_id)))
+
+
+@bp.delete(f"/fichiers/<{ID}:file_id>")
+@requires(Permission.DOCUMENT_TRASH)
+def trash_file(file_id: int) -> tuple[str, int]:
+    documents.trash_file(current_actor(), _file(file_id))
+    db.session.commit()
+    return "", 204
+
+
+@bp.get(f"/fichiers/<{ID}:file_id>/contenu")
+@requires(Permission.DOCUMENT_DOWNLOAD)
+def download(file_id: int) -> Response:
+    check = Validator(request.args)
+    number = check.integer("version")
+    check.check()
+    file = _file(file_id)
+    if file.deleted_at is not None:
+        raise _not_found()
+    actor = current_actor()
+    try:
+        version, chunks = documents.open_version_stream(actor, file, number)
+    except document_errors.IntegrityFailure as failure:
+        db.session.rollback()
+        documents.record_integrity_failure(actor, file, None, failure.message)
+        db.session.commit()
+        raise
+    db.session.commit()
+    response = Response(chunks, mimetype="application/octet-stream", direct_passthrough=True)
+    response.content_length = version.size
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{_quote(file.name)}"
+    response.headers["X-Content-Version"] = str(version.number)
+    if version.sha256:
+        digest = base64.b64encode(bytes.fromhex(version.sha256)).decode()
+        response.headers["Repr-Digest"] = f"sha-256=:{digest}:"
+        response.headers["Digest"] = f"sha-256={digest}"
+        response.headers["X-Content-SHA256"] = version.sha256
+    return response
+
+
+def _quote(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
+@bp.get(f"/fichiers/<{ID}:file_id>/versions")
+@requires(Permission.DOCUMENT_READ)
+def list_versions(file_id: int) -> Response:
+    file = _file(file_id)
+    return jsonify({"items": [version_body(v) for v in documents.list_versions(file)]})
+
+
+@bp.post(f"/fichiers/<{ID}:file_id>/versions")
+@requires(Permission.DOCUMENT_WRITE)
+def add_version(file_id: int) -> Response:
+    file = _file(file_id)
+    fields, part, parts = _read_upload_form()
+    check = Validator(fields)
+    comment = check.string("comment", max_length=500)
+    delete_after_upload = check.boolean("delete_after_upload")
+    if part is None:
+        check.error("file", _("Ce champ est obligatoire (et doit suivre les autres champs)."))
+    check.check()
+    extra = _audit_kwargs(documents.add_version, delete_after_upload)
+    version = documents.add_version(current_actor(), file, part.filename, part.chunks, None, comment, **extra)
+    try:
+        _finish_form(parts)
+    except BaseException:
+        db.session.rollback()
+        documents.delete_blobs([version.storage_key])
+        raise
+    _commit_upload(version)
+    return _receipt(file, version, delete_after_upload)
+
+
+def handle_document_error(error: document_errors.DocumentError) -> Response:
+    db.session.rollback()
+    status = error.status
+    type_ = QUOTA_EXCEEDED if isinstance(error, document_errors.QuotaExceeded) else STATUS_TYPES.get(status)
+    return render_problem(ApiProblem(status, error.message, type_))

@@ -1,0 +1,380 @@
+"""The OpenAPI 3.1 description of /api/v1, kept next to the code it describes.
+
+A test compares its paths with the blueprint's URL rules, and a schemathesis run checks
+the live responses against these schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from portal.api.problems import PROBLEM_TYPES
+
+JSON = "application/json"
+PROBLEM = "application/problem+json"
+ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+STAMP = {"type": "string", "format": "date-time"}
+NULLABLE_STAMP = {"type": ["string", "null"], "format": "date-time"}
+# The API refuses NUL characters in any text field.
+NO_NUL = "^[^\u0000]*$"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema_name: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": _ref(schema_name)}}}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {PROBLEM: {"schema": _ref("Problem")}}}
+
+
+def _problems(*statuses: int) -> dict[str, Any]:
+    texts = {
+        400: "Malformed request",
+        401: "Missing, invalid, expired or revoked token",
+        403: "The role does not allow this, or two-factor enrolment is required",
+        404: "Not found in the caller's organisation",
+        409: "Conflict with the current state (or stored content unavailable)",
+        413: "Too large, or the organisation's storage quota is reached",
+        415: "Unsupported content type",
+        422: "Invalid fields (see `errors`)",
+        423: "Locked",
+        429: "Too many attempts",
+    }
+    return {str(status): _problem(texts[status]) for status in statuses}
+
+
+PATH_ID = {"in": "path", "required": True, "schema": ID_SCHEMA}
+AUTHED = (400, 401, 403, 429)
+
+
+def _upload_body(with_armoire: bool) -> dict[str, Any]:
+    properties: dict[str, Any] = {}
+    required = ["file"]
+    if with_armoire:
+        properties["armoire_id"] = ID_SCHEMA
+        properties["folder"] = ID_SCHEMA
+        required.insert(0, "armoire_id")
+    else:
+        properties["comment"] = {"type": "string", "maxLength": 500, "pattern": NO_NUL}
+    properties["delete_after_upload"] = {"type": "string", "enum": ["true", "false", "1", "0"]}
+    properties["file"] = {"type": "string", "contentMediaType": "application/octet-stream"}
+    return {
+        "required": True,
+        "description": (
+            "Text fields MUST come before the `file` part: the body is decoded as it arrives and "
+            "the file is encrypted to storage without being buffered, so later fields are not seen."
+        ),
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": properties, "required": required}}
+        },
+    }
+
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {
+                "type": "string",
+                "description": "Stable identifier of the error kind",
+                "examples": sorted(PROBLEM_TYPES),
+            },
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["field", "message"],
+                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                },
+            },
+            "challenge": {"type": "string", "description": "Send back with the e-mailed code"},
+            "method": {"type": ["string", "null"]},
+        },
+    },
+    "TokenRequest": {
+        "type": "object",
+        "required": ["email", "password"],
+        "properties": {
+            "email": {"type": "string", "minLength": 1, "maxLength": 254, "pattern": NO_NUL},
+            "password": {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": NO_NUL},
+            "code": {"type": "string", "maxLength": 64, "pattern": NO_NUL, "description": "TOTP, e-mail or recovery"},
+            "challenge": {"type": "string", "maxLength": 100, "pattern": NO_NUL},
+            "name": {"type": "string", "maxLength": 100, "pattern": NO_NUL},
+            "expires_in_days": {"type": "integer", "minimum": 1, "maximum": 365},
+        },
+    },
+    "TokenInfo": {
+        "type": "object",
+        "required": ["id", "name", "prefix", "created_at", "expires_at", "last_used_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "prefix": {"type": "string"},
+            "created_at": STAMP,
+            "expires_at": STAMP,
+            "last_used_at": NULLABLE_STAMP,
+        },
+    },
+    "NewToken": {
+        "allOf": [
+            _ref("TokenInfo"),
+            {
+                "type": "object",
+                "required": ["token", "token_type"],
+                "properties": {"token": {"type": "string"}, "token_type": {"const": "Bearer"}},
+            },
+        ]
+    },
+    "Me": {
+        "type": "object",
+        "required": ["id", "email", "name", "role", "two_factor", "permissions", "organization"],
+        "properties": {
+            "id": {"type": "integer"},
+            "email": {"type": "string"},
+            "name": {"type": "string"},
+            "role": {"type": "string", "enum": ["admin", "contributeur", "lecteur"]},
+            "locale": {"type": ["string", "null"]},
+            "two_factor": {"type": "boolean"},
+            "permissions": {"type": "array", "items": {"type": "string"}},
+            "organization": {
+                "type": "object",
+                "required": ["id", "name"],
+                "properties": {"id": {"type": "integer"}, "name": {"type": "string"}},
+            },
+            "token": {"oneOf": [_ref("TokenInfo"), {"type": "null"}]},
+        },
+        "additionalProperties": False,
+    },
+    "Armoire": {
+        "type": "object",
+        "required": ["id", "name", "description", "created_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "description": {"type": ["string", "null"]},
+            "created_at": STAMP,
+        },
+    },
+    "ArmoireList": {
+        "type": "object",
+        "required": ["items"],
+        "properties": {"items": {"type": "array", "items": _ref("Armoire")}},
+    },
+    "File": {
+        "type": "object",
+        "required": ["id", "name", "armoire_id", "folder_id", "size", "mime_type", "version", "sha256"],
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "armoire_id": {"type": "integer"},
+            "folder_id": {"type": ["integer", "null"]},
+            "size": {"type": "integer", "minimum": 0},
+            "mime_type": {"type": "string"},
+            "version": {"type": ["integer", "null"]},
+            "sha256": {"type": ["string", "null"], "pattern": "^[0-9a-f]{64}$"},
+            "created_at": STAMP,
+            "updated_at": STAMP,
+            "deleted_at": NULLABLE_STAMP,
+        },
+    },
+    "FilePage": {
+        "type": "object",
+        "required": ["items", "page", "per_page", "total", "pages"],
+        "properties": {
+            "items": {"type": "array", "items": _ref("File")},
+            "page": {"type": "integer", "minimum": 1},
+            "per_page": {"type": "integer", "minimum": 1, "maximum": 100},
+            "total": {"type": "integer", "minimum": 0},
+            "pages": {"type": "integer", "minimum": 1},
+        },
+    },
+    "Version": {
+        "type": "object",
+        "required": ["number", "size", "sha256", "mime_type", "created_at"],
+        "properties": {
+            "number": {"type": "integer", "minimum": 1},
+            "size": {"type": "integer", "minimum": 0},
+            "sha256": {"type": ["string", "null"]},
+            "mime_type": {"type": "string"},
+            "comment": {"type": ["string", "null"]},
+            "author_id": {"type": ["integer", "null"]},
+            "created_at": STAMP,
+        },
+    },
+    "VersionList": {
+        "type": "object",
+        "required": ["items"],
+        "properties": {"items": {"type": "array", "items": _ref("Version")}},
+    },
+    "Receipt": {
+        "type": "object",
+        "description": "Sent only once the content is durable (blob fsynced, row committed).",
+        "required": ["file_id", "version", "size", "sha256", "delete_local", "name", "mime_type", "created_at"],
+        "properties": {
+            "file_id": {"type": "integer"},
+            "version": {"type": "integer", "minimum": 1},
+            "size": {"type": "integer", "minimum": 0},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "Of the bytes received"},
+            "delete_local": {
+                "type": "boolean",
+                "description": "True only when delete_after_upload was asked and storage succeeded",
+            },
+            "name": {"type": "string"},
+            "mime_type": {"type": "string"},
+            "created_at": STAMP,
+        },
+    },
+}
+
+
+def _paths() -> dict[str, Any]:
+    secured = [{"bearer": []}]
+    return {
+        "/auth/token": {
+            "post": {
+                "operationId": "createToken",
+                "summary": "Exchange e-mail, password and (with 2FA) a code for a bearer token",
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        JSON: {"schema": _ref("TokenRequest")},
+                        "application/x-www-form-urlencoded": {"schema": _ref("TokenRequest")},
+                    },
+                },
+                "responses": {"201": _json("NewToken", "Token created; the secret is shown only here")}
+                | _problems(400, 401, 403, 415, 422, 429),
+            },
+            "delete": {
+                "operationId": "revokeToken",
+                "summary": "Revoke the token that authenticates this request",
+                "security": secured,
+                "responses": {"204": {"description": "Revoked"}} | _problems(*AUTHED),
+            },
+        },
+        "/me": {
+            "get": {
+                "operationId": "me",
+                "security": secured,
+                "responses": {"200": _json("Me", "The caller")} | _problems(*AUTHED),
+            }
+        },
+        "/armoires": {
+            "get": {
+                "operationId": "listArmoires",
+                "security": secured,
+                "responses": {"200": _json("ArmoireList", "Armoires of the organisation")} | _problems(*AUTHED),
+            }
+        },
+        "/armoires/{armoire_id}/fichiers": {
+            "get": {
+                "operationId": "listFiles",
+                "security": secured,
+                "parameters": [
+                    PATH_ID | {"name": "armoire_id"},
+                    {"name": "folder", "in": "query", "schema": ID_SCHEMA, "description": "Folder id; root if absent"},
+                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000000}},
+                    {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                ],
+                "responses": {"200": _json("FilePage", "One page of live files")} | _problems(*AUTHED, 404, 422),
+            }
+        },
+        "/fichiers": {
+            "post": {
+                "operationId": "uploadFile",
+                "summary": "Upload a new file (streamed, encrypted at rest); answers with a receipt",
+                "security": secured,
+                "requestBody": _upload_body(with_armoire=True),
+                "responses": {
+                    "201": _json("Receipt", "Stored durably")
+                    | {"headers": {"Location": {"schema": {"type": "string"}}}}
+                }
+                | _problems(*AUTHED, 404, 409, 413, 415, 422, 423),
+            }
+        },
+        "/fichiers/{file_id}": {
+            "parameters": [PATH_ID | {"name": "file_id"}],
+            "get": {
+                "operationId": "getFile",
+                "security": secured,
+                "responses": {"200": _json("File", "The file")} | _problems(*AUTHED, 404),
+            },
+            "delete": {
+                "operationId": "trashFile",
+                "summary": "Move the file to the trash",
+                "security": secured,
+                "responses": {"204": {"description": "In the trash"}} | _problems(*AUTHED, 404, 423),
+            },
+        },
+        "/fichiers/{file_id}/contenu": {
+            "get": {
+                "operationId": "downloadFile",
+                "security": secured,
+                "parameters": [
+                    PATH_ID | {"name": "file_id"},
+                    {"name": "version", "in": "query", "schema": ID_SCHEMA, "description": "Current if absent"},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The decrypted content, streamed",
+                        "headers": {
+                            "Repr-Digest": {"schema": {"type": "string"}, "description": "RFC 9530 sha-256"},
+                            "X-Content-SHA256": {"schema": {"type": "string"}},
+                        },
+                        "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                    }
+                }
+                | _problems(*AUTHED, 404, 409, 422),
+            }
+        },
+        "/fichiers/{file_id}/versions": {
+            "parameters": [PATH_ID | {"name": "file_id"}],
+            "get": {
+                "operationId": "listVersions",
+                "security": secured,
+                "responses": {"200": _json("VersionList", "Versions, newest first")} | _problems(*AUTHED, 404),
+            },
+            "post": {
+                "operationId": "addVersion",
+                "security": secured,
+                "requestBody": _upload_body(with_armoire=False),
+                "responses": {"201": _json("Receipt", "Stored durably")}
+                | _problems(*AUTHED, 404, 409, 413, 415, 422, 423),
+            },
+        },
+        "/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "security": [],
+                "responses": {
+                    "200": {"description": "This document", "content": {JSON: {"schema": {"type": "object"}}}}
+                },
+            }
+        },
+    }
+
+
+def build_document(base_url: str | None = None) -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Coffre API",
+            "version": "1.0.0",
+            "description": "Desktop and script access to Coffre. Errors are RFC 9457 problem documents.",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "cof_…"}},
+            "schemas": SCHEMAS,
+        },
+    }
