@@ -110,6 +110,10 @@ def _register_blueprints(app: Flask) -> None:
     # The API authenticates with bearer tokens and ignores cookies, so CSRF does not apply.
     csrf.exempt(api_bp)
     app.register_blueprint(api_bp, url_prefix="/api/v1")
+    if app.config.get("BENCH_ROUTES"):
+        from portal.documents import bench_routes
+
+        bench_routes.init_app(app)
 
 
 def _init_templates(app: Flask) -> None:

@@ -137,6 +137,9 @@ def demo_data_command(password: str | None) -> None:
             target_id=armoire.id,
             target_label=armoire.name,
         )
+    from portal.documents.services import seed_demo_documents
+
+    seed_demo_documents(org.id, users[1].id)
     db.session.commit()
     click.echo(f"Demo organisation “{org.name}” created with {len(DEMO_ARMOIRES)} armoires.")
     _echo_demo_accounts(password_file if password_file.exists() else None, password)

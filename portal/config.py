@@ -110,6 +110,8 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
         "REMEMBER_COOKIE_SECURE": production,
         "PREFERRED_URL_SCHEME": "https" if production else "http",
         "SCHEDULER_ENABLED": _env_bool("COFFRE_SCHEDULER", True),
+        # Raw read-and-discard routes used by bench/upload_bench.py as the throughput floor.
+        "BENCH_ROUTES": _env_bool("COFFRE_BENCH_ROUTES", False),
     }
 
     secret_key = os.environ.get("SECRET_KEY")

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+import portal.crypto.models  # noqa: F401  # the FK to cles_chiffrement needs the table in the metadata
 from portal.database import UTCDateTime, utcnow
 from portal.extensions import db
 from portal.security.tenancy import OrgOwned
+
+NAME_MAX = 255
 
 
 class Armoire(OrgOwned, db.Model):
@@ -21,3 +24,78 @@ class Armoire(OrgOwned, db.Model):
     description: Mapped[str | None] = mapped_column(String(500), default=None)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("utilisateurs.id", ondelete="SET NULL"), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Folder(OrgOwned, db.Model):
+    """A folder inside an armoire; ``parent_id`` None means at the armoire's root."""
+
+    __tablename__ = "dossiers"
+    __table_args__ = (
+        # NULL parents never collide in a unique constraint, so root names are checked in the service.
+        UniqueConstraint("armoire_id", "parent_id", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    armoire_id: Mapped[int] = mapped_column(ForeignKey("armoires.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), default=None)
+    name: Mapped[str] = mapped_column(String(NAME_MAX))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("utilisateurs.id", ondelete="SET NULL"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class File(OrgOwned, db.Model):
+    """A document; its content lives in its versions. ``deleted_at`` set = in the trash."""
+
+    __tablename__ = "fichiers"
+    __table_args__ = (Index("ix_fichiers_armoire_folder", "armoire_id", "folder_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    armoire_id: Mapped[int] = mapped_column(ForeignKey("armoires.id", ondelete="CASCADE"))
+    folder_id: Mapped[int | None] = mapped_column(ForeignKey("dossiers.id", ondelete="SET NULL"), default=None)
+    name: Mapped[str] = mapped_column(String(NAME_MAX))
+    # Denormalised from the current version, for sorting lists without a join.
+    current_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("versions_fichiers.id", ondelete="SET NULL", use_alter=True), default=None
+    )
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    mime_type: Mapped[str] = mapped_column(String(120), default="application/octet-stream")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("utilisateurs.id", ondelete="SET NULL"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None, index=True)
+    deleted_by_id: Mapped[int | None] = mapped_column(ForeignKey("utilisateurs.id", ondelete="SET NULL"), default=None)
+    # Purged files stay as tombstones so journal entries keep pointing at a name.
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Set by check-storage when a version's blob is missing: never silently deleted.
+    unavailable: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    armoire: Mapped[Armoire] = relationship(lazy="joined")
+    created_by = relationship("User", foreign_keys=[created_by_id], lazy="joined")
+    current_version: Mapped[FileVersion | None] = relationship(foreign_keys=[current_version_id], post_update=True)
+
+
+class FileVersion(OrgOwned, db.Model):
+    """One immutable version of a file: an encrypted blob and its wrapped data key."""
+
+    __tablename__ = "versions_fichiers"
+    __table_args__ = (UniqueConstraint("file_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("fichiers.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    mime_type: Mapped[str] = mapped_column(String(120), default="application/octet-stream")
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("utilisateurs.id", ondelete="SET NULL"), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    comment: Mapped[str | None] = mapped_column(String(500), default=None)
+    # None until the blob is on disk (within the same transaction), and again after a purge.
+    storage_key: Mapped[str | None] = mapped_column(String(200), default=None, index=True)
+    data_key_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cles_chiffrement.id", ondelete="SET NULL"), default=None
+    )
+    restored_from_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    blob_missing: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    author = relationship("User", foreign_keys=[author_id], lazy="joined")
+    data_key = relationship("DataKey", foreign_keys=[data_key_id])

@@ -1,3 +1,537 @@
 from __future__ import annotations
 
-from portal.documents import bp  # noqa: F401
+import logging
+import unicodedata
+from collections.abc import Iterator
+from urllib.parse import quote
+
+from flask import Response, current_app, flash, g, request, stream_with_context, url_for
+from flask_babel import format_decimal
+from flask_babel import gettext as _
+from flask_login import current_user
+from flask_wtf.csrf import validate_csrf
+from sqlalchemy import select
+from werkzeug.exceptions import NotFound as HTTPNotFound
+from wtforms import ValidationError
+
+from portal.documents import bp, services
+from portal.documents.errors import (
+    DocumentError,
+    FileTooLarge,
+    IntegrityFailure,
+    InvalidName,
+    MalformedUpload,
+    UnsupportedMedia,
+)
+from portal.documents.forms import ArmoireForm, ConfirmForm, FolderForm, MoveForm, RenameForm
+from portal.documents.models import Armoire, File, FileVersion, Folder
+from portal.documents.upload import FieldPart, MultipartReader, boundary_of
+from portal.extensions import csrf, db
+from portal.security.permissions import Permission, requires
+from portal.security.tenancy import get_scoped_or_404, scoped
+from portal.web.context import current_actor
+from portal.web.errors import render_error
+from portal.web.htmx import is_htmx, redirect_or_hx, render_page_or_fragment
+
+logger = logging.getLogger(__name__)
+
+# Multipart framing around one file: headers, boundaries and the CSRF field.
+UPLOAD_OVERHEAD = 64 * 1024
+DOWNLOAD_CSP = "sandbox; default-src 'none'; frame-ancestors 'none'"
+PREVIEW_CSP = "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'self'"
+
+
+# ---------------------------------------------------------------- plumbing
+
+
+@bp.before_request
+def _load_scoped_objects() -> None:
+    """Another organisation's armoire, folder or file is a 404 before any permission check."""
+    if not current_user.is_authenticated or not request.view_args:
+        return
+    org_id = current_user.organization_id
+    args = request.view_args
+    if "armoire_id" in args:
+        g.armoire = get_scoped_or_404(Armoire, args["armoire_id"], org_id)
+    if "folder_id" in args:
+        g.folder = get_scoped_or_404(Folder, args["folder_id"], org_id)
+        if g.folder.armoire_id != g.armoire.id:
+            raise HTTPNotFound()
+    if "file_id" in args:
+        file = get_scoped_or_404(File, args["file_id"], org_id)
+        if file.deleted_at is not None or file.purged_at is not None:
+            raise HTTPNotFound()
+        g.file = file
+    if "trashed_id" in args:
+        file = get_scoped_or_404(File, args["trashed_id"], org_id)
+        if file.deleted_at is None or file.purged_at is not None:
+            raise HTTPNotFound()
+        g.file = file
+
+
+@bp.errorhandler(DocumentError)
+def _document_error(error: DocumentError) -> Response:
+    db.session.rollback()
+    return render_error(error.status, error.message)
+
+
+def _folder_from_arg(armoire: Armoire, value: object) -> Folder | None:
+    if value in (None, ""):
+        return None
+    folder = get_scoped_or_404(Folder, value)
+    if folder.armoire_id != armoire.id:
+        raise HTTPNotFound()
+    return folder
+
+
+def _location(armoire: Armoire, folder: Folder | None) -> str:
+    if folder is None:
+        return url_for("documents.armoire", armoire_id=armoire.id)
+    return url_for("documents.folder", armoire_id=armoire.id, folder_id=folder.id)
+
+
+def content_disposition(kind: str, name: str) -> str:
+    """RFC 6266 header value: an ASCII fallback plus the exact UTF-8 name."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    ascii_name = "".join(ch if ch.isalnum() or ch in "._- ()" else "_" for ch in ascii_name).strip() or "fichier"
+    return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+# ---------------------------------------------------------------- armoires
+
+
+@bp.route("/armoires")
+@requires(Permission.DOCUMENT_READ)
+def armoires():
+    items = list(db.session.execute(scoped(Armoire, current_user.organization_id).order_by(Armoire.name)).scalars())
+    return render_page_or_fragment(
+        "documents/armoires.html",
+        "documents/_armoires.html",
+        armoires=items,
+        form=ArmoireForm(),
+        rename_form=RenameForm(),
+        confirm=ConfirmForm(),
+    )
+
+
+@bp.route("/armoires", methods=["POST"])
+@requires(Permission.ARMOIRE_MANAGE)
+def create_armoire():
+    form = ArmoireForm()
+    if not form.validate_on_submit():
+        raise InvalidName(_("Le nom de l'armoire est obligatoire (120 caractères au plus)."))
+    armoire = services.create_armoire(current_actor(), form.name.data, form.description.data)
+    db.session.commit()
+    flash(_("Armoire « %(name)s » créée.", name=armoire.name), "success")
+    return redirect_or_hx(url_for("documents.armoire", armoire_id=armoire.id))
+
+
+@bp.route("/armoires/<int:armoire_id>/renommer", methods=["POST"])
+@requires(Permission.ARMOIRE_MANAGE)
+def rename_armoire(armoire_id: int):
+    form = RenameForm()
+    if not form.validate_on_submit():
+        raise InvalidName(_("Le nouveau nom est obligatoire."))
+    services.rename_armoire(current_actor(), g.armoire, form.name.data)
+    db.session.commit()
+    return redirect_or_hx(url_for("documents.armoires"))
+
+
+@bp.route("/armoires/<int:armoire_id>/supprimer", methods=["POST"])
+@requires(Permission.ARMOIRE_MANAGE)
+def delete_armoire(armoire_id: int):
+    if not ConfirmForm().validate_on_submit():
+        raise MalformedUpload(_("Le formulaire n'est pas valide."))
+    name = g.armoire.name
+    services.delete_armoire(current_actor(), g.armoire)
+    db.session.commit()
+    flash(_("Armoire « %(name)s » supprimée.", name=name), "success")
+    return redirect_or_hx(url_for("documents.armoires"))
+
+
+def _browse(armoire: Armoire, folder: Folder | None):
+    org_id = current_user.organization_id
+    sort = request.args.get("tri", "name")
+    search = request.args.get("q", "")
+    files = services.list_files(org_id, armoire, folder, sort, search, request.args.get("page", 1))
+    return render_page_or_fragment(
+        "documents/armoire.html",
+        "documents/_files.html",
+        armoire=armoire,
+        folder=folder,
+        trail=services.folder_trail(folder),
+        folders=services.list_folders(org_id, armoire, folder),
+        files=files,
+        sort=sort if sort in services.SORTS else "name",
+        search=search,
+        folder_form=FolderForm(),
+        list_url=_location(armoire, folder),
+        max_upload=current_app.config["MAX_UPLOAD_BYTES"],
+    )
+
+
+@bp.route("/armoires/<int:armoire_id>")
+@requires(Permission.DOCUMENT_READ)
+def armoire(armoire_id: int):
+    return _browse(g.armoire, None)
+
+
+@bp.route("/armoires/<int:armoire_id>/dossiers/<int:folder_id>")
+@requires(Permission.DOCUMENT_READ)
+def folder(armoire_id: int, folder_id: int):
+    return _browse(g.armoire, g.folder)
+
+
+@bp.route("/armoires/<int:armoire_id>/dossiers", methods=["POST"])
+@requires(Permission.DOCUMENT_WRITE)
+def create_folder(armoire_id: int):
+    form = FolderForm()
+    parent = _folder_from_arg(g.armoire, request.form.get("parent_id"))
+    if not form.validate_on_submit():
+        raise InvalidName(_("Le nom du dossier est obligatoire (255 caractères au plus)."))
+    folder = services.create_folder(current_actor(), g.armoire, parent, form.name.data)
+    db.session.commit()
+    return redirect_or_hx(_location(g.armoire, folder))
+
+
+# ---------------------------------------------------------------- uploads
+
+
+def _csrf_valid(token: str | None) -> bool:
+    if not token:
+        return False
+    try:
+        validate_csrf(token)
+    except ValidationError:
+        return False
+    return True
+
+
+def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list[FileVersion]:
+    """Stream every file part of the body into new versions, then commit once.
+
+    The CSRF token (header, or a field placed before the file) is checked before any file
+    byte is accepted; on any failure the transaction rolls back and blobs written by this
+    request are deleted, so nothing is left behind.
+    """
+    max_bytes = current_app.config["MAX_UPLOAD_BYTES"]
+    if request.content_length is not None and request.content_length > max_bytes + UPLOAD_OVERHEAD:
+        raise FileTooLarge(
+            _("Le fichier dépasse la taille maximale autorisée (%(size)s Mio).", size=max_bytes // (1024 * 1024))
+        )
+    reader = MultipartReader(request.stream, boundary_of(request.content_type))
+    csrf_ok = _csrf_valid(request.headers.get("X-CSRFToken"))
+    actor = current_actor()
+    comment: str | None = None
+    versions: list[FileVersion] = []
+    keys: list[str] = []
+    try:
+        for part in reader.parts():
+            if isinstance(part, FieldPart):
+                if part.name == "csrf_token" and not csrf_ok:
+                    csrf_ok = _csrf_valid(part.value)
+                elif part.name == "comment":
+                    comment = part.value
+                continue
+            if not csrf_ok:
+                raise MalformedUpload(_("Le formulaire a expiré ou n'est pas valide. Rechargez la page et réessayez."))
+            if not part.filename:
+                continue
+            if file is None:
+                version = services.store_upload(actor, armoire, folder, part.filename, part.chunks, None, comment)
+            elif versions:
+                raise MalformedUpload(_("Une nouvelle version ne contient qu'un seul fichier."))
+            else:
+                version = services.add_version(actor, file, part.filename, part.chunks, None, comment)
+            keys.append(version.storage_key)
+            versions.append(version)
+        if not versions:
+            raise InvalidName(_("Aucun fichier reçu : choisissez au moins un fichier."))
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        services.delete_blobs(keys)
+        raise
+    return versions
+
+
+@bp.route("/armoires/<int:armoire_id>/televerser", methods=["POST"])
+@csrf.exempt
+@requires(Permission.DOCUMENT_WRITE)
+def upload(armoire_id: int):
+    folder = _folder_from_arg(g.armoire, request.args.get("dossier"))
+    versions = _receive(g.armoire, folder, None)
+    files = [db.session.get(File, version.file_id) for version in versions]
+    if is_htmx():
+        return render_page_or_fragment(
+            "documents/upload_result.html", "documents/_upload_result.html", status=201, files=files
+        )
+    flash(_("%(count)s fichier(s) ajouté(s).", count=len(files)), "success")
+    return redirect_or_hx(_location(g.armoire, folder))
+
+
+@bp.route("/fichiers/<int:file_id>/version", methods=["POST"])
+@csrf.exempt
+@requires(Permission.DOCUMENT_WRITE)
+def add_version(file_id: int):
+    file = g.file
+    (version,) = _receive(file.armoire, None, file)
+    if is_htmx():
+        return render_page_or_fragment(
+            "documents/upload_result.html", "documents/_upload_result.html", status=201, files=[file]
+        )
+    flash(_("Version %(number)s ajoutée.", number=version.number), "success")
+    return redirect_or_hx(url_for("documents.file", file_id=file.id))
+
+
+# ---------------------------------------------------------------- file page
+
+
+def _move_choices(org_id: int) -> list[tuple[str, str]]:
+    choices = []
+    armoires = db.session.execute(scoped(Armoire, org_id).order_by(Armoire.name)).scalars().all()
+    folders = db.session.execute(scoped(Folder, org_id)).scalars().all()
+    by_id = {folder.id: folder for folder in folders}
+
+    def path(folder: Folder) -> str:
+        names, seen = [], set()
+        while folder is not None and folder.id not in seen:
+            seen.add(folder.id)
+            names.append(folder.name)
+            folder = by_id.get(folder.parent_id) if folder.parent_id else None
+        return " / ".join(reversed(names))
+
+    for armoire in armoires:
+        choices.append((f"{armoire.id}:", armoire.name))
+        for folder in sorted((f for f in folders if f.armoire_id == armoire.id), key=path):
+            choices.append((f"{armoire.id}:{folder.id}", f"{armoire.name} / {path(folder)}"))
+    return choices
+
+
+@bp.route("/fichiers/<int:file_id>")
+@requires(Permission.DOCUMENT_READ)
+def file(file_id: int):
+    file = g.file
+    folder = db.session.get(Folder, file.folder_id) if file.folder_id else None
+    move_form = MoveForm()
+    move_form.destination.choices = _move_choices(current_user.organization_id)
+    move_form.destination.data = f"{file.armoire_id}:{file.folder_id or ''}"
+    rename_form = RenameForm()
+    rename_form.name.data = file.name
+    return render_page_or_fragment(
+        "documents/file.html",
+        "documents/_file_details.html",
+        file=file,
+        armoire=file.armoire,
+        trail=services.folder_trail(folder),
+        versions=services.list_versions(file),
+        previewable=services.is_previewable(file.mime_type),
+        rename_form=rename_form,
+        move_form=move_form,
+        confirm=ConfirmForm(),
+    )
+
+
+@bp.route("/fichiers/<int:file_id>/versions")
+@requires(Permission.DOCUMENT_READ)
+def versions(file_id: int):
+    return render_page_or_fragment(
+        "documents/versions.html",
+        "documents/_versions.html",
+        file=g.file,
+        versions=services.list_versions(g.file),
+        confirm=ConfirmForm(),
+    )
+
+
+@bp.route("/fichiers/<int:file_id>/versions/<int:number>/restaurer", methods=["POST"])
+@requires(Permission.DOCUMENT_WRITE)
+def restore_version(file_id: int, number: int):
+    if not ConfirmForm().validate_on_submit():
+        raise MalformedUpload(_("Le formulaire n'est pas valide."))
+    keys: list[str] = []
+    try:
+        version = services.restore_version(current_actor(), g.file, number)
+        keys.append(version.storage_key)
+        db.session.commit()
+    except IntegrityFailure as error:
+        return _integrity_failure(g.file, number, error)
+    except BaseException:
+        db.session.rollback()
+        services.delete_blobs(keys)
+        raise
+    flash(_("La version %(old)s a été restaurée comme version %(new)s.", old=number, new=version.number), "success")
+    return redirect_or_hx(url_for("documents.file", file_id=g.file.id))
+
+
+@bp.route("/fichiers/<int:file_id>/renommer", methods=["POST"])
+@requires(Permission.DOCUMENT_WRITE)
+def rename_file(file_id: int):
+    form = RenameForm()
+    if not form.validate_on_submit():
+        raise InvalidName(_("Le nouveau nom est obligatoire (255 caractères au plus)."))
+    services.rename_file(current_actor(), g.file, form.name.data)
+    db.session.commit()
+    return redirect_or_hx(url_for("documents.file", file_id=g.file.id))
+
+
+@bp.route("/fichiers/<int:file_id>/deplacer", methods=["POST"])
+@requires(Permission.DOCUMENT_WRITE)
+def move_file(file_id: int):
+    armoire_part, _sep, folder_part = (request.form.get("destination") or "").partition(":")
+    if not ConfirmForm().validate_on_submit() or not armoire_part:
+        raise InvalidName(_("Choisissez une destination."))
+    armoire = get_scoped_or_404(Armoire, armoire_part)
+    folder = _folder_from_arg(armoire, folder_part)
+    services.move_file(current_actor(), g.file, armoire, folder)
+    db.session.commit()
+    return redirect_or_hx(url_for("documents.file", file_id=g.file.id))
+
+
+@bp.route("/fichiers/<int:file_id>/supprimer", methods=["POST"])
+@requires(Permission.DOCUMENT_TRASH)
+def trash_file(file_id: int):
+    if not ConfirmForm().validate_on_submit():
+        raise MalformedUpload(_("Le formulaire n'est pas valide."))
+    file = g.file
+    folder = db.session.get(Folder, file.folder_id) if file.folder_id else None
+    services.trash_file(current_actor(), file)
+    db.session.commit()
+    flash(_("« %(name)s » a été placé dans la corbeille.", name=file.name), "success")
+    return redirect_or_hx(_location(file.armoire, folder))
+
+
+# ---------------------------------------------------------------- downloads and previews
+
+
+def _integrity_failure(file: File, number: int | None, error: IntegrityFailure) -> Response:
+    """Journal the failed check in its own transaction and answer with a clear page."""
+    db.session.rollback()
+    try:
+        version = services.get_version(file, number)
+    except DocumentError:
+        version = None
+    logger.error("integrity check failed for file %s version %s", file.id, version.number if version else number)
+    services.record_integrity_failure(current_actor(), file, version, str(error.__cause__ or error))
+    db.session.commit()
+    return render_error(409, error.message)
+
+
+def _guard(chunks: Iterator[bytes], file_id: int, number: int) -> Iterator[bytes]:
+    """Abort the connection (and journal it) if a later segment fails authentication."""
+    from portal.crypto.errors import CryptoError
+
+    try:
+        yield from chunks
+    except CryptoError as error:
+        logger.error("integrity check failed mid-stream for file %s version %s", file_id, number)
+        db.session.rollback()
+        file = db.session.get(File, file_id)
+        version = services.get_version(file, number)
+        services.record_integrity_failure(current_actor(), file, version, f"mid-stream: {error}")
+        db.session.commit()
+        raise
+
+
+def _send(file: File, number: int | None, *, inline: bool) -> Response:
+    version = services.get_version(file, number)
+    if inline and not services.is_previewable(version.mime_type):
+        raise UnsupportedMedia(_("Aucun aperçu n'est possible pour ce type de fichier : téléchargez-le."))
+    size, start, end, status = version.size, 0, version.size, 200
+    if request.range is not None:
+        bounds = request.range.range_for_length(size) if request.range.units == "bytes" else None
+        if bounds is None:
+            response = render_error(416, _("La plage demandée est hors du fichier."))
+            response.headers["Content-Range"] = f"bytes */{size}"
+            return response
+        start, end, status = bounds[0], bounds[1], 206
+    try:
+        version, chunks = services.open_version_stream(
+            current_actor(), file, version.number, start, end, preview=inline
+        )
+    except IntegrityFailure as error:
+        return _integrity_failure(file, version.number, error)
+    db.session.commit()
+    response = Response(
+        stream_with_context(_guard(chunks, file.id, version.number)),
+        status=status,
+        mimetype=version.mime_type if inline else "application/octet-stream",
+    )
+    headers = response.headers
+    headers["Content-Length"] = str(end - start)
+    headers["Accept-Ranges"] = "bytes"
+    if status == 206:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Disposition"] = content_disposition("inline" if inline else "attachment", file.name)
+    headers["Content-Security-Policy"] = PREVIEW_CSP if inline else DOWNLOAD_CSP
+    headers["X-Frame-Options"] = "SAMEORIGIN" if inline else "DENY"
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/fichiers/<int:file_id>/telecharger")
+@requires(Permission.DOCUMENT_DOWNLOAD)
+def download(file_id: int):
+    return _send(g.file, request.args.get("version", type=int), inline=False)
+
+
+@bp.route("/fichiers/<int:file_id>/apercu")
+@requires(Permission.DOCUMENT_DOWNLOAD)
+def preview(file_id: int):
+    return _send(g.file, request.args.get("version", type=int), inline=True)
+
+
+# ---------------------------------------------------------------- trash
+
+
+@bp.route("/corbeille")
+@requires(Permission.DOCUMENT_TRASH)
+def trash():
+    page = services.list_trash(current_user.organization_id, request.args.get("page", 1))
+    return render_page_or_fragment(
+        "documents/trash.html",
+        "documents/_trash.html",
+        files=page,
+        confirm=ConfirmForm(),
+        retention_days=current_app.config["COFFRE_TRASH_RETENTION_DAYS"],
+    )
+
+
+@bp.route("/corbeille/<int:trashed_id>/restaurer", methods=["POST"])
+@requires(Permission.DOCUMENT_TRASH)
+def restore_file(trashed_id: int):
+    if not ConfirmForm().validate_on_submit():
+        raise MalformedUpload(_("Le formulaire n'est pas valide."))
+    file = g.file
+    if file.folder_id and db.session.execute(select(Folder.id).where(Folder.id == file.folder_id)).first() is None:
+        file.folder_id = None
+    services.restore_from_trash(current_actor(), file)
+    db.session.commit()
+    flash(_("« %(name)s » a été restauré.", name=file.name), "success")
+    return redirect_or_hx(url_for("documents.trash"))
+
+
+@bp.route("/corbeille/<int:trashed_id>/detruire", methods=["POST"])
+@requires(Permission.DOCUMENT_PURGE)
+def purge_file(trashed_id: int):
+    if not ConfirmForm().validate_on_submit():
+        raise MalformedUpload(_("Le formulaire n'est pas valide."))
+    file = g.file
+    keys = services.purge_file(current_actor(), file, reason="purge")
+    db.session.commit()
+    services.delete_blobs(keys)
+    flash(_("« %(name)s » a été détruit définitivement.", name=file.name), "success")
+    return redirect_or_hx(url_for("documents.trash"))
+
+
+@bp.app_template_filter("filesize")
+def filesize(value: int | None) -> str:
+    """Human-readable size in the user's locale (1 Kio = 1024 octets)."""
+    size = float(value or 0)
+    for unit in ("o", "Kio", "Mio", "Gio"):
+        if size < 1024 or unit == "Gio":
+            break
+        size /= 1024
+    pattern = "#,##0" if unit == "o" else "#,##0.#"
+    return f"{format_decimal(size, format=pattern)} {unit}"

@@ -24,6 +24,7 @@ ERROR_TEXTS = {
         _l("Fichier trop volumineux"),
         _l("Le contenu envoyé dépasse la taille autorisée ou le quota de votre organisation."),
     ),
+    416: (_l("Plage non satisfaisable"), _l("La partie demandée du fichier n'existe pas.")),
     415: (_l("Type non pris en charge"), _l("Ce type de contenu n'est pas accepté.")),
     422: (_l("Données invalides"), _l("Certaines données sont invalides. Corrigez-les et réessayez.")),
     423: (_l("Verrouillé"), _l("Cet élément est verrouillé et ne peut pas être modifié.")),

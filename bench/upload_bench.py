@@ -1,0 +1,254 @@
+"""Upload/download benchmark: encrypted documents through gunicorn vs the raw floor of the same stack.
+
+For each size (default 100 MiB and 1 GiB) a fresh gunicorn (``-w 2``, sync workers) is
+started on 127.0.0.1 with the bench-only routes, a contributor signs in, and:
+
+- upload: the same multipart body is POSTed to ``/armoires/<id>/televerser`` (streaming
+  parser → AES-GCM segments → fsynced blob → row) and to ``/bench/brut`` (reads and
+  discards the body);
+- download: ``/fichiers/<id>/telecharger`` (decrypting stream) vs ``/bench/brut?octets=N``
+  (zero bytes from a generator).
+
+It prints MiB/s, the ratio to the floor and the workers' peak RSS (VmHWM), which must stay
+flat between sizes. The database is created with ``create_all`` (bench only).
+
+    .venv/bin/python bench/upload_bench.py                 # 100 MiB and 1 GiB, SQLite
+    .venv/bin/python bench/upload_bench.py --sizes 100     # MiB
+    .venv/bin/python bench/upload_bench.py --backend postgresql
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+POSTGRES_ADMIN_URL = os.environ.get("COFFRE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PASSWORD = "bench password " + secrets.token_hex(8)
+MIB = 1 << 20
+BOUNDARY = "coffre-bench-" + secrets.token_hex(8)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def prepare(url: str, instance: Path, secret: str, pepper: str) -> dict[str, int | str]:
+    """Schema, an organisation, a contributor and an armoire."""
+    os.environ["COFFRE_INSTANCE_DIR"] = str(instance)
+    from portal import create_app
+    from portal.audit.context import Actor
+    from portal.auth.models import User
+    from portal.documents import services
+    from portal.extensions import db
+    from portal.organizations.models import Organization
+    from portal.security.passwords import hash_password
+
+    app = create_app(
+        {"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": secret, "PASSWORD_PEPPER": pepper, "SCHEDULER_ENABLED": False}
+    )
+    with app.app_context():
+        db.create_all()
+        org = Organization(name="Bench", require_2fa=False)
+        db.session.add(org)
+        db.session.flush()
+        user = User(
+            organization_id=org.id,
+            email="bench@example.test",
+            name="Bench",
+            role="contributeur",
+            password_hash=hash_password(PASSWORD),
+        )
+        db.session.add(user)
+        db.session.flush()
+        armoire = services.create_armoire(Actor(org.id, user.id), "Bench")
+        db.session.commit()
+        info = {"armoire": armoire.id, "email": user.email}
+        db.engine.dispose()
+    return info
+
+
+def sign_in(client: httpx.Client, email: str) -> str:
+    page = client.get("/auth/login").text
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    response = client.post("/auth/login", data={"csrf_token": token, "email": email, "password": PASSWORD})
+    assert response.status_code in (200, 204, 302, 303), response.status_code
+    home = client.get("/armoires")
+    assert home.status_code == 200, "sign-in failed"
+    return re.search(r'"X-CSRFToken": "([^"]+)"', home.text).group(1)
+
+
+def body_parts(token: str, size: int, block: bytes) -> tuple[bytes, bytes, int]:
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="bench.bin"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{BOUNDARY}--\r\n".encode()
+    return head, tail, len(head) + size + len(tail)
+
+
+def post_body(client: httpx.Client, path: str, token: str, size: int, block: bytes) -> tuple[float, httpx.Response]:
+    head, tail, length = body_parts(token, size, block)
+
+    def generate():
+        yield head
+        left = size
+        while left > 0:
+            yield block[: min(len(block), left)]
+            left -= len(block)
+        yield tail
+
+    started = time.perf_counter()
+    response = client.post(
+        path,
+        content=generate(),
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+            "Content-Length": str(length),
+            "X-CSRFToken": token,
+            "HX-Request": "true",
+        },
+    )
+    return time.perf_counter() - started, response
+
+
+def get_body(client: httpx.Client, path: str) -> tuple[float, int]:
+    started = time.perf_counter()
+    received = 0
+    with client.stream("GET", path) as response:
+        assert response.status_code == 200, response.status_code
+        for chunk in response.iter_raw(MIB):
+            received += len(chunk)
+    return time.perf_counter() - started, received
+
+
+def worker_peak_rss_kib(master_pid: int) -> list[int]:
+    peaks = []
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    for pid in children:
+        status = Path(f"/proc/{pid}/status").read_text()
+        peaks.append(int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)))
+    return peaks
+
+
+def run_size(backend: str, size_mib: int) -> dict[str, float]:
+    size = size_mib * MIB
+    secret, pepper = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
+    with tempfile.TemporaryDirectory(prefix="coffre-bench-") as tmp:
+        instance = Path(tmp)
+        admin_engine = None
+        if backend == "postgresql":
+            name = f"coffre_bench_{os.getpid()}_{size_mib}"
+            admin_engine = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+            with admin_engine.connect() as connection:
+                connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+            url = re.sub(r"/[^/]*$", f"/{name}", POSTGRES_ADMIN_URL)
+        else:
+            url = f"sqlite:///{instance / 'bench.db'}"
+        info = prepare(url, instance, secret, pepper)
+        port = free_port()
+        env = dict(
+            os.environ,
+            DATABASE_URL=url,
+            COFFRE_INSTANCE_DIR=str(instance),
+            SECRET_KEY=secret,
+            COFFRE_PASSWORD_PEPPER=pepper,
+            COFFRE_SCHEDULER="0",
+            COFFRE_BENCH_ROUTES="1",
+            COFFRE_MAX_UPLOAD_MB=str(size_mib + 16),
+        )
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-w",
+                "2",
+                "--timeout",
+                "900",
+                "-b",
+                f"127.0.0.1:{port}",
+                "portal.documents.bench_routes:create_bench_app()",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            client = httpx.Client(base_url=base, timeout=httpx.Timeout(900.0))
+            token = sign_in(client, info["email"])
+            block = os.urandom(MIB)
+            raw_up, response = post_body(client, "/bench/brut", token, size, block)
+            assert response.status_code == 200 and response.json()["bytes"] > size, response.text[:200]
+            portal_up, response = post_body(client, f"/armoires/{info['armoire']}/televerser", token, size, block)
+            assert response.status_code == 201, response.text[:300]
+            file_id = int(re.search(r"/fichiers/(\d+)", response.text).group(1))
+            raw_down, received = get_body(client, f"/bench/brut?octets={size}")
+            assert received == size
+            portal_down, received = get_body(client, f"/fichiers/{file_id}/telecharger")
+            assert received == size
+            peaks = worker_peak_rss_kib(server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            if admin_engine is not None:
+                with admin_engine.connect() as connection:
+                    connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                admin_engine.dispose()
+    mib = size / MIB
+    return {
+        "size_mib": size_mib,
+        "raw_up": mib / raw_up,
+        "portal_up": mib / portal_up,
+        "raw_down": mib / raw_down,
+        "portal_down": mib / portal_down,
+        "peak_rss_mib": max(peaks) / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,1024", help="comma-separated sizes in MiB")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    args = parser.parse_args()
+    print(f"backend={args.backend}, gunicorn -w 2 (sync), client httpx on the same 2-core machine")
+    print(
+        f"{'size':>8} {'upload MiB/s':>13} {'floor':>8} {'ratio':>6} {'download MiB/s':>15} {'floor':>8} "
+        f"{'ratio':>6} {'peak RSS':>9}"
+    )
+    for size in (int(s) for s in args.sizes.split(",")):
+        r = run_size(args.backend, size)
+        print(
+            f"{size:>5} MiB {r['portal_up']:>13.0f} {r['raw_up']:>8.0f} {r['portal_up'] / r['raw_up']:>6.2f} "
+            f"{r['portal_down']:>15.0f} {r['raw_down']:>8.0f} {r['portal_down'] / r['raw_down']:>6.2f} "
+            f"{r['peak_rss_mib']:>6.0f} MiB",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

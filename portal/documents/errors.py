@@ -1,0 +1,68 @@
+# ruff: noqa: N818  -- names agreed with the API engineer (NotFound, QuotaExceeded, …)
+"""Typed errors of the documents services; routes map each one to an HTTP status."""
+
+from __future__ import annotations
+
+
+class DocumentError(Exception):
+    """Base class: ``status`` is the HTTP answer, ``message`` is shown to the user."""
+
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(DocumentError):
+    status = 404
+
+
+class InvalidName(DocumentError):
+    status = 422
+
+
+class NameConflict(DocumentError):
+    status = 409
+
+
+class NotEmpty(DocumentError):
+    status = 409
+
+
+class FileTooLarge(DocumentError):
+    status = 413
+
+
+class QuotaExceeded(DocumentError):
+    status = 413
+
+
+class UnsupportedMedia(DocumentError):
+    status = 415
+
+
+class Locked(DocumentError):
+    status = 423
+
+
+class UploadInterrupted(DocumentError):
+    """The client went away or the body ended early: nothing was kept."""
+
+    status = 400
+
+
+class MalformedUpload(DocumentError):
+    status = 400
+
+
+class IntegrityFailure(DocumentError):
+    """The stored content failed authentication: it is never served."""
+
+    status = 409
+
+
+class ContentUnavailable(DocumentError):
+    """The blob is missing, or its key was shredded or cannot be unwrapped."""
+
+    status = 409

@@ -1,0 +1,24 @@
+"""Scheduled jobs of the documents feature."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from portal.database import utcnow
+from portal.documents import services
+from portal.extensions import db
+from portal.scheduler import scheduled_job
+
+
+def purge_trash_now() -> int:
+    """Purge files past the trash retention; commits, then deletes their blobs. Returns blobs removed."""
+    keys = services.purge_expired_trash(utcnow(), current_app.config["COFFRE_TRASH_RETENTION_DAYS"])
+    db.session.commit()
+    # Only after the commit: until then the blobs must stay readable in case of rollback.
+    services.delete_blobs(keys)
+    return len(keys)
+
+
+@scheduled_job("interval", hours=1)
+def purge_expired_trash_job() -> None:
+    purge_trash_now()

@@ -1,0 +1,135 @@
+// Documents: drag-and-drop upload with one request and one progress bar per file.
+// The form works without this script (a normal multipart POST); this only enhances it.
+(function () {
+  "use strict";
+
+  function csrfToken(form) {
+    var field = form.querySelector("input[name=csrf_token]");
+    return field ? field.value : "";
+  }
+
+  // DOMParser gives an inert document: nothing in the response runs or loads.
+  function parse(html) {
+    return new DOMParser().parseFromString(html || "", "text/html").body;
+  }
+
+  function textOf(html) {
+    var body = parse(html);
+    var detail = body.querySelector("p");
+    return (detail ? detail.textContent : body.textContent).trim();
+  }
+
+  function addRow(list, name) {
+    var item = document.createElement("li");
+    item.className = "upload-item";
+    var label = document.createElement("span");
+    label.className = "upload-name";
+    label.textContent = name;
+    var bar = document.createElement("progress");
+    bar.max = 100;
+    bar.value = 0;
+    var status = document.createElement("span");
+    status.className = "upload-status";
+    status.setAttribute("role", "status");
+    item.appendChild(label);
+    item.appendChild(bar);
+    item.appendChild(status);
+    list.appendChild(item);
+    return { item: item, bar: bar, status: status };
+  }
+
+  function uploadOne(form, list, file) {
+    var row = addRow(list, file.name);
+    var max = parseInt(form.dataset.maxBytes || "0", 10);
+    if (max && file.size > max) {
+      row.item.classList.add("upload-failed");
+      row.status.textContent = form.dataset.tooLarge;
+      return;
+    }
+    var data = new FormData();
+    data.append("csrf_token", csrfToken(form));
+    data.append("file", file, file.name);
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", form.action);
+    xhr.setRequestHeader("X-CSRFToken", csrfToken(form));
+    // Asks the server for the result fragment instead of a redirect.
+    xhr.setRequestHeader("HX-Request", "true");
+    xhr.upload.onprogress = function (event) {
+      if (event.lengthComputable) {
+        row.bar.value = Math.round((event.loaded / event.total) * 100);
+      }
+    };
+    xhr.onload = function () {
+      if (xhr.status === 201) {
+        row.bar.value = 100;
+        row.item.classList.add("upload-done");
+        var link = parse(xhr.responseText).querySelector("a");
+        row.status.textContent = "";
+        if (link) {
+          var a = document.createElement("a");
+          a.href = link.getAttribute("href");
+          a.textContent = form.dataset.success + " : " + link.textContent;
+          row.status.appendChild(a);
+        } else {
+          row.status.textContent = form.dataset.success;
+        }
+        document.body.dispatchEvent(new CustomEvent("files-changed"));
+      } else {
+        row.item.classList.add("upload-failed");
+        row.status.textContent = textOf(xhr.responseText) || form.dataset.errorGeneric;
+      }
+    };
+    xhr.onerror = function () {
+      row.item.classList.add("upload-failed");
+      row.status.textContent = document.body.dataset.errorNetwork || form.dataset.errorGeneric;
+    };
+    xhr.send(data);
+  }
+
+  function uploadAll(form, files) {
+    var list = document.getElementById("upload-results");
+    for (var i = 0; i < files.length; i += 1) {
+      uploadOne(form, list, files[i]);
+    }
+  }
+
+  function init() {
+    var form = document.getElementById("upload-form");
+    var zone = document.getElementById("upload-zone");
+    if (!form || !zone) { return; }
+    var input = document.getElementById("upload-input");
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (input.files.length) {
+        uploadAll(form, input.files);
+        input.value = "";
+      }
+    });
+    ["dragenter", "dragover"].forEach(function (name) {
+      zone.addEventListener(name, function (event) {
+        event.preventDefault();
+        zone.classList.add("dragging");
+      });
+    });
+    zone.addEventListener("dragleave", function () { zone.classList.remove("dragging"); });
+    zone.addEventListener("drop", function (event) {
+      event.preventDefault();
+      zone.classList.remove("dragging");
+      if (event.dataTransfer && event.dataTransfer.files.length) {
+        uploadAll(form, event.dataTransfer.files);
+      }
+    });
+    var list = document.getElementById("file-list");
+    document.body.addEventListener("files-changed", function () {
+      if (list && window.htmx) {
+        window.htmx.ajax("GET", window.location.pathname + window.location.search, { target: "#file-list", swap: "outerHTML" });
+      }
+    });
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", init);
+  } else {
+    init();
+  }
+})();

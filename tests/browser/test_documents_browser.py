@@ -1,0 +1,60 @@
+"""Drag-and-drop upload in a real browser: one progress bar per file, a result line each."""
+
+from __future__ import annotations
+
+import pytest
+
+from portal.audit.context import Actor
+from portal.documents import services
+from portal.documents.models import File
+from portal.extensions import db
+from tests.conftest import TEST_PASSWORD
+
+pytestmark = pytest.mark.browser
+
+DROP_FILES = """
+([names, sizes]) => {
+  const transfer = new DataTransfer();
+  names.forEach((name, i) => {
+    const bytes = new Uint8Array(sizes[i]);
+    for (let j = 0; j < bytes.length; j += 1) { bytes[j] = (j * 31 + i) % 251; }
+    transfer.items.add(new File([bytes], name, { type: "application/octet-stream" }));
+  });
+  const zone = document.getElementById("upload-zone");
+  zone.dispatchEvent(new DragEvent("dragenter", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  zone.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+}
+"""
+
+
+def test_drop_files_shows_progress_and_results(live_server, page, contributor):
+    armoire = services.create_armoire(Actor(contributor.organization_id, contributor.id), "Armoire du navigateur")
+    email = contributor.email
+    db.session.commit()
+
+    page.goto(live_server.url + "/auth/login")
+    page.get_by_label("Adresse e-mail").fill(email)
+    page.get_by_label("Mot de passe").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Se connecter").last.click()
+    page.wait_for_url(lambda url: "/auth/login" not in url)
+    page.goto(f"{live_server.url}/armoires/{armoire.id}")
+    assert page.get_by_text("Aucun fichier dans ce dossier.").is_visible()
+
+    page.evaluate(DROP_FILES, [["rapport annuel é.bin", "note.txt"], [3 * 1024 * 1024 + 17, 2048]])
+
+    items = page.locator("#upload-results li")
+    items.nth(1).wait_for()
+    page.wait_for_selector("#upload-results li.upload-done >> nth=1", timeout=20_000)
+    for index in range(2):
+        bar = items.nth(index).locator("progress")
+        assert bar.get_attribute("value") == "100"
+        assert items.nth(index).locator("a").inner_text().startswith("Ajouté")
+    # The file list refreshes itself through htmx once the uploads are done.
+    page.wait_for_selector("#file-list >> text=rapport annuel é.bin")
+    db.session.rollback()  # end this test's read snapshot: the server committed meanwhile
+    names = sorted(f.name for f in db.session.execute(db.select(File)).scalars())
+    assert names == ["note.txt", "rapport annuel é.bin"]
+    sizes = sorted(f.size for f in db.session.execute(db.select(File)).scalars())
+    assert sizes == [2048, 3 * 1024 * 1024 + 17]
+    assert not page.console_errors, page.console_errors  # type: ignore[attr-defined]
