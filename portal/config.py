@@ -40,18 +40,31 @@ def _env_int(name: str, default: int) -> int:
 
 
 def load_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
-    """Read a generated secret, creating it with mode 0600 on first use."""
+    """Read a generated secret, creating it with mode 0600 on first use.
+
+    The value is written to a temporary file and linked into place, so a crash can never
+    leave an empty secret behind, and two processes starting together agree on one value.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        value = path.read_bytes().strip()
+        if value:
+            return value
+        path.unlink()  # left empty by an older, non-atomic writer
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    value = secrets.token_urlsafe(nbytes).encode()
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(value)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return value
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_urlsafe(nbytes).encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process won the race: use its value
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path.read_bytes().strip()
 
 
 def _is_weak(secret: str | bytes | None) -> bool:

@@ -93,3 +93,11 @@ def test_sqlite_is_durable_and_strict(app):
         assert connection.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert connection.execute(text("PRAGMA secure_delete")).scalar() == 1
+
+
+def test_an_empty_secret_left_by_a_crash_is_regenerated(tmp_path, clean_env):
+    (tmp_path / "secret_key").write_bytes(b"")
+    config = build_config(str(tmp_path))
+    assert len(config["SECRET_KEY"]) >= 32
+    assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

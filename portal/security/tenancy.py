@@ -55,12 +55,12 @@ def get_scoped_or_404(model: type[T], object_id: object, organization_id: int | 
         organization_id = current_user.organization_id
     row = get_scoped(model, object_id, organization_id)
     if row is None:
-        _log_if_cross_organization(model, object_id)
+        log_if_cross_organization(model, object_id)
         abort(404)
     return row
 
 
-def _log_if_cross_organization(model: type[T], object_id: object) -> None:
+def log_if_cross_organization(model: type[T], object_id: object) -> None:
     """An id that exists in another organisation is a probe worth recording (ASVS 16.3.2).
 
     The visitor still gets the same 404 as for an id that exists nowhere.
