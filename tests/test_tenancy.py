@@ -44,10 +44,15 @@ def test_a_scoped_query_needs_an_organisation():
 
 
 def test_every_organisation_owned_model_is_tenant_scoped(app):
-    """Any model with an organization_id column must come from OrgOwned (one scoping path)."""
+    """Any model with an organization_id column must come from OrgOwned (one scoping path).
+
+    Two append-only ledgers are the exception, on purpose: the journal (whose platform chain
+    has no organisation) and the shred ledger (which must outlive the organisation it names).
+    """
+    ledgers = {"journal_activite", "registre_destructions"}
     for mapper in db.Model.registry.mappers:
         model = mapper.class_
-        if "organization_id" in mapper.columns and model.__tablename__ != "journal_activite":
+        if "organization_id" in mapper.columns and model.__tablename__ not in ledgers:
             assert issubclass(model, OrgOwned), f"{model.__name__} carries organization_id without OrgOwned"
 
 
