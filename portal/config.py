@@ -91,6 +91,10 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
         "COFFRE_KMS_KEY_ID": os.environ.get("COFFRE_KMS_KEY_ID"),
         "COFFRE_KMS_ENDPOINT_URL": os.environ.get("COFFRE_KMS_ENDPOINT_URL"),
         "COFFRE_SHRED_LEDGER_FILE": os.environ.get("COFFRE_SHRED_LEDGER_FILE"),
+        "COFFRE_JOURNAL_KEY_FILE": os.environ.get("COFFRE_JOURNAL_KEY_FILE") or str(instance / "journal_signing.key"),
+        "COFFRE_JOURNAL_CHECKPOINT_FILE": os.environ.get("COFFRE_JOURNAL_CHECKPOINT_FILE")
+        or str(instance / "journal_checkpoints.jsonl"),
+        "COFFRE_JOURNAL_FULL_VERIFY_MAX": _env_int("COFFRE_JOURNAL_FULL_VERIFY_MAX", 50_000),
         "COFFRE_BASE_URL": os.environ.get("COFFRE_BASE_URL", "http://127.0.0.1:5000"),
         "COFFRE_TRUSTED_PROXIES": _env_int("COFFRE_TRUSTED_PROXIES", 0),
         "MAX_UPLOAD_BYTES": _env_int("COFFRE_MAX_UPLOAD_MB", 2048) * 1024 * 1024,

@@ -114,17 +114,34 @@ def _begin_sqlite(connection) -> None:
 
 
 def writes_on_get(view):
-    """Mark a GET view that also writes (e.g. a download's journal entry)."""
+    """Mark a GET view that also writes (a download's journal entry, a verification record).
+
+    The flag must be known before the request's first query (loading the signed-in user), so
+    ``init_app`` reads it in the very first ``before_request`` hook; it is cleared when the
+    view returns, so that a streamed response's later reads stay DEFERRED.
+    """
     from functools import wraps
 
     from flask import g
 
     @wraps(view)
     def wrapper(*args, **kwargs):
-        g.sqlite_write_intent = True
-        return view(*args, **kwargs)
+        try:
+            return view(*args, **kwargs)
+        finally:
+            g.sqlite_write_intent = False
 
+    wrapper.__coffre_writes__ = True
     return wrapper
+
+
+def init_app(app) -> None:
+    from flask import g, request
+
+    @app.before_request
+    def _declare_write_intent() -> None:
+        view = app.view_functions.get(request.endpoint or "")
+        g.sqlite_write_intent = bool(getattr(view, "__coffre_writes__", False))
 
 
 def render_migration_item(type_: str, obj: object, autogen_context) -> str | bool:

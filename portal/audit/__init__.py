@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("audit", __name__)
 
-from portal.audit import routes  # noqa: E402,F401
+from portal.audit import jobs, routes  # noqa: E402,F401

@@ -17,6 +17,10 @@ class AuditEntry(db.Model):
     __table_args__ = (
         UniqueConstraint("chain_id", "seq", name="uq_journal_activite_chain_seq"),
         Index("ix_journal_activite_org_id_desc", "organization_id", "id"),
+        # Keyset pages (newest first) under each filter walk one of these in id order.
+        Index("ix_journal_activite_org_user_id", "organization_id", "user_id", "id"),
+        Index("ix_journal_activite_org_action_id", "organization_id", "action", "id"),
+        Index("ix_journal_activite_org_target_type_id", "organization_id", "target_type", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -28,7 +32,8 @@ class AuditEntry(db.Model):
     chain_id: Mapped[int] = mapped_column(Integer)
     seq: Mapped[int] = mapped_column(BigInteger)
     user_id: Mapped[int | None] = mapped_column(
-        ForeignKey("utilisateurs.id", ondelete="SET NULL"), index=True, default=None
+        # No ON DELETE: the entry hash covers user_id, so members are deactivated, never deleted.
+        ForeignKey("utilisateurs.id"), index=True, default=None
     )
     action: Mapped[str] = mapped_column(String(40), index=True)
     target_type: Mapped[str | None] = mapped_column(String(30), default=None)

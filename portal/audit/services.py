@@ -160,8 +160,11 @@ def record_security_event(action: str, *, details: dict[str, Any] | None = None)
     """
     from portal.web.context import current_actor
 
+    # Read the actor first: after the rollback, the entry's write is then the transaction's
+    # first statement, which SQLite lets wait for the write lock instead of failing.
+    actor = current_actor()
     db.session.rollback()
-    record(action, current_actor(), details=details)
+    record(action, actor, details=details)
     db.session.commit()
 
 

@@ -1,0 +1,370 @@
+"""Journal benchmark: a large journal behind the real server.
+
+Fills journal_activite with ``--count`` entries (real SHA-256 chain) over ``--users``
+members of one organisation, starts gunicorn on 127.0.0.1, signs in as the admin, and
+measures p50/p95 latency of the first /journal page, a filtered page (user + action),
+a free-text page and a deep keyset page, plus CSV export throughput and a full chain
+verification. /healthz through the same server is the floor.
+
+    .venv/bin/python bench/journal_bench.py --backend sqlite
+    .venv/bin/python bench/journal_bench.py --backend postgresql --count 1000000
+
+PostgreSQL uses a throwaway database ``coffre_bench_<pid>`` (created, then dropped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from portal.audit.services import GENESIS_HASH, canonical_content  # noqa: E402
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "COFFRE_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+TARGET_MS = 100.0
+ACTIONS = ("file.added", "file.modified", "file.downloaded", "file.deleted", "version.created", "user.login")
+COLUMNS = (
+    "chain_id",
+    "seq",
+    "organization_id",
+    "user_id",
+    "action",
+    "target_type",
+    "target_id",
+    "target_label",
+    "created_at",
+    "ip",
+    "user_agent",
+    "details",
+    "prev_hash",
+    "entry_hash",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def build_app(url: str, instance: Path, secret: str, pepper: str):
+    os.environ["COFFRE_INSTANCE_DIR"] = str(instance)
+    from portal import create_app
+
+    return create_app(
+        {
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SECRET_KEY": secret,
+            "PASSWORD_PEPPER": pepper,
+            "BCRYPT_ROUNDS": 4,
+            "SCHEDULER_ENABLED": False,
+        }
+    )
+
+
+def generate(count: int, org_id: int, user_ids: list[int]):
+    """Yield journal rows with a real hash chain, oldest first."""
+    start = datetime.now(UTC) - timedelta(days=365)
+    step = timedelta(days=365) / max(count, 1)
+    prev = GENESIS_HASH
+    for seq in range(1, count + 1):
+        action = ACTIONS[seq % len(ACTIONS)]
+        # A rare word for the free-text filter: about one entry in 5,000.
+        label = f"Rapport-{seq % 9973}-{'rarissime' if seq % 5000 == 0 else 'courant'}.pdf"
+        fields = {
+            "chain_id": org_id,
+            "seq": seq,
+            "organization_id": org_id,
+            "user_id": user_ids[seq % len(user_ids)],
+            "action": action,
+            "target_type": "user" if action == "user.login" else "file",
+            "target_id": seq % 100_000,
+            "target_label": label,
+            "created_at": (start + step * seq).replace(microsecond=(seq * 7) % 1_000_000),
+            "ip": f"10.0.{seq % 250}.{seq % 200}",
+            "user_agent": "Mozilla/5.0 (bench)",
+            "details": {"size": seq * 13 % 9_000_000} if action == "file.added" else None,
+        }
+        entry_hash = hashlib.sha256(prev.encode() + b"\n" + canonical_content(**fields)).hexdigest()
+        yield fields, prev, entry_hash
+        prev = entry_hash
+
+
+def fill(app, count: int, users: int, batch: int = 20_000) -> dict[str, object]:
+    from portal.audit.models import AuditChainHead
+    from portal.auth.models import User
+    from portal.extensions import db
+    from portal.organizations.models import Organization
+    from portal.security.passwords import hash_password
+
+    with app.app_context():
+        db.create_all()
+        org = Organization(name="Banc d'essai", require_2fa=False)
+        db.session.add(org)
+        db.session.flush()
+        password_hash = hash_password("bench-password-" + secrets.token_hex(4))
+        members = []
+        for number in range(users):
+            role = "admin" if number == 0 else ("contributeur" if number % 2 else "lecteur")
+            members.append(
+                User(
+                    organization_id=org.id,
+                    email=f"membre{number}@bench.test",
+                    name=f"Membre {number}",
+                    role=role,
+                    password_hash=password_hash,
+                )
+            )
+        db.session.add_all(members)
+        db.session.commit()
+        org_id, user_ids = org.id, [member.id for member in members]
+        # On SQLite even that read holds the write lock: end it before the bulk load.
+        db.session.close()
+        dialect = db.engine.dialect.name
+        started = time.perf_counter()
+        raw = db.engine.raw_connection()
+        last_hash = GENESIS_HASH
+        try:
+            cursor = raw.cursor()
+            if dialect == "postgresql":
+                with cursor.copy(f"COPY journal_activite ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                    for fields, prev, entry_hash in generate(count, org_id, user_ids):
+                        details = json.dumps(fields["details"]) if fields["details"] is not None else None
+                        copy.write_row([*list(fields.values())[:-1], details, prev, entry_hash])
+                        last_hash = entry_hash
+            else:
+                placeholders = ", ".join("?" for _ in COLUMNS)
+                cursor.execute("BEGIN")
+                rows = []
+                for fields, prev, entry_hash in generate(count, org_id, user_ids):
+                    values = dict(fields)
+                    values["created_at"] = fields["created_at"].replace(tzinfo=None).isoformat(" ")
+                    values["details"] = json.dumps(fields["details"]) if fields["details"] is not None else None
+                    rows.append((*values.values(), prev, entry_hash))
+                    last_hash = entry_hash
+                    if len(rows) >= batch:
+                        cursor.executemany(
+                            f"INSERT INTO journal_activite ({', '.join(COLUMNS)}) VALUES ({placeholders})", rows
+                        )
+                        rows = []
+                if rows:
+                    cursor.executemany(
+                        f"INSERT INTO journal_activite ({', '.join(COLUMNS)}) VALUES ({placeholders})", rows
+                    )
+                cursor.execute("COMMIT")
+            raw.commit()
+        finally:
+            raw.close()
+        db.session.add(AuditChainHead(chain_id=org_id, seq=count, head_hash=last_hash))
+        db.session.commit()
+        fill_seconds = time.perf_counter() - started
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("ANALYZE")
+        return {"org_id": org_id, "user_ids": user_ids, "fill_seconds": fill_seconds}
+
+
+def session_cookie(app, admin_id: int) -> str:
+    """A signed session for the admin, as the login form would leave it (test-only helper)."""
+    from portal.auth.models import User
+    from portal.auth.sessions import open_session_for
+    from portal.extensions import db
+
+    with app.app_context():
+        admin = db.session.get(User, admin_id)
+        data: dict[str, object] = {}
+        open_session_for(admin, data)
+        db.session.commit()  # the server-side session row must exist before the cookie is used
+        return app.session_interface.get_signing_serializer(app).dumps(data)
+
+
+def measure(
+    client: httpx.Client, path: str, requests: int, *, expect: str | None = None, headers: dict | None = None
+) -> dict[str, float]:
+    for _ in range(5):
+        client.get(path, headers=headers)
+    timings = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        response = client.get(path, headers=headers)
+        timings.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            raise SystemExit(f"{path}: HTTP {response.status_code}")
+        if expect is not None and expect not in response.text:
+            raise SystemExit(f"{path}: unexpected body")
+    quantiles = statistics.quantiles(timings, n=100)
+    return {"p50": statistics.median(timings), "p95": quantiles[94], "max": max(timings)}
+
+
+def export_throughput(client: httpx.Client, path: str) -> dict[str, float]:
+    started = time.perf_counter()
+    size = 0
+    rows = 0
+    with client.stream("GET", path, timeout=600) as response:
+        if response.status_code != 200:
+            raise SystemExit(f"{path}: HTTP {response.status_code}")
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            rows += chunk.count(b"\n")
+    seconds = time.perf_counter() - started
+    return {
+        "rows": rows - 1,
+        "seconds": seconds,
+        "rows_per_s": (rows - 1) / seconds,
+        "mib_per_s": size / seconds / 2**20,
+    }
+
+
+def run(backend: str, count: int, users: int, requests: int, workers: int) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="coffre-journal-bench-"))
+    instance = tmp / "instance"
+    instance.mkdir(mode=0o700)
+    secret, pepper = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
+    admin_engine = None
+    name = f"coffre_bench_{os.getpid()}"
+    if backend == "postgresql":
+        admin_engine = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin_engine.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        url = re.sub(r"/[^/]*$", f"/{name}", POSTGRES_ADMIN_URL)
+    else:
+        url = f"sqlite:///{tmp / 'bench.db'}"
+    server = None
+    try:
+        app = build_app(url, instance, secret, pepper)
+        print(f"[{backend}] filling {count:,} entries over {users} users…", flush=True)
+        info = fill(app, count, users)
+        print(f"[{backend}] filled in {info['fill_seconds']:.1f} s", flush=True)
+
+        from portal.audit.verification import verify_chain
+        from portal.extensions import db
+
+        with app.app_context():
+            started = time.perf_counter()
+            result = verify_chain(info["org_id"])
+            verify_seconds = time.perf_counter() - started
+            db.session.rollback()
+            db.engine.dispose()
+        assert result.ok, result.problem
+        print(f"[{backend}] verify_chain: {result.entries_checked:,} entries in {verify_seconds:.1f} s", flush=True)
+
+        port = free_port()
+        env = dict(
+            os.environ,
+            DATABASE_URL=url,
+            COFFRE_INSTANCE_DIR=str(instance),
+            SECRET_KEY=secret,
+            COFFRE_PASSWORD_PEPPER=pepper,
+            COFFRE_SCHEDULER="0",
+        )
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-w",
+                str(workers),
+                "--timeout",
+                "900",
+                "-b",
+                f"127.0.0.1:{port}",
+                "wsgi:app",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        cookie = session_cookie(app, info["user_ids"][0])
+        client = httpx.Client(base_url=base, cookies={"coffre_session": cookie}, timeout=60)
+        user = info["user_ids"][8]  # seq ≡ 8 (mod 50) meets file.downloaded (seq ≡ 2 mod 6)
+        results = {
+            "healthz (floor)": measure(client, "/healthz", requests),
+            "first page": measure(client, "/journal", requests, expect="entree-"),
+            "filtered (user + action)": measure(
+                client, f"/journal?utilisateur={user}&action=file.downloaded", requests, expect="entree-"
+            ),
+            "filtered HTMX fragment": measure(client, f"/journal?utilisateur={user}&type=file", requests),
+            "deep keyset page (avant=mid)": measure(client, f"/journal?avant={count // 2}", requests, expect="entree-"),
+            "free text (rare word)": measure(client, "/journal?q=rarissime", max(20, requests // 10), expect="entree-"),
+            # Incremental (from the newest signed checkpoint): the full pass was done above.
+            "verification badge (HTMX)": measure(
+                client,
+                "/journal/verification",
+                max(20, requests // 10),
+                expect="badge-ok",
+                headers={"HX-Request": "true"},
+            ),
+        }
+        print(f"\n[{backend}] {count:,} entries, {users} users, gunicorn -w {workers}, {requests} requests each")
+        floor = results["healthz (floor)"]["p50"]
+        print(f"{'page':<32}{'p50 ms':>9}{'p95 ms':>9}{'p95/target':>12}{'p50/floor':>11}")
+        for label, figures in results.items():
+            print(
+                f"{label:<32}{figures['p50']:>9.1f}{figures['p95']:>9.1f}"
+                f"{figures['p95'] / TARGET_MS:>12.2f}{figures['p50'] / floor:>11.1f}"
+            )
+        for label, path in (
+            ("CSV export, whole journal", "/journal/export.csv"),
+            ("CSV export, one user", f"/journal/export.csv?utilisateur={user}"),
+        ):
+            figures = export_throughput(client, path)
+            print(
+                f"{label}: {figures['rows']:,} rows in {figures['seconds']:.1f} s = "
+                f"{figures['rows_per_s']:,.0f} rows/s, {figures['mib_per_s']:.1f} MiB/s"
+            )
+        print(f"verify_chain (in process): {result.entries_checked:,} entries in {verify_seconds:.1f} s")
+        client.close()
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
+        if admin_engine is not None:
+            with admin_engine.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin_engine.dispose()
+        for path in sorted(tmp.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
+        tmp.rmdir()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--count", type=int, default=1_000_000, help="journal entries to generate (default 1,000,000)")
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=200, help="requests per measured page")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    args = parser.parse_args()
+    backends = ("sqlite", "postgresql") if args.backend == "both" else (args.backend,)
+    for backend in backends:
+        run(backend, args.count, args.users, args.requests, args.workers)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""One human sentence per journal entry, in the interface language.
+
+Labels come from users (file names, e-mail addresses): everything is escaped, and
+control characters are shown as visible escapes so that a label with CR/LF or ANSI
+codes cannot forge a second line in the journal or an exported log.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask_babel import format_datetime
+from flask_babel import lazy_gettext as _l
+from markupsafe import Markup, escape
+
+from portal.audit.models import AuditEntry
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+_NAMED = {"\r": "\\r", "\n": "\\n", "\t": "\\t", "\x1b": "\\x1b"}
+
+
+def visible(text: str | None) -> str:
+    """``text`` with control and bidi characters replaced by a visible escape."""
+    if not text:
+        return ""
+    return _UNSAFE.sub(lambda match: _NAMED.get(match.group(), f"\\u{ord(match.group()):04x}"), text)
+
+
+SENTENCES: dict[str, Any] = {
+    "armoire.created": _l("%(user)s a créé l'armoire %(target)s"),
+    "armoire.renamed": _l("%(user)s a renommé l'armoire %(target)s"),
+    "armoire.deleted": _l("%(user)s a supprimé l'armoire %(target)s"),
+    "folder.created": _l("%(user)s a créé le dossier %(target)s"),
+    "folder.renamed": _l("%(user)s a renommé le dossier %(target)s"),
+    "folder.moved": _l("%(user)s a déplacé le dossier %(target)s"),
+    "folder.deleted": _l("%(user)s a supprimé le dossier %(target)s"),
+    "file.added": _l("%(user)s a ajouté le fichier %(target)s"),
+    "file.modified": _l("%(user)s a modifié le fichier %(target)s"),
+    "file.renamed": _l("%(user)s a renommé le fichier %(target)s"),
+    "file.moved": _l("%(user)s a déplacé le fichier %(target)s"),
+    "file.deleted": _l("%(user)s a supprimé le fichier %(target)s"),
+    "file.restored": _l("%(user)s a restauré le fichier %(target)s"),
+    "file.purged": _l("%(user)s a définitivement supprimé le fichier %(target)s"),
+    "file.downloaded": _l("%(user)s a téléchargé le fichier %(target)s"),
+    "file.integrity_failed": _l("Le contrôle d'intégrité du fichier %(target)s a échoué"),
+    "version.created": _l("%(user)s a créé une nouvelle version de %(target)s"),
+    "version.restored": _l("%(user)s a restauré une version de %(target)s"),
+    "organization.created": _l("%(user)s a créé l'organisation %(target)s"),
+    "organization.settings_changed": _l("%(user)s a modifié les paramètres de l'organisation"),
+    "user.registered": _l("%(user)s a inscrit l'utilisateur %(target)s"),
+    "user.login": _l("%(user)s s'est connecté"),
+    "user.login_failed": _l("Échec de connexion pour %(target)s"),
+    "user.logout": _l("%(user)s s'est déconnecté"),
+    "user.locked_out": _l("Le compte %(target)s a été verrouillé après trop d'échecs"),
+    "user.email_confirmed": _l("%(user)s a confirmé son adresse e-mail"),
+    "user.2fa_enabled": _l("%(user)s a activé la double authentification"),
+    "user.2fa_disabled": _l("%(user)s a désactivé la double authentification"),
+    "user.2fa_failed": _l("%(user)s a saisi un code de double authentification erroné"),
+    "user.recovery_code_used": _l("%(user)s a utilisé un code de secours"),
+    "user.recovery_codes_regenerated": _l("%(user)s a régénéré ses codes de secours"),
+    "user.password_changed": _l("%(user)s a changé son mot de passe"),
+    "user.password_reset_requested": _l("Réinitialisation du mot de passe demandée pour %(target)s"),
+    "user.password_reset": _l("%(user)s a réinitialisé son mot de passe"),
+    "user.invited": _l("%(user)s a invité %(target)s"),
+    "user.invitation_accepted": _l("%(user)s a accepté son invitation"),
+    "user.role_changed": _l("%(user)s a changé le rôle de %(target)s"),
+    "user.deactivated": _l("%(user)s a désactivé le compte %(target)s"),
+    "user.reactivated": _l("%(user)s a réactivé le compte %(target)s"),
+    "user.sessions_revoked": _l("%(user)s a fermé les sessions de %(target)s"),
+    "token.created": _l("%(user)s a créé le jeton d'accès %(target)s"),
+    "token.revoked": _l("%(user)s a révoqué le jeton d'accès %(target)s"),
+    "security.forbidden": _l("%(user)s a tenté une action non autorisée"),
+    "security.not_found": _l("%(user)s a demandé un élément introuvable"),
+    "journal.exported": _l("%(user)s a exporté le journal"),
+    "journal.verified": _l("%(user)s a vérifié l'intégrité du journal"),
+    "backup.created": _l("%(user)s a créé la sauvegarde %(target)s"),
+    "backup.restored": _l("%(user)s a restauré la sauvegarde %(target)s"),
+    "keys.rotated": _l("%(user)s a renouvelé les clés de chiffrement"),
+    "keys.retired": _l("%(user)s a retiré une clé de chiffrement %(target)s"),
+    "keys.ledger_applied": _l("%(user)s a appliqué le registre des clés"),
+    "payment.succeeded": _l("Paiement %(target)s réussi"),
+    "payment.failed": _l("Paiement %(target)s échoué"),
+    "retention.changed": _l("%(user)s a modifié la durée de conservation de %(target)s"),
+    "legal_hold.set": _l("%(user)s a placé %(target)s sous conservation légale"),
+    "legal_hold.released": _l("%(user)s a levé la conservation légale de %(target)s"),
+}
+_FALLBACK = _l("%(user)s : action %(action)s sur %(target)s")
+
+ACTION_LABELS: dict[str, Any] = {
+    "armoire.created": _l("Armoire créée"),
+    "armoire.renamed": _l("Armoire renommée"),
+    "armoire.deleted": _l("Armoire supprimée"),
+    "folder.created": _l("Dossier créé"),
+    "folder.renamed": _l("Dossier renommé"),
+    "folder.moved": _l("Dossier déplacé"),
+    "folder.deleted": _l("Dossier supprimé"),
+    "file.added": _l("Fichier ajouté"),
+    "file.modified": _l("Fichier modifié"),
+    "file.renamed": _l("Fichier renommé"),
+    "file.moved": _l("Fichier déplacé"),
+    "file.deleted": _l("Fichier supprimé"),
+    "file.restored": _l("Fichier restauré"),
+    "file.purged": _l("Fichier purgé"),
+    "file.downloaded": _l("Fichier téléchargé"),
+    "file.integrity_failed": _l("Échec du contrôle d'intégrité"),
+    "version.created": _l("Version créée"),
+    "version.restored": _l("Version restaurée"),
+    "organization.created": _l("Organisation créée"),
+    "organization.settings_changed": _l("Paramètres modifiés"),
+    "user.registered": _l("Utilisateur inscrit"),
+    "user.login": _l("Connexion"),
+    "user.login_failed": _l("Échec de connexion"),
+    "user.logout": _l("Déconnexion"),
+    "user.locked_out": _l("Compte verrouillé"),
+    "user.role_changed": _l("Rôle modifié"),
+    "user.invited": _l("Invitation envoyée"),
+    "user.deactivated": _l("Compte désactivé"),
+    "user.reactivated": _l("Compte réactivé"),
+    "user.password_changed": _l("Mot de passe changé"),
+    "user.password_reset": _l("Mot de passe réinitialisé"),
+    "user.2fa_enabled": _l("Double authentification activée"),
+    "user.2fa_disabled": _l("Double authentification désactivée"),
+    "token.created": _l("Jeton créé"),
+    "token.revoked": _l("Jeton révoqué"),
+    "security.forbidden": _l("Accès refusé"),
+    "journal.exported": _l("Journal exporté"),
+    "journal.verified": _l("Journal vérifié"),
+    "backup.created": _l("Sauvegarde créée"),
+    "backup.restored": _l("Sauvegarde restaurée"),
+    "payment.succeeded": _l("Paiement réussi"),
+    "payment.failed": _l("Paiement échoué"),
+}
+
+
+def action_label(action: str) -> str:
+    label = ACTION_LABELS.get(action)
+    return str(label) if label is not None else action
+
+
+def target_markup(entry: AuditEntry) -> Markup:
+    parts: list[Markup] = []
+    if entry.target_id is not None:
+        parts.append(Markup("ID={}").format(entry.target_id))
+    if entry.target_label:
+        parts.append(Markup("“{}”").format(visible(entry.target_label)))
+    if not parts:
+        return Markup("—")
+    return Markup(" ").join(parts)
+
+
+def user_markup(entry: AuditEntry, names: dict[int, str], link: Callable[[int], str] | None) -> Markup:
+    if entry.user_id is None:
+        return Markup('<span class="journal-system">{}</span>').format(_l("Système"))
+    name = names.get(entry.user_id)
+    text = visible(name) if name else f"user_id={entry.user_id}"
+    if link is not None:
+        return Markup('<a href="{}">{}</a>').format(link(entry.user_id), text)
+    return escape(text)
+
+
+def sentence(entry: AuditEntry, names: dict[int, str], link: Callable[[int], str] | None = None) -> Markup:
+    """The entry as one escaped sentence, the actor's name linked when ``link`` is given."""
+    template = SENTENCES.get(entry.action, _FALLBACK)
+    # The template itself is escaped too (a translation is text, never markup); the values
+    # are escaped by Markup's % operator unless already Markup (the user link).
+    return escape(str(template)) % {
+        "user": user_markup(entry, names, link),
+        "target": target_markup(entry),
+        "action": entry.action,
+    }
+
+
+def timestamp(entry: AuditEntry) -> str:
+    return format_datetime(entry.created_at, "short")
+
+
+def user_names(entries: Iterable[AuditEntry], organization_id: int) -> dict[int, str]:
+    from sqlalchemy import select
+
+    from portal.auth.models import User
+    from portal.extensions import db
+
+    ids = {entry.user_id for entry in entries if entry.user_id is not None}
+    if not ids:
+        return {}
+    rows = db.session.execute(
+        select(User.id, User.name).where(User.organization_id == organization_id, User.id.in_(ids))
+    ).all()
+    return {row.id: row.name for row in rows}
