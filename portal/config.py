@@ -110,6 +110,12 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
         "SMTP_USER": os.environ.get("SMTP_USER"),
         "SMTP_PASSWORD": os.environ.get("SMTP_PASSWORD"),
         "SMTP_STARTTLS": _env_bool("SMTP_STARTTLS", True),
+        "SMTP_TIMEOUT": _env_int("SMTP_TIMEOUT", 15),
+        "EMAIL_CODE_MINUTES": _env_int("COFFRE_EMAIL_CODE_MINUTES", 10),
+        # How often a session's last-seen time is written (seconds): idle timeouts need no more.
+        "SESSION_TOUCH_SECONDS": _env_int("COFFRE_SESSION_TOUCH_SECONDS", 60),
+        # Encrypts TOTP secrets at rest; derived from the password pepper when unset.
+        "COFFRE_TOTP_KEY": os.environ.get("COFFRE_TOTP_KEY"),
         "MAIL_FROM": os.environ.get("MAIL_FROM", "Coffre <no-reply@coffre.local>"),
         "BABEL_DEFAULT_LOCALE": "fr",
         "BABEL_DEFAULT_TIMEZONE": "UTC",

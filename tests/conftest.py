@@ -66,7 +66,10 @@ class CommittingClient(FlaskClient):
     def open(self, *args, **kwargs):
         if has_app_context():
             db.session.commit()
-        return super().open(*args, **kwargs)
+        # A fresh app context per request, as in production: otherwise the request would reuse
+        # the test's long-lived one and ``g`` (user, CSRF token, locale) would leak between requests.
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
 
 
 def make_test_app(database_url: str, instance: Path, **overrides) -> Flask:

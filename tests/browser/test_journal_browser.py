@@ -7,12 +7,11 @@ from playwright.sync_api import expect
 
 from portal.extensions import db
 from tests.audit.helpers import add_entries
-from tests.browser.conftest import browser, live_server, live_server_factory, page  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
 
 
-def test_filters_apply_live_and_nothing_runs_from_labels(live_server, page, admin, contributor, org, login_as):  # noqa: F811
+def test_filters_apply_live_and_nothing_runs_from_labels(live_server, page, admin, contributor, org, login_as):
     add_entries(org, admin, 3, label="Facture-{n}.pdf")
     add_entries(org, contributor, 2, label="Devis-{n}.pdf", action="file.deleted")
     add_entries(org, contributor, 1, label='"><img src=x onerror=alert(1)><script>alert(2)</script>')
