@@ -18,22 +18,46 @@ Exit codes: 0 success; 1 at least one file failed (kept); 2 usage or configurati
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
 import hashlib
 import json
 import os
 import secrets
+import stat
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 import httpx
 
 CHUNK = 1024 * 1024
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH = 0, 1, 2, 3
+
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def server_url_problem(url: str) -> str | None:
+    """Why ``url`` may not be used as the server, or None.
+
+    The password and the bearer token travel in every request: plain HTTP is accepted only
+    to this machine (tests, a local tunnel), never over a network.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return "adresse de serveur invalide"
+    if parts.scheme not in {"http", "https"} or not host:
+        return "adresse de serveur invalide : https://… attendu"
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
+        return "connexion non chiffrée refusée : utilisez https:// (http:// seulement vers localhost)"
+    return None
 
 
 def config_dir() -> Path:
@@ -66,39 +90,123 @@ def load_config() -> dict[str, Any] | None:
         return None
 
 
-# ----------------------------------------------------------------- secure deletion
+# ----------------------------------------------------------------- safe file access
 
 
-def secure_delete(path: Path) -> None:
-    """Overwrite with random bytes, fsync, truncate, rename to a random name, unlink.
+class RefusedPathError(Exception):
+    """A path this program will not read or delete; the message says why (in French)."""
 
-    This defeats casual undelete on a plain disk; it cannot reach copies an SSD, a
-    copy-on-write or journaling filesystem, a snapshot or a backup already made (README).
-    """
-    size = path.stat().st_size
-    fd = os.open(path, os.O_WRONLY)
+
+# A symlink or a second hard link would make "delete the file I sent" destroy another
+# file (the link's target, or a name elsewhere sharing the inode). Windows has no
+# O_NOFOLLOW: the lstat checks below still refuse symlinks there.
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not hang the watcher
+_BINARY = getattr(os, "O_BINARY", 0)
+
+
+def open_regular(path: Path, *, writable: bool) -> tuple[int, os.stat_result]:
+    """Open ``path`` once, without following a symlink, and insist on a regular file with a
+    single link. Everything later (sending, verifying, overwriting) goes through this
+    descriptor, so swapping the name afterwards cannot redirect it."""
     try:
-        remaining = size
-        while remaining > 0:
-            block = secrets.token_bytes(min(CHUNK, remaining))
-            os.write(fd, block)
-            remaining -= len(block)
-        os.fsync(fd)
-        os.ftruncate(fd, 0)
-        os.fsync(fd)
-    finally:
+        if stat.S_ISLNK(os.lstat(path).st_mode):
+            raise RefusedPathError("lien symbolique refusé")
+        flags = (os.O_RDWR if writable else os.O_RDONLY) | _NOFOLLOW | _NONBLOCK | _BINARY
+        fd = os.open(path, flags)
+    except RefusedPathError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RefusedPathError("lien symbolique refusé") from None
+        raise RefusedPathError(f"ouverture impossible ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RefusedPathError("n'est pas un fichier ordinaire")
+        if info.st_nlink != 1:
+            raise RefusedPathError(f"fichier à liens multiples ({info.st_nlink} noms) refusé")
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+    except BaseException:
         os.close(fd)
-    scrambled = path.with_name(secrets.token_hex(12))
-    os.rename(path, scrambled)
-    os.unlink(scrambled)
+        raise
+    return fd, info
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _check_still_ours(path: Path, fd: int) -> os.stat_result:
+    """Refuse unless ``path`` still names, directly, the single-link file open as ``fd``."""
+    mine = os.fstat(fd)
     try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+        there = os.lstat(path)
+    except FileNotFoundError:
+        raise RefusedPathError("le fichier a été déplacé depuis l'envoi") from None
+    if stat.S_ISLNK(there.st_mode):
+        raise RefusedPathError("le nom désigne désormais un lien symbolique")
+    if not _same_file(mine, there):
+        raise RefusedPathError("le fichier a été remplacé depuis l'envoi")
+    if mine.st_nlink != 1:
+        raise RefusedPathError(f"le fichier a désormais {mine.st_nlink} noms (liens)")
+    return mine
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
     except OSError:
         return
     try:
         os.fsync(dir_fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on directories; the unlink itself is done
     finally:
         os.close(dir_fd)
+
+
+def shred_open_file(path: Path, fd: int) -> None:
+    """Move the file to a hidden random name, overwrite it with random bytes, fsync,
+    truncate and unlink it, checking first that ``path`` still names the file open as ``fd``.
+
+    The name goes first: if a later step fails, the original name is already gone (so a
+    watcher does not pick the half-shredded file up again) or, if the rename itself
+    failed, the file is intact. Raises RefusedPathError (nothing destroyed) or OSError.
+    This defeats casual undelete on a plain disk; it cannot reach copies an SSD, a
+    copy-on-write or journaling filesystem, a snapshot or a backup already made (README).
+    """
+    _check_still_ours(path, fd)
+    hidden = path.with_name(f".coffre-{secrets.token_hex(12)}")
+    os.rename(path, hidden)
+    # The name could have been swapped between the check and the rename: shred only what
+    # is provably this file, and put anything else back where it was.
+    try:
+        _check_still_ours(hidden, fd)
+    except RefusedPathError:
+        os.rename(hidden, path)
+        raise RefusedPathError("le fichier a été remplacé pendant la suppression") from None
+    size = os.fstat(fd).st_size
+    offset = 0
+    while offset < size:
+        block = secrets.token_bytes(min(CHUNK, size - offset))
+        os.lseek(fd, offset, os.SEEK_SET)
+        offset += os.write(fd, block)
+    os.fsync(fd)
+    os.ftruncate(fd, 0)
+    os.fsync(fd)
+    os.unlink(hidden)
+    _fsync_dir(path.parent)
+
+
+def secure_delete(path: Path) -> None:
+    """Shred and unlink ``path`` (a regular file with a single link; else RefusedPathError)."""
+    fd, _info = open_regular(path, writable=True)
+    try:
+        shred_open_file(path, fd)
+    finally:
+        os.close(fd)
 
 
 # ----------------------------------------------------------------- upload
@@ -157,6 +265,19 @@ def _problem_text(response: httpx.Response) -> str:
 def upload_one(
     client: httpx.Client, path: Path, armoire: int, folder: int | None, delete_after_upload: bool
 ) -> Outcome:
+    try:
+        # Opened read-write when the file is to be shredded: the overwrite must go through
+        # the very descriptor the bytes were sent from.
+        fd, _info = open_regular(path, writable=delete_after_upload)
+    except RefusedPathError as refusal:
+        return Outcome(path, False, False, f"{refusal} : fichier non envoyé, conservé")
+    with os.fdopen(fd, "r+b" if delete_after_upload else "rb") as handle:
+        return _send(client, path, handle, armoire, folder, delete_after_upload)
+
+
+def _send(
+    client: httpx.Client, path: Path, handle: BinaryIO, armoire: int, folder: int | None, delete_after_upload: bool
+) -> Outcome:
     fields = {"armoire_id": str(armoire)}
     if folder is not None:
         fields["folder"] = str(folder)
@@ -164,12 +285,11 @@ def upload_one(
     boundary = "coffre-" + secrets.token_hex(16)
     sent = Sent()
     try:
-        with path.open("rb") as handle:
-            response = client.post(
-                "/api/v1/fichiers",
-                content=multipart_body(fields, handle, path.name, boundary, sent),
-                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-            )
+        response = client.post(
+            "/api/v1/fichiers",
+            content=multipart_body(fields, handle, path.name, boundary, sent),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
     except httpx.TimeoutException:
         return Outcome(path, False, False, "délai dépassé : fichier conservé, relancez l'envoi")
     except httpx.HTTPError as exc:
@@ -185,10 +305,10 @@ def upload_one(
         return Outcome(path, False, False, "reçu illisible : fichier conservé")
     if not delete_after_upload:
         return Outcome(path, True, False, f"envoyé (fichier {receipt.get('file_id')})")
-    return _apply_receipt(path, receipt, sent)
+    return _apply_receipt(path, handle, receipt, sent)
 
 
-def _apply_receipt(path: Path, receipt: dict[str, Any], sent: Sent) -> Outcome:
+def _apply_receipt(path: Path, handle: BinaryIO, receipt: dict[str, Any], sent: Sent) -> Outcome:
     file_id = receipt.get("file_id")
     if receipt.get("delete_local") is not True:
         return Outcome(path, True, False, f"envoyé (fichier {file_id}) ; le serveur n'autorise pas la suppression")
@@ -201,22 +321,28 @@ def _apply_receipt(path: Path, receipt: dict[str, Any], sent: Sent) -> Outcome:
         )
     try:
         # The file must still be what was sent: a change since then is not in the portal.
-        current = _digest(path)
+        current = _digest(handle)
     except OSError as exc:
         return Outcome(path, True, False, f"envoyé ; vérification locale impossible ({exc.strerror}) : conservé")
     if current != (sent.sha256, sent.size):
         return Outcome(path, True, False, "envoyé, mais le fichier a changé depuis : conservé")
-    secure_delete(path)
+    try:
+        shred_open_file(path, handle.fileno())
+    except RefusedPathError as refusal:
+        return Outcome(path, True, False, f"envoyé (fichier {file_id}) ; suppression refusée : {refusal} ; conservé")
+    except OSError as exc:
+        # Uploaded and durable on the server: report, keep going with the other files.
+        return Outcome(path, True, False, f"envoyé (fichier {file_id}) ; suppression impossible ({exc.strerror})")
     return Outcome(path, True, True, f"envoyé (fichier {file_id}) et supprimé localement")
 
 
-def _digest(path: Path) -> tuple[str, int]:
+def _digest(handle: BinaryIO) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
+    handle.seek(0)
+    while chunk := handle.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
     return digest.hexdigest(), size
 
 
@@ -238,6 +364,10 @@ def _report(outcome: Outcome) -> None:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
+    problem = server_url_problem(args.server)
+    if problem is not None:
+        print(f"{args.server}: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     email = args.email or input("E-mail : ")
     password = os.environ.get("COFFRE_PASSWORD") or getpass.getpass("Mot de passe : ")
     payload: dict[str, Any] = {"email": email, "password": password, "name": args.name}
@@ -264,20 +394,33 @@ def cmd_logout(args: argparse.Namespace) -> int:
     config = load_config()
     if config is None:
         return EXIT_OK
-    try:
-        with _client(config, args.timeout) as client:
-            client.delete("/api/v1/auth/token")
-    except httpx.HTTPError as exc:
-        print(f"révocation côté serveur impossible ({exc.__class__.__name__})", file=sys.stderr)
+    problem = server_url_problem(str(config.get("server", "")))
+    if problem is not None:
+        print(f"{problem} : jeton non révoqué côté serveur, révoquez-le sur le portail", file=sys.stderr)
+    else:
+        try:
+            with _client(config, args.timeout) as client:
+                client.delete("/api/v1/auth/token")
+        except httpx.HTTPError as exc:
+            print(f"révocation côté serveur impossible ({exc.__class__.__name__})", file=sys.stderr)
     config_file().unlink(missing_ok=True)
     print("déconnecté")
     return EXIT_OK
+
+
+class UnsafeServerError(Exception):
+    """The saved server address would send the token in clear."""
 
 
 def _require_config() -> dict[str, Any] | None:
     config = load_config()
     if config is None:
         print("non connecté : lancez d'abord « login »", file=sys.stderr)
+        return None
+    # A configuration written by hand or by an older version is checked as strictly as login.
+    problem = server_url_problem(str(config.get("server", "")))
+    if problem is not None:
+        raise UnsafeServerError(f"{config.get('server')}: {problem}")
     return config
 
 
@@ -289,10 +432,6 @@ def cmd_upload(args: argparse.Namespace) -> int:
     with _client(config, args.timeout) as client:
         for name in args.paths:
             path = Path(name)
-            if not path.is_file():
-                print(f"{path}: n'est pas un fichier", file=sys.stderr)
-                status = EXIT_FAILED
-                continue
             outcome = upload_one(client, path, args.armoire, args.folder, args.delete_after_upload)
             _report(outcome)
             if outcome.auth_refused:
@@ -303,13 +442,22 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def stable_files(folder: Path, previous: dict[Path, tuple[int, int]]) -> tuple[list[Path], dict[Path, tuple[int, int]]]:
-    """Files whose size and mtime did not change since the previous poll."""
+    """Regular single-link files whose size and mtime did not change since the previous poll.
+
+    Symlinks and hard-linked files are never picked up: deleting them after the upload
+    would destroy a file outside the watched folder (upload_one refuses them too).
+    """
     current: dict[Path, tuple[int, int]] = {}
     for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".") or not entry.is_file():
+        if entry.name.startswith("."):
             continue
-        stat = entry.stat()
-        current[entry] = (stat.st_size, stat.st_mtime_ns)
+        try:
+            info = entry.lstat()
+        except OSError:
+            continue  # vanished between listing and lstat
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            continue
+        current[entry] = (info.st_size, info.st_mtime_ns)
     stable = [path for path, signature in current.items() if previous.get(path) == signature]
     return stable, current
 
@@ -332,7 +480,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
             for path in stable:
                 if done.get(path) == previous[path]:
                     continue  # already handled in this state; a new version will differ
-                outcome = upload_one(client, path, args.armoire, args.folder_id, args.delete_after_upload)
+                try:
+                    outcome = upload_one(client, path, args.armoire, args.folder_id, args.delete_after_upload)
+                except OSError as exc:
+                    # One unreadable file must not stop the watcher; it is retried next poll.
+                    outcome = Outcome(path, False, False, f"erreur locale ({exc.strerror}) : fichier conservé")
                 _report(outcome)
                 if outcome.auth_refused:
                     return EXIT_AUTH
@@ -375,6 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except UnsafeServerError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         # An interrupted upload never deletes anything: the receipt was not received.
         print("interrompu : les fichiers non confirmés sont conservés", file=sys.stderr)

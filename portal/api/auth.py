@@ -41,14 +41,40 @@ def current_token() -> ApiToken | None:
     return g.get("api_token")
 
 
+_LOOKUP_KEY = "coffre.api_token_lookup"
+
+
+def _resolve_token() -> ApiToken | None:
+    """The live token of this request, looked up once: the rate limiter needs it before
+    the blueprint's authentication hook runs.
+
+    Cached in the WSGI environ, not in ``g``: an app context (and its ``g``) can outlive
+    one request, and a stale answer here would accept a revoked token.
+    """
+    if _LOOKUP_KEY in request.environ:
+        return request.environ[_LOOKUP_KEY]
+    secret = bearer_secret()
+    token = services.find_live_token(secret, clock.now()) if secret is not None else None
+    request.environ[_LOOKUP_KEY] = token
+    return token
+
+
+def rate_limit_key() -> str:
+    """Per member for a valid token (all their tokens share one budget), else per address."""
+    token = _resolve_token()
+    if token is not None:
+        return f"api-user:{token.user_id}"
+    return f"api-ip:{request.remote_addr or 'unknown'}"
+
+
 def authenticate() -> Response | None:
     g._login_user = current_app.login_manager.anonymous_user()
     g.api_token = None
-    secret = bearer_secret()
-    if secret is None:
+    g.api_token_error = None
+    if bearer_secret() is None:
         return None
     at = clock.now()
-    token = services.find_live_token(secret, at)
+    token = _resolve_token()
     if token is None:
         g.api_token_error = "invalid_token"  # noqa: S105 - an RFC 6750 error code
         return None

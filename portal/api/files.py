@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import base64
-import inspect
 from typing import Any
 
-from flask import Response, jsonify, request, url_for
+from flask import Response, current_app, jsonify, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
 from portal.api import bp
+from portal.api.auth import rate_limit_key
 from portal.api.inputs import MAX_ID, Validator
 from portal.api.problems import QUOTA_EXCEEDED, STATUS_TYPES, ApiProblem, render_problem
 from portal.api.routes import iso
@@ -19,13 +19,20 @@ from portal.documents import errors as document_errors
 from portal.documents import services as documents
 from portal.documents.models import Armoire, File, FileVersion, Folder
 from portal.documents.upload import FieldPart, FilePart, MultipartReader, boundary_of
-from portal.extensions import db
+from portal.extensions import db, limiter
 from portal.security.permissions import Permission, requires
-from portal.security.tenancy import get_scoped
+from portal.security.tenancy import get_scoped, log_if_cross_organization
 from portal.web.context import current_actor
 
 MAX_FIELDS = 10
+# Multipart boundaries and headers on top of the largest accepted file.
+UPLOAD_OVERHEAD = 1024 * 1024
 ID = f"int(max={MAX_ID})"
+
+
+def _upload_limit() -> str:
+    # One budget for new files and new versions together.
+    return current_app.config.get("API_UPLOAD_RATE_LIMIT", "60/minute")
 
 
 def file_body(file: File) -> dict[str, Any]:
@@ -64,6 +71,7 @@ def _not_found() -> ApiProblem:
 def _armoire(armoire_id: int) -> Armoire:
     armoire = get_scoped(Armoire, armoire_id, current_user.organization_id)
     if armoire is None:
+        log_if_cross_organization(Armoire, armoire_id)
         raise _not_found()
     return armoire
 
@@ -72,14 +80,20 @@ def _folder(armoire: Armoire, folder_id: int | None) -> Folder | None:
     if folder_id is None:
         return None
     folder = get_scoped(Folder, folder_id, current_user.organization_id)
-    if folder is None or folder.armoire_id != armoire.id:
+    if folder is None:
+        log_if_cross_organization(Folder, folder_id)
+        raise _not_found()
+    if folder.armoire_id != armoire.id:
         raise _not_found()
     return folder
 
 
 def _file(file_id: int) -> File:
     file = get_scoped(File, file_id, current_user.organization_id)
-    if file is None or file.purged_at is not None:
+    if file is None:
+        log_if_cross_organization(File, file_id)
+        raise _not_found()
+    if file.purged_at is not None:
         raise _not_found()
     return file
 
@@ -110,6 +124,9 @@ def _read_upload_form() -> tuple[MultiDict[str, str], FilePart | None, Any]:
     """The text fields sent before the file part, the file part, and the remaining parts."""
     if request.mimetype != "multipart/form-data":
         raise ApiProblem(415, _("Envoyez le fichier en multipart/form-data."))
+    # The app-wide body limit is small; an upload may be as large as the upload limit plus
+    # its form overhead. Set before request.stream is first read, which fixes the limit.
+    request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"] + UPLOAD_OVERHEAD
     parts = MultipartReader(request.stream, boundary_of(request.content_type)).parts()
     fields: MultiDict[str, str] = MultiDict()
     for part in parts:
@@ -131,11 +148,9 @@ def _finish_form(parts: Any) -> None:
         assert isinstance(part, FieldPart)
 
 
-def _audit_kwargs(service: Any, delete_after_upload: bool) -> dict[str, Any]:
-    # The receipt's promise is journalled with the upload when the service can carry it.
-    if "audit_details" in inspect.signature(service).parameters:
-        return {"audit_details": {"delete_after_upload": delete_after_upload, "via": "api"}}
-    return {}
+def _audit_details(delete_after_upload: bool) -> dict[str, Any]:
+    # The receipt's promise (the client may now delete its copy) is journalled with the upload.
+    return {"delete_after_upload": delete_after_upload, "via": "api"}
 
 
 def _receipt(file: File, version: FileVersion, delete_local: bool) -> Response:
@@ -168,6 +183,7 @@ def _commit_upload(version: FileVersion | None) -> None:
 
 @bp.post("/fichiers")
 @requires(Permission.DOCUMENT_WRITE)
+@limiter.shared_limit(_upload_limit, scope="api-upload", key_func=rate_limit_key, override_defaults=False)
 def upload_file() -> Response:
     fields, part, parts = _read_upload_form()
     check = Validator(fields)
@@ -179,8 +195,15 @@ def upload_file() -> Response:
     check.check()
     armoire = _armoire(armoire_id)
     folder = _folder(armoire, folder_id)
-    extra = _audit_kwargs(documents.store_upload, delete_after_upload)
-    version = documents.store_upload(current_actor(), armoire, folder, part.filename, part.chunks, None, **extra)
+    version = documents.store_upload(
+        current_actor(),
+        armoire,
+        folder,
+        part.filename,
+        part.chunks,
+        None,
+        audit_details=_audit_details(delete_after_upload),
+    )
     try:
         _finish_form(parts)
     except BaseException:
@@ -252,6 +275,7 @@ def list_versions(file_id: int) -> Response:
 
 @bp.post(f"/fichiers/<{ID}:file_id>/versions")
 @requires(Permission.DOCUMENT_WRITE)
+@limiter.shared_limit(_upload_limit, scope="api-upload", key_func=rate_limit_key, override_defaults=False)
 def add_version(file_id: int) -> Response:
     file = _file(file_id)
     fields, part, parts = _read_upload_form()
@@ -261,8 +285,15 @@ def add_version(file_id: int) -> Response:
     if part is None:
         check.error("file", _("Ce champ est obligatoire (et doit suivre les autres champs)."))
     check.check()
-    extra = _audit_kwargs(documents.add_version, delete_after_upload)
-    version = documents.add_version(current_actor(), file, part.filename, part.chunks, None, comment, **extra)
+    version = documents.add_version(
+        current_actor(),
+        file,
+        part.filename,
+        part.chunks,
+        None,
+        comment,
+        audit_details=_audit_details(delete_after_upload),
+    )
     try:
         _finish_form(parts)
     except BaseException:

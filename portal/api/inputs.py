@@ -9,25 +9,45 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import request
+from flask import current_app, request
 from flask_babel import gettext as _
 
 from portal.api.problems import ApiProblem, validation_problem
 
 MAX_ID = 2**31 - 1
+# JSON and form bodies are a few hundred bytes; only the upload routes raise this.
+MAX_BODY = 1024 * 1024
+
+
+def limit_body() -> None:
+    """Cap every API body at MAX_BODY, whatever the app-wide limit, before anything reads it."""
+    configured = current_app.config.get("MAX_CONTENT_LENGTH")
+    request.max_content_length = MAX_BODY if configured is None else min(configured, MAX_BODY)
 
 
 def json_or_form_body() -> Mapping[str, Any]:
     """The request body as a mapping: a JSON object or a url-encoded form."""
     mimetype = request.mimetype
     if mimetype == "application/json":
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:
+            # silent=True only swallows ValueError; deep nesting exhausts the parser's stack.
+            raise ApiProblem(400, _("Le corps JSON est imbriqué trop profondément.")) from None
         if not isinstance(data, dict):
             raise ApiProblem(400, _("Le corps doit être un objet JSON."))
         return data
     if mimetype == "application/x-www-form-urlencoded":
         return request.form
     raise ApiProblem(415, _("Envoyez application/json ou application/x-www-form-urlencoded."))
+
+
+def _is_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Validator:
@@ -51,6 +71,10 @@ class Validator:
             return None
         if "\x00" in value:
             self.error(field, _("Caractère nul interdit."))
+            return None
+        if not _is_utf8(value):
+            # JSON "\udcff" escapes decode to lone surrogates, which no database or hash accepts.
+            self.error(field, _("Texte Unicode invalide."))
             return None
         if len(value) > max_length:
             self.error(field, _("%(max)d caractères au plus.", max=max_length))

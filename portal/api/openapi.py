@@ -42,7 +42,7 @@ def _problems(*statuses: int) -> dict[str, Any]:
         415: "Unsupported content type",
         422: "Invalid fields (see `errors`)",
         423: "Locked",
-        429: "Too many attempts",
+        429: "Too many requests (see `Retry-After`)",
     }
     return {str(status): _problem(texts[status]) for status in statuses}
 
@@ -251,7 +251,7 @@ def _paths() -> dict[str, Any]:
                     },
                 },
                 "responses": {"201": _json("NewToken", "Token created; the secret is shown only here")}
-                | _problems(400, 401, 403, 415, 422, 429),
+                | _problems(400, 401, 403, 413, 415, 422, 429),
             },
             "delete": {
                 "operationId": "revokeToken",

@@ -7,7 +7,7 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from portal.api.models import ApiToken
 from portal.audit.context import Actor
@@ -78,7 +78,27 @@ def find_live_token(secret: str, at: datetime) -> ApiToken | None:
     # A member moved to another organisation must not keep a foothold in the old one.
     if token.user.organization_id != token.organization_id:
         return None
+    # A new password (changed or reset) ends every credential issued under the old one,
+    # even if the service that changed it forgot to revoke the tokens.
+    changed_at = token.user.password_changed_at
+    if changed_at is not None and token.created_at < changed_at:
+        return None
     return token
+
+
+def revoke_user_tokens(user_id: int) -> int:
+    """Revoke every live token of a member (flushed, not committed); how many were revoked.
+
+    For password reset/change and deactivation: a reactivated account must not find its
+    old tokens working again.
+    """
+    result = db.session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=clock.now())
+        .execution_options(synchronize_session="fetch")
+    )
+    return result.rowcount or 0
 
 
 def needs_touch(token: ApiToken, at: datetime) -> bool:

@@ -261,11 +261,24 @@ def reset_password(token: str, password: str, actor: Actor) -> User | None:
     user.password_hash = hash_password(password)
     user.password_changed_at = clock.now()
     reset_failures(user)
-    revoke_sessions(user.id)
+    ended = revoke_sessions(user.id)
+    revoked = _revoke_api_tokens(user.id)
     record(
-        "user.password_reset", _for_user(user, actor), target_type="user", target_id=user.id, target_label=user.email
+        "user.password_reset",
+        _for_user(user, actor),
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
+        details={"sessions_ended": ended, "tokens_revoked": revoked},
     )
     return user
+
+
+def _revoke_api_tokens(user_id: int) -> int:
+    # Imported here: the API package builds on this module.
+    from portal.api.services import revoke_user_tokens
+
+    return revoke_user_tokens(user_id)
 
 
 def change_password(
@@ -278,13 +291,16 @@ def change_password(
     user.password_hash = hash_password(new)
     user.password_changed_at = clock.now()
     ended = revoke_sessions(user.id, except_id=keep_session_id) if end_others else 0
+    # Tokens minted before the change are refused anyway (password_changed_at); revoking them
+    # also shows them as such on /me/jetons.
+    revoked = _revoke_api_tokens(user.id)
     record(
         "user.password_changed",
         _for_user(user, actor),
         target_type="user",
         target_id=user.id,
         target_label=user.email,
-        details={"sessions_ended": ended},
+        details={"sessions_ended": ended, "tokens_revoked": revoked},
     )
     return True
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, or_, select, update
 
+from portal.api.services import revoke_user_tokens
 from portal.audit.context import Actor
 from portal.audit.services import record
 from portal.auth import clock
@@ -140,13 +141,15 @@ def deactivate(user: User, actor: Actor) -> None:
         raise LastAdminError()
     user.active = False
     ended = revoke_sessions(user.id)
+    # Otherwise a reactivation would bring the member's old tokens back to life.
+    revoked = revoke_user_tokens(user.id)
     record(
         "user.deactivated",
         actor,
         target_type="user",
         target_id=user.id,
         target_label=user.email,
-        details={"sessions_ended": ended},
+        details={"sessions_ended": ended, "tokens_revoked": revoked},
     )
 
 

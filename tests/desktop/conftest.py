@@ -28,6 +28,24 @@ class LivePortal:
         self._thread.join(timeout=5)
 
 
+@pytest.fixture(autouse=True)
+def config_home(tmp_path, monkeypatch) -> Path:
+    """The uploader's token file lives in the test's own directory."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return tmp_path / "config"
+
+
+@pytest.fixture
+def armoire(app, org):
+    from portal.documents.models import Armoire
+    from portal.extensions import db
+
+    row = Armoire(organization_id=org.id, name="Archives")
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
 @pytest.fixture
 def live_portal(app_factory) -> Iterator[LivePortal]:
     server = LivePortal(app_factory(SERVER_NAME=None))

@@ -23,22 +23,6 @@ sys.modules["coffre_desktop"] = uploader  # dataclasses look their module up
 spec.loader.exec_module(uploader)
 
 
-@pytest.fixture(autouse=True)
-def config_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    return tmp_path / "config"
-
-
-@pytest.fixture
-def armoire(app, org):
-    from portal.documents.models import Armoire
-
-    row = Armoire(organization_id=org.id, name="Archives")
-    db.session.add(row)
-    db.session.commit()
-    return row
-
-
 def token_for(user) -> str:
     from portal.api import services
     from portal.audit.context import Actor
