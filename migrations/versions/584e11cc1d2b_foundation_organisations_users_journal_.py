@@ -85,7 +85,7 @@ def upgrade():
     sa.Column('prev_hash', sa.String(length=64), nullable=False),
     sa.Column('entry_hash', sa.String(length=64), nullable=False),
     sa.ForeignKeyConstraint(['organization_id'], ['organisations.id'], name=op.f('fk_journal_activite_organization_id_organisations'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['user_id'], ['utilisateurs.id'], name=op.f('fk_journal_activite_user_id_utilisateurs'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['user_id'], ['utilisateurs.id'], name=op.f('fk_journal_activite_user_id_utilisateurs')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_journal_activite')),
     sa.UniqueConstraint('chain_id', 'seq', name='uq_journal_activite_chain_seq')
     )
