@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     size, chunk = args.mib << 20, args.chunk_kib << 10
     plaintext = os.urandom(size)
-    key, aad = os.urandom(32), associated_data(1, 1, 1)
+    key, aad = os.urandom(32), associated_data(1, "1" * 32, 1)
     print(f"{args.mib} MiB, chunks of {args.chunk_kib} KiB, segments of {SEGMENT_SIZE >> 10} KiB")
 
     def copy_baseline() -> None:

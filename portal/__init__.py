@@ -16,10 +16,12 @@ from portal.extensions import babel, csrf, db, htmx, limiter, login_manager, mig
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def select_locale() -> str:
+def select_locale() -> str | None:
     """The user's saved language, else the language cookie, else French."""
-    from flask import current_app
+    from flask import current_app, has_request_context
 
+    if not has_request_context():
+        return None  # jobs and CLI: Babel falls back to the default locale
     languages = current_app.config["LANGUAGES"]
     if current_user and current_user.is_authenticated and current_user.locale in languages:
         return current_user.locale

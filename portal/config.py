@@ -8,6 +8,7 @@ says what to set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from datetime import timedelta
@@ -58,10 +59,8 @@ def load_or_create_secret(path: Path, nbytes: int = 32) -> bytes:
             handle.write(secrets.token_urlsafe(nbytes).encode())
             handle.flush()
             os.fsync(handle.fileno())
-        try:
+        with contextlib.suppress(FileExistsError):  # another process won the race: use its value
             os.link(temporary, path)
-        except FileExistsError:
-            pass  # another process won the race: use its value
     finally:
         temporary.unlink(missing_ok=True)
     return path.read_bytes().strip()
@@ -98,6 +97,8 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
         "COFFRE_BASE_URL": os.environ.get("COFFRE_BASE_URL", "http://127.0.0.1:5000"),
         "COFFRE_TRUSTED_PROXIES": _env_int("COFFRE_TRUSTED_PROXIES", 0),
         "MAX_UPLOAD_BYTES": _env_int("COFFRE_MAX_UPLOAD_MB", 2048) * 1024 * 1024,
+        # Every request body but an upload's (which lifts it, see documents/upload.py).
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
         "COFFRE_TRASH_RETENTION_DAYS": _env_int("COFFRE_TRASH_RETENTION_DAYS", 30),
         "BCRYPT_ROUNDS": max(12, _env_int("COFFRE_BCRYPT_ROUNDS", 12)),
         "SESSION_IDLE_MINUTES": _env_int("COFFRE_SESSION_IDLE_MINUTES", 30),

@@ -15,10 +15,11 @@ from portal.api.auth import rate_limit_key
 from portal.api.inputs import MAX_ID, Validator
 from portal.api.problems import QUOTA_EXCEEDED, STATUS_TYPES, ApiProblem, render_problem
 from portal.api.routes import iso
+from portal.database import writes_on_get
 from portal.documents import errors as document_errors
 from portal.documents import services as documents
 from portal.documents.models import Armoire, File, FileVersion, Folder
-from portal.documents.upload import FieldPart, FilePart, MultipartReader, boundary_of
+from portal.documents.upload import FieldPart, FilePart, upload_reader
 from portal.extensions import db, limiter
 from portal.security.permissions import Permission, requires
 from portal.security.tenancy import get_scoped, log_if_cross_organization
@@ -26,7 +27,6 @@ from portal.web.context import current_actor
 
 MAX_FIELDS = 10
 # Multipart boundaries and headers on top of the largest accepted file.
-UPLOAD_OVERHEAD = 1024 * 1024
 ID = f"int(max={MAX_ID})"
 
 
@@ -124,10 +124,7 @@ def _read_upload_form() -> tuple[MultiDict[str, str], FilePart | None, Any]:
     """The text fields sent before the file part, the file part, and the remaining parts."""
     if request.mimetype != "multipart/form-data":
         raise ApiProblem(415, _("Envoyez le fichier en multipart/form-data."))
-    # The app-wide body limit is small; an upload may be as large as the upload limit plus
-    # its form overhead. Set before request.stream is first read, which fixes the limit.
-    request.max_content_length = current_app.config["MAX_UPLOAD_BYTES"] + UPLOAD_OVERHEAD
-    parts = MultipartReader(request.stream, boundary_of(request.content_type)).parts()
+    parts = upload_reader(request, current_app.config["MAX_UPLOAD_BYTES"]).parts()
     fields: MultiDict[str, str] = MultiDict()
     for part in parts:
         if isinstance(part, FilePart):
@@ -170,6 +167,22 @@ def _receipt(file: File, version: FileVersion, delete_local: bool) -> Response:
     return response
 
 
+def _seal_and_finish(plan: Any, part: Any, parts: Any) -> FileVersion:
+    """Stream the file part into a sealed blob with no transaction open, then add the rows.
+
+    The rest of the form is read before the rows are added, so the short final transaction
+    never waits on the network.
+    """
+    sealed = documents.seal_upload(plan, part.chunks)
+    try:
+        _finish_form(parts)
+        return documents.finish_upload(sealed)
+    except BaseException:
+        db.session.rollback()
+        documents.delete_blobs([sealed.storage_key])
+        raise
+
+
 def _commit_upload(version: FileVersion | None) -> None:
     """Commit the version row; if that fails the blob written before it is removed."""
     try:
@@ -195,21 +208,10 @@ def upload_file() -> Response:
     check.check()
     armoire = _armoire(armoire_id)
     folder = _folder(armoire, folder_id)
-    version = documents.store_upload(
-        current_actor(),
-        armoire,
-        folder,
-        part.filename,
-        part.chunks,
-        None,
-        audit_details=_audit_details(delete_after_upload),
+    plan = documents.prepare_upload(
+        current_actor(), armoire, folder, part.filename, None, audit_details=_audit_details(delete_after_upload)
     )
-    try:
-        _finish_form(parts)
-    except BaseException:
-        db.session.rollback()
-        documents.delete_blobs([version.storage_key])
-        raise
+    version = _seal_and_finish(plan, part, parts)
     file = db.session.get(File, version.file_id)
     _commit_upload(version)
     # Only now is the content durable (blob fsynced, row committed): the client may delete its copy.
@@ -232,6 +234,7 @@ def trash_file(file_id: int) -> tuple[str, int]:
 
 @bp.get(f"/fichiers/<{ID}:file_id>/contenu")
 @requires(Permission.DOCUMENT_DOWNLOAD)
+@writes_on_get
 def download(file_id: int) -> Response:
     check = Validator(request.args)
     number = check.integer("version")
@@ -247,16 +250,19 @@ def download(file_id: int) -> Response:
         documents.record_integrity_failure(actor, file, None, failure.message)
         db.session.commit()
         raise
+    # Read what the headers need before the commit: afterwards a lazy load would reopen a
+    # transaction and hold it for the whole stream.
+    size, number, sha256, name = version.size, version.number, version.sha256, file.name
     db.session.commit()
     response = Response(chunks, mimetype="application/octet-stream", direct_passthrough=True)
-    response.content_length = version.size
-    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{_quote(file.name)}"
-    response.headers["X-Content-Version"] = str(version.number)
-    if version.sha256:
-        digest = base64.b64encode(bytes.fromhex(version.sha256)).decode()
+    response.content_length = size
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{_quote(name)}"
+    response.headers["X-Content-Version"] = str(number)
+    if sha256:
+        digest = base64.b64encode(bytes.fromhex(sha256)).decode()
         response.headers["Repr-Digest"] = f"sha-256=:{digest}:"
         response.headers["Digest"] = f"sha-256={digest}"
-        response.headers["X-Content-SHA256"] = version.sha256
+        response.headers["X-Content-SHA256"] = sha256
     return response
 
 
@@ -285,21 +291,10 @@ def add_version(file_id: int) -> Response:
     if part is None:
         check.error("file", _("Ce champ est obligatoire (et doit suivre les autres champs)."))
     check.check()
-    version = documents.add_version(
-        current_actor(),
-        file,
-        part.filename,
-        part.chunks,
-        None,
-        comment,
-        audit_details=_audit_details(delete_after_upload),
+    plan = documents.prepare_version(
+        current_actor(), file, part.filename, None, comment, audit_details=_audit_details(delete_after_upload)
     )
-    try:
-        _finish_form(parts)
-    except BaseException:
-        db.session.rollback()
-        documents.delete_blobs([version.storage_key])
-        raise
+    version = _seal_and_finish(plan, part, parts)
     _commit_upload(version)
     return _receipt(file, version, delete_after_upload)
 

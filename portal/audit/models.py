@@ -33,7 +33,9 @@ class AuditEntry(db.Model):
     seq: Mapped[int] = mapped_column(BigInteger)
     user_id: Mapped[int | None] = mapped_column(
         # No ON DELETE: the entry hash covers user_id, so members are deactivated, never deleted.
-        ForeignKey("utilisateurs.id"), index=True, default=None
+        ForeignKey("utilisateurs.id"),
+        index=True,
+        default=None,
     )
     action: Mapped[str] = mapped_column(String(40), index=True)
     target_type: Mapped[str | None] = mapped_column(String(30), default=None)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +36,43 @@ _PENDING = "coffre_pending_shreds"
 # ---------------------------------------------------------------------------- data keys
 
 
-def new_data_key(organization_id: int, context: dict[str, str]) -> tuple[DataKey, bytes]:
-    """Create a data key bound to ``context``; adds and flushes the row, returns it with the key."""
+@dataclass(frozen=True)
+class GeneratedKey:
+    """A fresh data key and its wrapping, not yet stored: made while no transaction is open."""
+
+    organization_id: int
+    key: bytes = field(repr=False)
+    wrapped: bytes = field(repr=False)
+    master_key_id: str
+    context: dict[str, str]
+
+
+def generate_data_key(organization_id: int, context: dict[str, str]) -> GeneratedKey:
+    """A data key bound to ``context``, without touching the database (a KMS call at most)."""
     canonical_context(context)
     if "org" in context and context["org"] != str(organization_id):
         raise ValueError("the encryption context names another organisation")
     key, wrapped, master_key_id = get_key_provider().generate_data_key(context)
-    row = DataKey(organization_id=organization_id, wrapped_key=wrapped, master_key_id=master_key_id, context=context)
+    return GeneratedKey(organization_id, key, wrapped, master_key_id, dict(context))
+
+
+def save_data_key(generated: GeneratedKey) -> DataKey:
+    """Store the wrapped half of ``generated``; adds and flushes the row."""
+    row = DataKey(
+        organization_id=generated.organization_id,
+        wrapped_key=generated.wrapped,
+        master_key_id=generated.master_key_id,
+        context=dict(generated.context),
+    )
     db.session.add(row)
     db.session.flush()
-    return row, key
+    return row
+
+
+def new_data_key(organization_id: int, context: dict[str, str]) -> tuple[DataKey, bytes]:
+    """Create a data key bound to ``context``; adds and flushes the row, returns it with the key."""
+    generated = generate_data_key(organization_id, context)
+    return save_data_key(generated), generated.key
 
 
 def open_data_key(data_key: DataKey, context: dict[str, str]) -> bytes:
@@ -134,6 +162,32 @@ def _write_pending_shreds(session: Session) -> None:
         except OSError:
             # The database ledger has them; `keys apply-ledger` copies them to the file again.
             log.exception("could not append %d entries to the shred ledger %s", len(lines), path)
+    _checkpoint_sqlite(session)
+
+
+def _checkpoint_sqlite(session: Session) -> None:
+    """Push a shred out of SQLite's WAL and truncate it.
+
+    Until a checkpoint, the WAL still holds the pages written before the shred, wrapped key
+    included: the key would stay on disk (and in a file-level backup) after the purge.
+    """
+    bind = session.get_bind()
+    engine = getattr(bind, "engine", bind)
+    if engine.dialect.name != "sqlite":
+        return
+    try:
+        with engine.connect() as connection:
+            # The raw driver connection (autocommit): a checkpoint inside a transaction cannot truncate.
+            raw = connection.connection.driver_connection
+            raw.execute("PRAGMA busy_timeout = 2000")
+            try:
+                busy, _log_frames, _done = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                raw.execute("PRAGMA busy_timeout = 30000")
+        if busy:
+            log.warning("WAL checkpoint after a shred was blocked by readers; it completes at the next checkpoint")
+    except Exception:
+        log.exception("WAL checkpoint after a shred failed; the wrapped key stays in the WAL until the next one")
 
 
 @event.listens_for(Session, "after_rollback")

@@ -120,9 +120,13 @@ class LocalKeyProvider:
     single key from COFFRE_MASTER_KEY (version 1, which the CLI cannot rotate: rotating it means
     moving to a keyring file)."""
 
-    def __init__(self, keyring_path: Path | str | None = None, env_key: str | None = None) -> None:
+    def __init__(
+        self, keyring_path: Path | str | None = None, env_key: str | None = None, *, strict_permissions: bool = False
+    ) -> None:
         self.path = Path(keyring_path) if keyring_path else None
         self.from_env = bool(env_key)
+        # Production refuses a keyring others can read: the master key must not leak via a backup job's group.
+        self.strict_permissions = strict_permissions
         self._stamp: tuple[int, int, int] | None = None
         if env_key:
             try:
@@ -154,6 +158,10 @@ class LocalKeyProvider:
         except OSError as error:
             raise KeyConfigError(f"cannot read the master keyring {self.path}: {error.strerror}") from None
         if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            if self.strict_permissions:
+                raise KeyConfigError(
+                    f"the master keyring {self.path} is accessible beyond its owner: chmod 600 it before starting"
+                )
             log.warning("master keyring %s is readable beyond its owner; chmod 600 it", self.path)
         keyring = Keyring.from_json(raw, str(self.path))
         self._stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
@@ -360,7 +368,11 @@ class KmsKeyProvider:
 def build_key_provider(config: dict[str, Any]) -> LocalKeyProvider | KmsKeyProvider:
     kind = (config.get("COFFRE_KEY_PROVIDER") or "local").strip().lower()
     if kind == "local":
-        return LocalKeyProvider(config.get("COFFRE_MASTER_KEY_FILE"), config.get("COFFRE_MASTER_KEY"))
+        return LocalKeyProvider(
+            config.get("COFFRE_MASTER_KEY_FILE"),
+            config.get("COFFRE_MASTER_KEY"),
+            strict_permissions=config.get("COFFRE_ENV") == "production",
+        )
     if kind == "kms":
         return KmsKeyProvider(
             config.get("COFFRE_KMS_KEY_ID") or "",

@@ -12,15 +12,19 @@ Every segment but the last holds exactly SEGMENT_SIZE plaintext bytes, the last 
 0..SEGMENT_SIZE bytes (it is empty only for an empty file). Because the segment index and
 the last flag are in the nonce and in the AAD, and the number of segments follows from the
 blob size, reordering, truncation (even at a segment boundary) and extension all fail
-authentication; because the key is derived from the ids (aad), a blob copied onto another
-file or version fails too. A fresh salt per blob gives a fresh segment key, so nonces never
-repeat under a key even if a data key were ever reused.
+authentication; because the key is derived from the AAD, a blob copied onto another
+version, file or organisation fails too. Format 2 binds a blob to its organisation and to
+the random 128-bit ``uid`` of its version row (plus the file id when the file already
+existed): the blob is written before any row exists, so no database id can be used.
+A fresh salt per blob gives a fresh segment key, so nonces never repeat under a key even
+if a data key were ever reused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import struct
 from collections.abc import Iterator
@@ -46,7 +50,7 @@ __all__ = [
 ]
 
 MAGIC = b"CFR1"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SALT_SIZE = 32
 PREFIX_SIZE = 7
 TAG_SIZE = 16
@@ -60,12 +64,20 @@ MAX_SEGMENTS = 1 << 32
 _INDEX = struct.Struct(">IB")
 
 
-def associated_data(organization_id: int, file_id: int, version_id: int) -> bytes:
-    """The ids a blob is bound to; a blob read with other ids does not authenticate."""
-    for name, value in (("organization_id", organization_id), ("file_id", file_id), ("version_id", version_id)):
+_UID = re.compile(r"[0-9a-f]{32}")
+
+
+def associated_data(organization_id: int, version_uid: str, file_id: int | None = None) -> bytes:
+    """What a blob is bound to; a blob read under another version, file or organisation fails."""
+    for name, value in (("organization_id", organization_id), ("file_id", file_id)):
+        if value is None and name == "file_id":
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive integer")
-    return f"coffre/v1|org={organization_id}|file={file_id}|version={version_id}".encode()
+    if not isinstance(version_uid, str) or not _UID.fullmatch(version_uid):
+        raise ValueError("version_uid must be 32 lowercase hex digits")
+    file_part = "" if file_id is None else f"|file={file_id}"
+    return f"coffre/v2|org={organization_id}{file_part}|version={version_uid}".encode()
 
 
 def _segment_aead(key: bytes, salt: bytes, aad: bytes) -> AESGCM:

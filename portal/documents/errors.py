@@ -66,3 +66,9 @@ class ContentUnavailable(DocumentError):
     """The blob is missing, or its key was shredded or cannot be unwrapped."""
 
     status = 409
+
+
+class StorageFull(DocumentError):
+    """The server's blob storage is out of space (or a file size limit was hit): nothing was kept."""
+
+    status = 507

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
@@ -81,6 +82,9 @@ class FileVersion(OrgOwned, db.Model):
     __table_args__ = (UniqueConstraint("file_id", "number"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # Random, unique and never changed: the blob's AAD and the data key's context name it,
+    # because the blob is written before this row (and its id) exists.
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: secrets.token_hex(16))
     file_id: Mapped[int] = mapped_column(ForeignKey("fichiers.id", ondelete="CASCADE"), index=True)
     number: Mapped[int] = mapped_column(Integer)
     size: Mapped[int] = mapped_column(BigInteger, default=0)

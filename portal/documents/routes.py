@@ -14,6 +14,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import NotFound as HTTPNotFound
 from wtforms import ValidationError
 
+from portal.database import writes_on_get
 from portal.documents import bp, services
 from portal.documents.errors import (
     DocumentError,
@@ -25,7 +26,7 @@ from portal.documents.errors import (
 )
 from portal.documents.forms import ArmoireForm, ConfirmForm, FolderForm, MoveForm, RenameForm
 from portal.documents.models import Armoire, File, FileVersion, Folder
-from portal.documents.upload import FieldPart, MultipartReader, boundary_of
+from portal.documents.upload import FORM_OVERHEAD, FieldPart, upload_reader
 from portal.extensions import csrf, db
 from portal.security.permissions import Permission, requires
 from portal.security.tenancy import get_scoped_or_404, scoped
@@ -36,7 +37,6 @@ from portal.web.htmx import is_htmx, redirect_or_hx, render_page_or_fragment
 logger = logging.getLogger(__name__)
 
 # Multipart framing around one file: headers, boundaries and the CSRF field.
-UPLOAD_OVERHEAD = 64 * 1024
 DOWNLOAD_CSP = "sandbox; default-src 'none'; frame-ancestors 'none'"
 PREVIEW_CSP = "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'self'"
 
@@ -149,6 +149,13 @@ def delete_armoire(armoire_id: int):
     return redirect_or_hx(url_for("documents.armoires"))
 
 
+def _rename_form(folder: Folder | None) -> RenameForm:
+    form = RenameForm()
+    if folder is not None and not form.name.data:
+        form.name.data = folder.name
+    return form
+
+
 def _browse(armoire: Armoire, folder: Folder | None):
     org_id = current_user.organization_id
     sort = request.args.get("tri", "name")
@@ -165,6 +172,9 @@ def _browse(armoire: Armoire, folder: Folder | None):
         sort=sort if sort in services.SORTS else "name",
         search=search,
         folder_form=FolderForm(),
+        rename_form=_rename_form(folder),
+        confirm=ConfirmForm(),
+        parent_choices=services.folder_choices(org_id, armoire, folder) if folder is not None else [],
         list_url=_location(armoire, folder),
         max_upload=current_app.config["MAX_UPLOAD_BYTES"],
     )
@@ -194,6 +204,44 @@ def create_folder(armoire_id: int):
     return redirect_or_hx(_location(g.armoire, folder))
 
 
+@bp.route("/armoires/<int:armoire_id>/dossiers/<int:folder_id>/renommer", methods=["POST"])
+@requires(Permission.DOCUMENT_WRITE)
+def rename_folder(armoire_id: int, folder_id: int):
+    form = RenameForm()
+    if not form.validate_on_submit():
+        raise InvalidName(_("Le nouveau nom est obligatoire (255 caractères au plus)."))
+    services.rename_folder(current_actor(), g.folder, form.name.data)
+    db.session.commit()
+    flash(_("Dossier renommé."), "success")
+    return redirect_or_hx(_location(g.armoire, g.folder))
+
+
+@bp.route("/armoires/<int:armoire_id>/dossiers/<int:folder_id>/deplacer", methods=["POST"])
+@requires(Permission.DOCUMENT_WRITE)
+def move_folder(armoire_id: int, folder_id: int):
+    if not ConfirmForm().validate_on_submit() or "parent_id" not in request.form:
+        raise InvalidName(_("Choisissez une destination."))
+    parent = _folder_from_arg(g.armoire, request.form.get("parent_id"))
+    services.move_folder(current_actor(), g.folder, parent)
+    db.session.commit()
+    flash(_("Dossier déplacé."), "success")
+    return redirect_or_hx(_location(g.armoire, g.folder))
+
+
+@bp.route("/armoires/<int:armoire_id>/dossiers/<int:folder_id>/supprimer", methods=["POST"])
+@requires(Permission.DOCUMENT_WRITE)
+def delete_folder(armoire_id: int, folder_id: int):
+    if not ConfirmForm().validate_on_submit():
+        raise MalformedUpload(_("Le formulaire n'est pas valide."))
+    folder = g.folder
+    parent = db.session.get(Folder, folder.parent_id) if folder.parent_id else None
+    name = folder.name
+    services.delete_folder(current_actor(), folder)
+    db.session.commit()
+    flash(_("Dossier « %(name)s » supprimé.", name=name), "success")
+    return redirect_or_hx(_location(g.armoire, parent))
+
+
 # ---------------------------------------------------------------- uploads
 
 
@@ -208,23 +256,25 @@ def _csrf_valid(token: str | None) -> bool:
 
 
 def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list[FileVersion]:
-    """Stream every file part of the body into new versions, then commit once.
+    """Stream every file part of the body into sealed blobs, then add all rows in one short
+    transaction and commit once.
 
-    The CSRF token (header, or a field placed before the file) is checked before any file
-    byte is accepted; on any failure the transaction rolls back and blobs written by this
-    request are deleted, so nothing is left behind.
+    No transaction is open while the body is read (services.seal_upload ends the read-only
+    one first): a slow client must not hold the database's write lock. The CSRF token
+    (header, or a field placed before the file) is checked before any file byte is accepted;
+    on any failure the transaction rolls back and every blob of this request is deleted.
     """
     max_bytes = current_app.config["MAX_UPLOAD_BYTES"]
-    if request.content_length is not None and request.content_length > max_bytes + UPLOAD_OVERHEAD:
+    if request.content_length is not None and request.content_length > max_bytes + FORM_OVERHEAD:
         raise FileTooLarge(
             _("Le fichier dépasse la taille maximale autorisée (%(size)s Mio).", size=max_bytes // (1024 * 1024))
         )
-    reader = MultipartReader(request.stream, boundary_of(request.content_type))
+    reader = upload_reader(request, max_bytes)
     csrf_ok = _csrf_valid(request.headers.get("X-CSRFToken"))
     actor = current_actor()
     comment: str | None = None
+    sealed: list[services.SealedUpload] = []
     versions: list[FileVersion] = []
-    keys: list[str] = []
     try:
         for part in reader.parts():
             if isinstance(part, FieldPart):
@@ -238,19 +288,21 @@ def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list
             if not part.filename:
                 continue
             if file is None:
-                version = services.store_upload(actor, armoire, folder, part.filename, part.chunks, None, comment)
-            elif versions:
+                plan = services.prepare_upload(actor, armoire, folder, part.filename, None, comment)
+            elif sealed:
                 raise MalformedUpload(_("Une nouvelle version ne contient qu'un seul fichier."))
             else:
-                version = services.add_version(actor, file, part.filename, part.chunks, None, comment)
-            keys.append(version.storage_key)
-            versions.append(version)
-        if not versions:
+                plan = services.prepare_version(actor, file, part.filename, None, comment)
+            sealed.append(services.seal_upload(plan, part.chunks))
+        if not sealed:
             raise InvalidName(_("Aucun fichier reçu : choisissez au moins un fichier."))
+        # T1: the whole body has been read; only short database work from here.
+        for item in sealed:
+            versions.append(services.finish_upload(item))
         db.session.commit()
     except BaseException:
         db.session.rollback()
-        services.delete_blobs(keys)
+        services.delete_blobs([item.storage_key for item in sealed])
         raise
     return versions
 
@@ -445,24 +497,37 @@ def _send(file: File, number: int | None, *, inline: bool) -> Response:
             response.headers["Content-Range"] = f"bytes */{size}"
             return response
         start, end, status = bounds[0], bounds[1], 206
+    actor = current_actor()
     try:
         version, chunks = services.open_version_stream(
-            current_actor(), file, version.number, start, end, preview=inline
+            actor, file, version.number, start, end, preview=inline, record_access=False
         )
     except IntegrityFailure as error:
         return _integrity_failure(file, version.number, error)
-    db.session.commit()
+    # Read now: once committed, touching an expired attribute would begin a transaction and
+    # keep it open for the whole stream.
+    file_id, file_name, number, mime_type = file.id, file.name, version.number, version.mime_type
+    try:
+        # The reads above (and before_request's) ran DEFERRED; the journal entry gets a
+        # transaction of its own, which begins IMMEDIATE thanks to writes_on_get.
+        db.session.commit()
+        if not inline or start == 0:
+            services.record_download(actor, file_id, file_name, number, preview=inline)
+        db.session.commit()
+    except BaseException:
+        chunks.close()
+        raise
     response = Response(
-        stream_with_context(_guard(chunks, file.id, version.number)),
+        stream_with_context(_guard(chunks, file_id, number)),
         status=status,
-        mimetype=version.mime_type if inline else "application/octet-stream",
+        mimetype=mime_type if inline else "application/octet-stream",
     )
     headers = response.headers
     headers["Content-Length"] = str(end - start)
     headers["Accept-Ranges"] = "bytes"
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    headers["Content-Disposition"] = content_disposition("inline" if inline else "attachment", file.name)
+    headers["Content-Disposition"] = content_disposition("inline" if inline else "attachment", file_name)
     headers["Content-Security-Policy"] = PREVIEW_CSP if inline else DOWNLOAD_CSP
     headers["X-Frame-Options"] = "SAMEORIGIN" if inline else "DENY"
     headers["X-Content-Type-Options"] = "nosniff"
@@ -472,12 +537,14 @@ def _send(file: File, number: int | None, *, inline: bool) -> Response:
 
 @bp.route("/fichiers/<int:file_id>/telecharger")
 @requires(Permission.DOCUMENT_DOWNLOAD)
+@writes_on_get
 def download(file_id: int):
     return _send(g.file, request.args.get("version", type=int), inline=False)
 
 
 @bp.route("/fichiers/<int:file_id>/apercu")
 @requires(Permission.DOCUMENT_DOWNLOAD)
+@writes_on_get
 def preview(file_id: int):
     return _send(g.file, request.args.get("version", type=int), inline=True)
 

@@ -10,12 +10,20 @@ and never commits; errors are the typed ones of ``portal.documents.errors``. Sta
     rename_armoire(actor, armoire, name) -> Armoire
     delete_armoire(actor, armoire) -> None                      # only when empty
     create_folder(actor, armoire, parent, name) -> Folder
+    rename_folder(actor, folder, name) -> Folder
+    move_folder(actor, folder, parent) -> Folder                # same armoire, no cycles (409)
+    delete_folder(actor, folder) -> None                        # only when empty (409)
     list_folders(organization_id, armoire, parent) -> list[Folder]
     folder_trail(folder) -> list[Folder]                        # root first, for breadcrumbs
     list_files(organization_id, armoire, folder, sort="name", search="", page=1, per_page=25) -> Page[File]
     used_bytes(organization_id) -> int
-    store_upload(actor, armoire, folder, filename, stream_chunks, declared_size, comment=None) -> FileVersion
-    add_version(actor, file, filename, chunks, declared_size, comment=None) -> FileVersion
+    store_upload(actor, armoire, folder, filename, stream_chunks, declared_size, comment=None,
+                 audit_details=None) -> FileVersion
+    add_version(actor, file, filename, chunks, declared_size, comment=None, audit_details=None) -> FileVersion
+    # the same in phases, for callers that read more of the body after the file part:
+    prepare_upload(...) / prepare_version(...) -> UploadPlan      # T0, reads only
+    seal_upload(plan, chunks) -> SealedUpload                     # ends T0, no transaction while streaming
+    finish_upload(sealed) -> FileVersion                          # T1: locks, quota, rows, journal (flushed)
     restore_version(actor, file, number) -> FileVersion
     list_versions(file) -> list[FileVersion]
     open_version_stream(actor, file, version_number=None, start=0, end=None, *, preview=False)
@@ -32,24 +40,30 @@ and never commits; errors are the typed ones of ``portal.documents.errors``. Sta
     check_storage(fix=False, grace_seconds=3600) -> StorageReport
     seed_demo_documents(organization_id, author_id) -> list[File]
 
-Uploads: the blob is written, fsynced and renamed before any row is committed; if the
-transaction then fails, the caller deletes the blobs of the versions it created
-(``delete_blobs([v.storage_key ...])``). A purge shreds the data keys in the transaction
+Uploads: no transaction is open while the content streams (see "writing versions"); the
+blob is written, fsynced and renamed before its rows are added; if the caller's commit then
+fails, it deletes the blobs of the versions it created (``delete_blobs([v.storage_key ...])``).
+A purge shreds the data keys in the transaction
 and deletes the blobs only after the commit: a crash in between leaves undecryptable
 orphans that ``flask documents check-storage --fix`` removes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import queue
+import secrets
 import struct
+import threading
 import time
 import unicodedata
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import filetype
 from flask import current_app
@@ -68,6 +82,7 @@ from portal.documents.errors import (
     NotEmpty,
     NotFound,
     QuotaExceeded,
+    StorageFull,
 )
 from portal.documents.models import NAME_MAX, Armoire, File, FileVersion, Folder
 from portal.extensions import db
@@ -75,7 +90,14 @@ from portal.organizations.models import Organization
 from portal.security.tenancy import scoped
 from portal.web.pagination import Page, paginate
 
+if TYPE_CHECKING:
+    from portal.crypto.envelope import GeneratedKey
+
 logger = logging.getLogger(__name__)
+
+# Chunks (about 1 MiB each) in flight between the reading thread and the crypto worker:
+# enough to keep both busy, small enough to keep memory flat.
+PIPELINE_DEPTH = 3
 
 MIME_SNIFF_BYTES = 8192
 PREVIEWABLE_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -232,6 +254,125 @@ def create_folder(actor: Actor, armoire: Armoire, parent: Folder | None, name: s
     return folder
 
 
+def _folder_name_taken(armoire_id: int, parent_id: int | None, name: str, exclude_id: int) -> bool:
+    statement = select(Folder.id).where(
+        Folder.armoire_id == armoire_id,
+        Folder.parent_id.is_(None) if parent_id is None else Folder.parent_id == parent_id,
+        func.lower(Folder.name) == name.lower(),
+        Folder.id != exclude_id,
+    )
+    return db.session.execute(statement.limit(1)).first() is not None
+
+
+def rename_folder(actor: Actor, folder: Folder, name: str) -> Folder:
+    """Rename a folder; a sibling with the same name (any case) is a conflict."""
+    name = _required_name(name)
+    old = folder.name
+    if name == old:
+        return folder
+    if _folder_name_taken(folder.armoire_id, folder.parent_id, name, folder.id):
+        raise NameConflict(_("Un dossier porte déjà ce nom ici."))
+    folder.name = name
+    db.session.flush()
+    record(
+        "folder.renamed",
+        actor,
+        target_type="folder",
+        target_id=folder.id,
+        target_label=name,
+        details={"from": old, "to": name},
+    )
+    return folder
+
+
+def is_within(candidate: Folder | None, folder: Folder) -> bool:
+    """Whether ``candidate`` is ``folder`` or one of its descendants (bounded walk up)."""
+    seen: set[int] = set()
+    while candidate is not None and candidate.id not in seen and len(seen) < 1000:
+        if candidate.id == folder.id:
+            return True
+        seen.add(candidate.id)
+        candidate = db.session.get(Folder, candidate.parent_id) if candidate.parent_id else None
+    return False
+
+
+def move_folder(actor: Actor, folder: Folder, parent: Folder | None) -> Folder:
+    """Move a folder under ``parent`` (None: the armoire's root) of the same armoire.
+
+    Moving a folder into itself or one of its descendants would detach a cycle from the
+    tree: refused with a 409.
+    """
+    if parent is not None and (
+        parent.armoire_id != folder.armoire_id or parent.organization_id != folder.organization_id
+    ):
+        raise NotFound(_("Dossier de destination introuvable."))
+    new_parent_id = parent.id if parent else None
+    if new_parent_id == folder.parent_id:
+        return folder
+    if parent is not None and is_within(parent, folder):
+        raise NameConflict(_("Un dossier ne peut pas être déplacé dans lui-même ni dans l'un de ses sous-dossiers."))
+    if _folder_name_taken(folder.armoire_id, new_parent_id, folder.name, folder.id):
+        raise NameConflict(_("Un dossier porte déjà ce nom à cet endroit."))
+    old_parent = folder.parent_id
+    folder.parent_id = new_parent_id
+    db.session.flush()
+    record(
+        "folder.moved",
+        actor,
+        target_type="folder",
+        target_id=folder.id,
+        target_label=folder.name,
+        details={"armoire": folder.armoire_id, "from": old_parent, "to": new_parent_id},
+    )
+    return folder
+
+
+def delete_folder(actor: Actor, folder: Folder) -> None:
+    """Delete an empty folder: no sub-folder and no live file. Files of the trash that were in
+    it will be restored at the armoire's root."""
+    has_folders = db.session.execute(select(Folder.id).where(Folder.parent_id == folder.id).limit(1)).first()
+    has_files = db.session.execute(
+        select(File.id).where(File.folder_id == folder.id, File.deleted_at.is_(None)).limit(1)
+    ).first()
+    if has_folders or has_files:
+        raise NotEmpty(_("Ce dossier n'est pas vide : déplacez ou supprimez d'abord ses fichiers et sous-dossiers."))
+    db.session.execute(update(File).where(File.folder_id == folder.id).values(folder_id=None))
+    record(
+        "folder.deleted",
+        actor,
+        target_type="folder",
+        target_id=folder.id,
+        target_label=folder.name,
+        details={"armoire": folder.armoire_id, "parent": folder.parent_id},
+    )
+    db.session.delete(folder)
+    db.session.flush()
+
+
+def folder_choices(organization_id: int, armoire: Armoire, folder: Folder) -> list[tuple[str, str]]:
+    """Where ``folder`` may move: the armoire's root and every folder outside its subtree."""
+    folders = list(db.session.execute(scoped(Folder, organization_id).where(Folder.armoire_id == armoire.id)).scalars())
+    by_id = {item.id: item for item in folders}
+
+    def chain(item: Folder) -> list[Folder]:
+        names: list[Folder] = []
+        seen: set[int] = set()
+        current: Folder | None = item
+        while current is not None and current.id not in seen:
+            seen.add(current.id)
+            names.append(current)
+            current = by_id.get(current.parent_id) if current.parent_id else None
+        return list(reversed(names))
+
+    choices = [("", armoire.name)]
+    for item in folders:
+        path = chain(item)
+        if any(node.id == folder.id for node in path):
+            continue
+        choices.append((str(item.id), " / ".join([armoire.name, *(node.name for node in path)])))
+    return [choices[0], *sorted(choices[1:], key=lambda choice: choice[1].lower())]
+
+
 def list_folders(organization_id: int, armoire: Armoire, parent: Folder | None) -> list[Folder]:
     """Sub-folders of ``parent`` (or the armoire's root), by name."""
     statement = scoped(Folder, organization_id).where(Folder.armoire_id == armoire.id)
@@ -291,6 +432,47 @@ def _quota(organization_id: int) -> int | None:
 
 
 # ---------------------------------------------------------------- writing versions
+#
+# An upload runs in three steps so that no transaction is open while the body arrives:
+#   T0  prepare_upload / prepare_version: reads only (targets, permissions done by the view,
+#       size and quota pre-check on the declared size) -> UploadPlan of plain values;
+#   --  seal_upload: ends T0 (release_transaction), makes the data key without the database,
+#       encrypts the stream into a pending blob, fsync + rename -> SealedUpload;
+#   T1  finish_upload: short; locks the organisation (quota) and the file (numbering),
+#       re-checks the quota on the real size, inserts the rows and the journal entry,
+#       flushes; the view commits. Any failure from here deletes the blob.
+
+
+@dataclass
+class UploadPlan:
+    """What T0 decided, as plain values: no ORM object is used once T0 has ended."""
+
+    actor: Actor
+    organization_id: int
+    armoire_id: int
+    folder_id: int | None
+    file_id: int | None  # None: a new file (version 1)
+    filename: str
+    uploaded_name: str | None
+    comment: str | None
+    max_bytes: int
+    quota_left: int | None  # at T0, to stop a too-large stream early; T1 checks again
+    action: str
+    audit_details: dict[str, Any] = field(default_factory=dict)
+    restored_from: int | None = None
+    version_uid: str = field(default_factory=lambda: secrets.token_hex(16))
+
+
+@dataclass
+class SealedUpload:
+    """A durable blob waiting for its rows (T1)."""
+
+    plan: UploadPlan
+    storage_key: str
+    size: int
+    sha256: str
+    mime_type: str
+    data_key: GeneratedKey
 
 
 @dataclass
@@ -309,7 +491,7 @@ def _limits(organization_id: int, declared_size: int | None) -> _Limits:
     return limits
 
 
-def _check_size(limits: _Limits, size: int) -> None:
+def _check_size(limits: _Limits | UploadPlan, size: int) -> None:
     if size > limits.max_bytes:
         mib = limits.max_bytes // (1024 * 1024)
         raise FileTooLarge(_("Le fichier dépasse la taille maximale autorisée (%(mib)s Mio).", mib=mib))
@@ -319,11 +501,10 @@ def _check_size(limits: _Limits, size: int) -> None:
         )
 
 
-def _lock_file(file: File) -> None:
-    """Take the file row's write lock so version numbers are allocated one at a time."""
-    now = utcnow()
-    db.session.execute(update(File).where(File.id == file.id).values(updated_at=now))
-    file.updated_at = now
+def _lock_organization(organization_id: int) -> None:
+    """Serialise quota checks of one organisation (PostgreSQL: row lock; SQLite: the write
+    transaction is IMMEDIATE already, FOR UPDATE is not rendered)."""
+    db.session.execute(select(Organization.id).where(Organization.id == organization_id).with_for_update())
 
 
 def _next_number(file: File) -> int:
@@ -333,69 +514,199 @@ def _next_number(file: File) -> int:
     return int(current) + 1
 
 
-def _context(organization_id: int, file_id: int, version_id: int) -> dict[str, str]:
-    return {"org": str(organization_id), "file": str(file_id), "version": str(version_id)}
+def key_context(organization_id: int, version_uid: str, file_id: int | None) -> dict[str, str]:
+    """The data key's wrapping context; the blob's AAD names the same things."""
+    context = {"org": str(organization_id), "version": version_uid}
+    if file_id is not None:
+        context["file"] = str(file_id)
+    return context
 
 
-def _write_version(
+def _context_of(version: FileVersion, file: File) -> dict[str, str]:
+    """The context a version's key must have been made with; a key or blob moved elsewhere fails."""
+    stored = version.data_key.context if version.data_key is not None else {}
+    file_id = file.id if isinstance(stored, dict) and "file" in stored else None
+    return key_context(file.organization_id, version.uid, file_id)
+
+
+def release_transaction() -> None:
+    """End T0 before a long read (an upload body, a re-encryption).
+
+    Services never commit, except here: a transaction left open while a client sends its body
+    would hold SQLite's write lock (unsafe requests begin IMMEDIATE) or leave PostgreSQL
+    "idle in transaction" with row locks for minutes. Only reads happened since the
+    request began, so committing publishes nothing half-done; the rows come in T1.
+    """
+    db.session.commit()
+
+
+def prepare_upload(
+    actor: Actor,
+    armoire: Armoire,
+    folder: Folder | None,
+    filename: str,
+    declared_size: int | None,
+    comment: str | None = None,
+    audit_details: dict | None = None,
+) -> UploadPlan:
+    """T0 of a new file: checks the target and the declared size; writes nothing."""
+    if folder is not None and folder.armoire_id != armoire.id:
+        raise NotFound(_("Dossier introuvable."))
+    limits = _limits(armoire.organization_id, declared_size)
+    return UploadPlan(
+        actor=actor,
+        organization_id=armoire.organization_id,
+        armoire_id=armoire.id,
+        folder_id=folder.id if folder else None,
+        file_id=None,
+        filename=sanitize_name(filename),
+        uploaded_name=None,
+        comment=(comment or "").strip()[:500] or None,
+        max_bytes=limits.max_bytes,
+        quota_left=limits.quota_left,
+        action="file.added",
+        audit_details=dict(audit_details or {}),
+    )
+
+
+def prepare_version(
     actor: Actor,
     file: File,
-    chunks: Iterable[bytes],
+    filename: str | None,
     declared_size: int | None,
-    comment: str | None,
+    comment: str | None = None,
+    audit_details: dict | None = None,
     *,
     restored_from: int | None = None,
-) -> FileVersion:
-    """Encrypt ``chunks`` into a new blob and add its version row (flushed, not committed)."""
-    from portal.crypto.envelope import new_data_key
-    from portal.crypto.streaming import EncryptingWriter, associated_data
-    from portal.storage.blobs import get_blob_store
-
+) -> UploadPlan:
+    """T0 of a new version of ``file``: checks it is live and the declared size; writes nothing."""
+    _require_live(file)
     limits = _limits(file.organization_id, declared_size)
-    _lock_file(file)
-    version = FileVersion(
+    return UploadPlan(
+        actor=actor,
         organization_id=file.organization_id,
+        armoire_id=file.armoire_id,
+        folder_id=file.folder_id,
         file_id=file.id,
-        number=_next_number(file),
-        author_id=actor.user_id,
+        filename=file.name,
+        uploaded_name=sanitize_name(filename) if filename else None,
         comment=(comment or "").strip()[:500] or None,
-        restored_from_version=restored_from,
+        max_bytes=limits.max_bytes,
+        quota_left=limits.quota_left,
+        action="version.restored" if restored_from is not None else "file.modified",
+        audit_details=dict(audit_details or {}),
+        restored_from=restored_from,
     )
-    db.session.add(version)
-    db.session.flush()
-    context = _context(file.organization_id, file.id, version.id)
-    data_key, key = new_data_key(file.organization_id, context)
-    version.data_key_id = data_key.id
+
+
+def seal_upload(plan: UploadPlan, chunks: Iterable[bytes]) -> SealedUpload:
+    """Encrypt ``chunks`` into a durable blob with no transaction open (nothing here touches
+    the database: a lazy load would begin a transaction and hold it for the whole stream)."""
+    from portal.crypto.envelope import generate_data_key
+    from portal.crypto.streaming import associated_data
+    from portal.storage.blobs import StorageFullError, get_blob_store
+
+    release_transaction()
+    context = key_context(plan.organization_id, plan.version_uid, plan.file_id)
+    generated = generate_data_key(plan.organization_id, context)
+    aad = associated_data(plan.organization_id, plan.version_uid, plan.file_id)
     store = get_blob_store()
-    head = bytearray()
-    sniffed: str | None = None
-    with store.create() as pending:
-        writer = EncryptingWriter(pending.file, key, associated_data(file.organization_id, file.id, version.id))
-        written = 0
-        for chunk in chunks:
-            if not chunk:
-                continue
-            written += len(chunk)
-            _check_size(limits, written)
-            if sniffed is None:
-                head.extend(chunk[: MIME_SNIFF_BYTES - len(head)])
-                if len(head) >= MIME_SNIFF_BYTES:
-                    sniffed = detect_mime(bytes(head))
-            writer.write(chunk)
-        writer.finish()
-    storage_key = pending.key
     try:
-        version.storage_key = storage_key
-        version.size = writer.plaintext_size
-        version.sha256 = writer.sha256
-        version.mime_type = sniffed or detect_mime(bytes(head))
+        with store.create() as pending:
+            result = encrypt_pipelined(pending.file, generated.key, aad, chunks, lambda size: _check_size(plan, size))
+    except StorageFullError as error:
+        logger.error("blob storage full while storing an upload: %s", error)
+        raise StorageFull(
+            _(
+                "L'espace de stockage du serveur est plein : le fichier n'a pas été enregistré. "
+                "Prévenez l'administrateur."
+            )
+        ) from error
+    assert pending.key is not None
+    return SealedUpload(plan, pending.key, result.size, result.sha256, result.mime_type, generated)
+
+
+def finish_upload(sealed: SealedUpload) -> FileVersion:
+    """T1: lock, re-check the quota on the real size, add the rows and the journal entry (flushed).
+
+    The blob is deleted if anything fails here; if the caller's commit fails, it deletes it.
+    """
+    from portal.crypto.envelope import save_data_key
+
+    plan = sealed.plan
+    try:
+        _lock_organization(plan.organization_id)
+        quota = _quota(plan.organization_id)
+        if quota is not None and used_bytes(plan.organization_id) + sealed.size > quota:
+            raise QuotaExceeded(
+                _("Le quota de stockage de votre organisation est atteint : ce fichier ne peut pas être ajouté.")
+            )
+        if plan.file_id is None:
+            armoire = db.session.get(Armoire, plan.armoire_id)
+            if armoire is None or armoire.organization_id != plan.organization_id:
+                raise NotFound(_("Armoire introuvable."))
+            folder_id = plan.folder_id
+            if folder_id is not None:
+                folder = db.session.get(Folder, folder_id)
+                if folder is None or folder.armoire_id != armoire.id:
+                    raise NotFound(_("Dossier introuvable."))
+            file = File(
+                organization_id=plan.organization_id,
+                armoire_id=armoire.id,
+                folder_id=folder_id,
+                name=plan.filename,
+                created_by_id=plan.actor.user_id,
+            )
+            db.session.add(file)
+            db.session.flush()
+        else:
+            # Lock the row alone (File's joined relationships cannot be locked on PostgreSQL),
+            # then reload it: version numbers are allocated one at a time per file.
+            db.session.execute(select(File.id).where(File.id == plan.file_id).with_for_update())
+            file = db.session.get(File, plan.file_id, populate_existing=True)
+            if file is None or file.organization_id != plan.organization_id:
+                raise NotFound(_("Fichier introuvable."))
+            _require_live(file)
+        data_key = save_data_key(sealed.data_key)
+        version = FileVersion(
+            uid=plan.version_uid,
+            organization_id=plan.organization_id,
+            file_id=file.id,
+            number=_next_number(file),
+            author_id=plan.actor.user_id,
+            comment=plan.comment,
+            restored_from_version=plan.restored_from,
+            storage_key=sealed.storage_key,
+            size=sealed.size,
+            sha256=sealed.sha256,
+            mime_type=sealed.mime_type,
+            data_key_id=data_key.id,
+        )
+        db.session.add(version)
+        db.session.flush()
         file.current_version_id = version.id
         file.size = version.size
         file.mime_type = version.mime_type
+        file.updated_at = utcnow()
         file.unavailable = False
         db.session.flush()
+        details: dict[str, Any] = {"version": version.number, "size": version.size, "sha256": version.sha256}
+        if plan.action == "file.added":
+            details |= {"mime_type": version.mime_type, "armoire": file.armoire_id, "folder": file.folder_id}
+        elif plan.action == "file.modified":
+            details |= {"mime_type": version.mime_type, "uploaded_name": plan.uploaded_name}
+        else:
+            details = {"from_version": plan.restored_from, "version": version.number, "sha256": version.sha256}
+        record(
+            plan.action,
+            plan.actor,
+            target_type="file",
+            target_id=file.id,
+            target_label=_target_label(file),
+            details={**details, **plan.audit_details},
+        )
     except BaseException:
-        store.delete(storage_key)
+        delete_blobs([sealed.storage_key])
         raise
     return version
 
@@ -412,40 +723,15 @@ def store_upload(
     stream_chunks: Iterable[bytes],
     declared_size: int | None,
     comment: str | None = None,
+    audit_details: dict | None = None,
 ) -> FileVersion:
-    """Store a new file (version 1) from a stream of plaintext chunks."""
-    if folder is not None and folder.armoire_id != armoire.id:
-        raise NotFound(_("Dossier introuvable."))
-    file = File(
-        organization_id=armoire.organization_id,
-        armoire_id=armoire.id,
-        folder_id=folder.id if folder else None,
-        name=sanitize_name(filename),
-        created_by_id=actor.user_id,
-    )
-    db.session.add(file)
-    db.session.flush()
-    version = _write_version(actor, file, stream_chunks, declared_size, comment)
-    try:
-        record(
-            "file.added",
-            actor,
-            target_type="file",
-            target_id=file.id,
-            target_label=_target_label(file),
-            details={
-                "version": version.number,
-                "size": version.size,
-                "sha256": version.sha256,
-                "mime_type": version.mime_type,
-                "armoire": armoire.id,
-                "folder": file.folder_id,
-            },
-        )
-    except BaseException:
-        delete_blobs([version.storage_key])
-        raise
-    return version
+    """Store a new file (version 1) from a stream of plaintext chunks.
+
+    Ends the caller's (read-only) transaction before reading the stream; the rows are
+    flushed in a new one that the caller commits (see the section comment above).
+    """
+    plan = prepare_upload(actor, armoire, folder, filename, declared_size, comment, audit_details)
+    return finish_upload(seal_upload(plan, stream_chunks))
 
 
 def add_version(
@@ -455,51 +741,168 @@ def add_version(
     chunks: Iterable[bytes],
     declared_size: int | None,
     comment: str | None = None,
+    audit_details: dict | None = None,
 ) -> FileVersion:
-    """Add a new version to ``file``; earlier versions are never touched."""
-    _require_live(file)
-    version = _write_version(actor, file, chunks, declared_size, comment)
-    try:
-        record(
-            "file.modified",
-            actor,
-            target_type="file",
-            target_id=file.id,
-            target_label=_target_label(file),
-            details={
-                "version": version.number,
-                "size": version.size,
-                "sha256": version.sha256,
-                "mime_type": version.mime_type,
-                "uploaded_name": sanitize_name(filename) if filename else None,
-            },
-        )
-    except BaseException:
-        delete_blobs([version.storage_key])
-        raise
-    return version
+    """Add a new version to ``file``; earlier versions are never touched (same phases as store_upload)."""
+    plan = prepare_version(actor, file, filename, declared_size, comment, audit_details)
+    return finish_upload(seal_upload(plan, chunks))
 
 
 def restore_version(actor: Actor, file: File, number: int) -> FileVersion:
     """Create a new version whose content is that of version ``number``."""
     _require_live(file)
     source, stream = open_version_stream(actor, file, number, record_access=False)
-    version = _write_version(
-        actor, file, stream, source.size, f"Restauration de la version {source.number}", restored_from=source.number
-    )
     try:
-        record(
-            "version.restored",
-            actor,
-            target_type="file",
-            target_id=file.id,
-            target_label=_target_label(file),
-            details={"from_version": source.number, "version": version.number, "sha256": version.sha256},
+        plan = prepare_version(
+            actor, file, None, source.size, f"Restauration de la version {source.number}", restored_from=source.number
         )
-    except BaseException:
-        delete_blobs([version.storage_key])
-        raise
-    return version
+        sealed = seal_upload(plan, stream)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    return finish_upload(sealed)
+
+
+# ---------------------------------------------------------------- the encryption pipeline
+
+
+@dataclass
+class EncryptResult:
+    size: int
+    sha256: str
+    mime_type: str
+
+
+_DONE = object()
+
+
+def encrypt_pipelined(
+    raw: BinaryIO,
+    key: bytes,
+    aad: bytes,
+    chunks: Iterable[bytes],
+    check_size: Callable[[int], None],
+    depth: int = PIPELINE_DEPTH,
+) -> EncryptResult:
+    """Encrypt ``chunks`` into ``raw``: this thread reads the chunks (the multipart parser,
+    pure Python, holds the GIL), a worker hashes, seals and writes them (SHA-256, AES-GCM
+    and write() release the GIL), with at most ``depth`` chunks in flight.
+
+    The worker is always joined before returning or raising: a client that disconnects
+    leaves no thread behind.
+    """
+    from portal.crypto.streaming import EncryptingWriter
+
+    writer = EncryptingWriter(raw, key, aad)
+    work: queue.Queue[object] = queue.Queue(maxsize=depth)
+    failure: list[BaseException] = []
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            while True:
+                item = work.get()
+                if item is _DONE or stop.is_set():
+                    return
+                writer.write(item)  # type: ignore[arg-type]
+        except BaseException as error:  # handed to the reading thread
+            failure.append(error)
+            stop.set()
+
+    def hand_over(item: object) -> None:
+        while True:
+            if failure:
+                raise failure[0]
+            try:
+                work.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    thread = threading.Thread(target=worker, name="coffre-encrypt", daemon=True)
+    thread.start()
+    head = bytearray()
+    sniffed: str | None = None
+    written = 0
+    try:
+        for chunk in chunks:
+            if not chunk:
+                continue
+            written += len(chunk)
+            check_size(written)
+            if sniffed is None:
+                head.extend(chunk[: MIME_SNIFF_BYTES - len(head)])
+                if len(head) >= MIME_SNIFF_BYTES:
+                    sniffed = detect_mime(bytes(head))
+            hand_over(chunk)
+        hand_over(_DONE)
+        thread.join()
+        if failure:
+            raise failure[0]
+        writer.finish()
+    finally:
+        if thread.is_alive():
+            stop.set()
+            # Unblock a worker waiting on an empty queue; drop what it had not written yet.
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    work.get_nowait()
+            with contextlib.suppress(queue.Full):
+                work.put_nowait(_DONE)
+            thread.join()
+    return EncryptResult(writer.plaintext_size, writer.sha256, sniffed or detect_mime(bytes(head)))
+
+
+def prefetch(iterator: Iterator[bytes], depth: int = PIPELINE_DEPTH) -> Iterator[bytes]:
+    """Run ``iterator`` (reading and decrypting segments) one step ahead in a worker thread
+    while this one writes to the client; closing the generator stops and joins the worker."""
+    work: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        work.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as error:
+            failure.append(error)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+            while not stop.is_set():
+                try:
+                    work.put(_DONE, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    thread = threading.Thread(target=worker, name="coffre-decrypt", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = work.get()
+            if item is _DONE:
+                break
+            yield item  # type: ignore[misc]
+        thread.join()
+        if failure:
+            raise failure[0]
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                work.get_nowait()
+        thread.join()
 
 
 def list_versions(file: File) -> list[FileVersion]:
@@ -563,13 +966,16 @@ def open_version_stream(
         raise ContentUnavailable(_("Le contenu de cette version est introuvable dans le stockage.")) from error
     try:
         try:
-            key = open_data_key(version.data_key, _context(file.organization_id, file.id, version.id))
+            key = open_data_key(version.data_key, _context_of(version, file))
         except (KeyShredded, KeyUnavailable) as error:
             raise ContentUnavailable(_("La clé de ce contenu est indisponible ou a été détruite.")) from error
         try:
             if plaintext_length(os.fstat(raw.fileno()).st_size) != version.size:
                 raise IntegrityError("stored size does not match the recorded size")
-            chunks = decrypt_stream(raw, key, associated_data(file.organization_id, file.id, version.id), start, end)
+            context = _context_of(version, file)
+            file_id = int(context["file"]) if "file" in context else None
+            aad = associated_data(file.organization_id, version.uid, file_id)
+            chunks = decrypt_stream(raw, key, aad, start, end)
             first = next(chunks, b"")
         except CryptoError as error:
             raise IntegrityFailure(
@@ -592,17 +998,31 @@ def open_version_stream(
         try:
             if first:
                 yield first
-            yield from chunks
+            # Decrypt the next segments while this thread sends the previous one.
+            yield from prefetch(chunks)
         finally:
+            chunks.close()
             raw.close()
 
     return version, stream()
 
 
-def associated_data(organization_id: int, file_id: int, version_id: int) -> bytes:
+def associated_data(organization_id: int, version_uid: str, file_id: int | None = None) -> bytes:
     from portal.crypto.streaming import associated_data as crypto_aad
 
-    return crypto_aad(organization_id, file_id, version_id)
+    return crypto_aad(organization_id, version_uid, file_id)
+
+
+def record_download(actor: Actor, file_id: int, file_name: str, version_number: int, *, preview: bool) -> None:
+    """Journal a download or preview (callers that use ``record_access=False``)."""
+    record(
+        "file.downloaded",
+        actor,
+        target_type="file",
+        target_id=file_id,
+        target_label=file_name,
+        details={"version": version_number, "preview": preview} if preview else {"version": version_number},
+    )
 
 
 def record_integrity_failure(actor: Actor, file: File, version: FileVersion | None, detail: str) -> None:

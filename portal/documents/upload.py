@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import parse_options_header
@@ -114,3 +114,18 @@ class MultipartReader:
                         raise MalformedUpload("Un champ du formulaire est trop long.")
                 yield FieldPart(event.name, value.decode("utf-8", "replace"))
             # Preamble events carry nothing we use.
+
+
+# Room for the multipart headers and the text fields around a file part.
+FORM_OVERHEAD = 1024 * 1024
+
+
+def upload_reader(request: Any, max_file_bytes: int) -> MultipartReader:
+    """A streaming reader of an upload body.
+
+    Every other request is capped by the app-wide MAX_CONTENT_LENGTH (1 MiB); an upload may be
+    as large as the upload limit plus its form. Set before ``request.stream`` is first read,
+    which is when Werkzeug fixes the limit (beyond it: 413, early when Content-Length says so).
+    """
+    request.max_content_length = max_file_bytes + FORM_OVERHEAD
+    return MultipartReader(request.stream, boundary_of(request.content_type))

@@ -11,6 +11,7 @@ The root is 0700 and lives outside static/: blobs are only ever served through t
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -27,8 +28,16 @@ TEMP_DIR = "tmp"
 TEMP_SUFFIX = ".part"
 
 
+# Out of space, over a disk quota, or past the file size limit (RLIMIT_FSIZE, filesystem max).
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
 class InvalidBlobKeyError(ValueError):
     """A blob key that is not one this store could have produced."""
+
+
+class StorageFullError(OSError):
+    """The blob could not be written for lack of space: the caller answers 507, nothing is kept."""
 
 
 @dataclass
@@ -44,6 +53,25 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _make_dirs_durable(path: Path, stop: Path) -> None:
+    """Create ``path`` (and missing parents up to ``stop``), fsyncing each new entry's parent.
+
+    A directory entry is only durable once its parent directory is fsynced: without it a
+    power cut could lose root/ab (and the blob renamed inside it) after the row committed.
+    """
+    missing: list[Path] = []
+    current = path
+    while current != stop and not current.is_dir():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # another writer made it; it fsynced the parent
+        _fsync_dir(directory.parent)
 
 
 class BlobStore:
@@ -62,26 +90,36 @@ class BlobStore:
 
     @contextlib.contextmanager
     def create(self) -> Iterator[PendingBlob]:
-        """Write a new blob through ``pending.file``; ``pending.key`` is set once it is durable."""
+        """Write a new blob through ``pending.file``; ``pending.key`` is set once it is durable.
+
+        A full disk (or a file size limit) raises ``StorageFullError`` with the temporary file
+        already removed.
+        """
         key = secrets.token_hex(16)
         temp_path = self.temp / f"{key}{TEMP_SUFFIX}"
-        fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        handle = os.fdopen(fd, "wb")
+        try:
+            fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as error:
+            if error.errno in FULL_ERRNOS:
+                raise StorageFullError(error.errno, "blob storage is full") from error
+            raise
+        handle = os.fdopen(fd, "wb", buffering=0)
         pending = PendingBlob(file=handle, _temp_path=temp_path)
         try:
             yield pending
-            handle.flush()
             os.fsync(handle.fileno())
             handle.close()
             final = self._path(key)
-            final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _make_dirs_durable(final.parent, self.root)
             os.rename(temp_path, final)
             _fsync_dir(final.parent)
             _fsync_dir(self.temp)
-        except BaseException:
+        except BaseException as error:
             handle.close()
             with contextlib.suppress(FileNotFoundError):
                 temp_path.unlink()
+            if isinstance(error, OSError) and not isinstance(error, StorageFullError) and error.errno in FULL_ERRNOS:
+                raise StorageFullError(error.errno, "blob storage is full") from error
             raise
         pending.key = key
 

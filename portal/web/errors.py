@@ -32,6 +32,7 @@ ERROR_TEXTS = {
         _l("Trop de tentatives"),
         _l("Vous avez fait trop de tentatives. Patientez quelques minutes avant de réessayer."),
     ),
+    507: (_l("Stockage plein"), _l("L'espace de stockage du serveur est plein. Prévenez l'administrateur.")),
     500: (
         _l("Erreur interne"),
         _l("Une erreur inattendue s'est produite. Elle a été enregistrée ; réessayez plus tard."),

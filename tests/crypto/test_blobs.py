@@ -108,9 +108,10 @@ def test_encrypted_upload_puts_no_plaintext_on_disk(app, org) -> None:
     store, then reading back. No file under the storage root or the instance holds plaintext."""
     marker = b"CONFIDENTIEL-bulletin-de-paie-Awa-Diallo-"
     plaintext = marker * 60000  # ~2.4 MiB: several segments
-    ctx = {"org": str(org.id), "file": "7", "version": "70"}
+    uid = "7" * 32
+    ctx = {"org": str(org.id), "version": uid}
     row, key = envelope.new_data_key(org.id, ctx)
-    aad = associated_data(org.id, 7, 70)
+    aad = associated_data(org.id, uid)
     store = get_blob_store()
     with store.create() as pending:
         writer = EncryptingWriter(pending.file, key, aad)
@@ -139,11 +140,11 @@ def test_rotation_does_not_touch_blobs_and_keeps_them_readable(app, org) -> None
     store = get_blob_store()
     blobs = []
     for n in (1, 2, 3):
-        ctx = {"org": str(org.id), "file": str(n), "version": str(n)}
+        ctx = {"org": str(org.id), "file": str(n), "version": str(n) * 32}
         row, key = envelope.new_data_key(org.id, ctx)
         content = os.urandom(1000 * n)
         with store.create() as pending:
-            writer = EncryptingWriter(pending.file, key, associated_data(org.id, n, n))
+            writer = EncryptingWriter(pending.file, key, associated_data(org.id, str(n) * 32, n))
             writer.write(content)
             writer.finish()
         with store.open(pending.key) as handle:
@@ -161,4 +162,44 @@ def test_rotation_does_not_touch_blobs_and_keeps_them_readable(app, org) -> None
         with store.open(blob_key) as handle:
             assert handle.read() == raw_before  # no content was re-encrypted
             key = envelope.open_data_key(db.session.get(DataKey, row_id), ctx)
-            assert b"".join(decrypt_stream(handle, key, associated_data(org.id, n, n))) == content
+            assert b"".join(decrypt_stream(handle, key, associated_data(org.id, str(n) * 32, n))) == content
+
+
+def test_new_blob_directories_are_made_durable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each directory created for a blob has its parent fsynced, not only the leaf."""
+    from portal.storage import blobs
+
+    store = BlobStore(tmp_path / "storage")
+    synced: list[Path] = []
+    real = blobs._fsync_dir
+
+    def recording(path: Path) -> None:
+        synced.append(Path(path))
+        real(path)
+
+    monkeypatch.setattr(blobs, "_fsync_dir", recording)
+    with store.create() as pending:
+        pending.file.write(b"x")
+    key = pending.key
+    first, second = store.root / key[:2], store.root / key[:2] / key[2:4]
+    assert store.root in synced  # holds the new root/ab entry
+    assert first in synced  # holds the new root/ab/cd entry
+    assert second in synced  # holds the blob's entry after the rename
+    assert synced.index(store.root) < synced.index(first) < synced.index(second)
+
+
+def test_full_errors_become_storage_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from portal.storage.blobs import StorageFullError
+
+    store = BlobStore(tmp_path / "storage")
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        with pytest.raises(StorageFullError) as caught, store.create() as pending:
+            pending.file.write(b"x" * 10)
+            raise OSError(code, os.strerror(code))
+        assert caught.value.errno == code
+    with pytest.raises(OSError) as other, store.create():
+        raise OSError(errno.EIO, "I/O error")
+    assert not isinstance(other.value, StorageFullError)
+    assert all_files(store.root) == []

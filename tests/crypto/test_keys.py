@@ -130,3 +130,19 @@ def test_context_must_be_strings(tmp_path: Path) -> None:
     for bad in ({}, {"org": 1}, None):
         with pytest.raises(ValueError):
             provider.generate_data_key(bad)  # type: ignore[arg-type]
+
+
+def test_loose_keyring_permissions_refused_in_production(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "master.key"
+    LocalKeyProvider(path)
+    os.chmod(path, 0o640)
+    with pytest.raises(KeyConfigError, match="chmod 600"):
+        build_key_provider(
+            {"COFFRE_KEY_PROVIDER": "local", "COFFRE_MASTER_KEY_FILE": str(path), "COFFRE_ENV": "production"}
+        )
+    # Outside production it still starts, with a warning.
+    provider = build_key_provider({"COFFRE_MASTER_KEY_FILE": str(path), "COFFRE_ENV": "development"})
+    assert provider.primary_id == "local:1"
+    assert "readable beyond its owner" in caplog.text
+    os.chmod(path, 0o600)
+    assert build_key_provider({"COFFRE_MASTER_KEY_FILE": str(path), "COFFRE_ENV": "production"}).primary_id == "local:1"

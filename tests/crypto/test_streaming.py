@@ -21,7 +21,8 @@ from portal.crypto.streaming import (
 
 SEALED = SEGMENT_SIZE + TAG_SIZE
 KEY = bytes(range(32))
-AAD = associated_data(1, 2, 3)
+UID_A, UID_B = "a" * 32, "b" * 32
+AAD = associated_data(1, UID_A, 2)
 
 
 def encrypt(data: bytes, key: bytes = KEY, aad: bytes = AAD, chunk: int | None = None) -> bytes:
@@ -178,7 +179,13 @@ def test_segment_spliced_from_another_blob_under_the_same_key_is_detected() -> N
 
 def test_blob_swapped_to_another_file_or_version_is_detected() -> None:
     blob = encrypt(b"bulletin de paie")
-    for other in (associated_data(1, 2, 4), associated_data(1, 3, 3), associated_data(2, 2, 3)):
+    others = (
+        associated_data(1, UID_B, 2),  # another version of the same file
+        associated_data(1, UID_A, 3),  # another file
+        associated_data(2, UID_A, 2),  # another organisation
+        associated_data(1, UID_A),  # the same version uid without its file
+    )
+    for other in others:
         with pytest.raises(IntegrityError):
             decrypt(blob, aad=other)
 
@@ -190,8 +197,9 @@ def test_wrong_key_is_detected() -> None:
 
 
 def test_associated_data_rejects_bad_ids() -> None:
-    assert associated_data(1, 2, 3) == b"coffre/v1|org=1|file=2|version=3"
-    for bad in ((0, 1, 1), (1, -1, 1), (1, 1, True), (1, "1", 1)):
+    assert associated_data(1, UID_A, 2) == b"coffre/v2|org=1|file=2|version=" + UID_A.encode()
+    assert associated_data(1, UID_A) == b"coffre/v2|org=1|version=" + UID_A.encode()
+    for bad in ((0, UID_A, 1), (1, UID_A, -1), (1, UID_A, True), (1, 7, 1), (1, "A" * 32, 1), (1, "a" * 31, None)):
         with pytest.raises(ValueError):
             associated_data(*bad)  # type: ignore[arg-type]
 

@@ -16,6 +16,7 @@ def world(contributor_client, contributor, armoire):
     """One live file (two versions), one trashed file and a folder in organisation A."""
     actor = Actor(contributor.organization_id, contributor.id)
     folder = services.create_folder(actor, armoire, None, "Dossier")
+    subfolder = services.create_folder(actor, armoire, None, "Autre")
     db.session.commit()
     upload(contributor_client, armoire.id, "vivant.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
     live = last_file()
@@ -23,7 +24,13 @@ def world(contributor_client, contributor, armoire):
     trashed = last_file()
     services.trash_file(actor, trashed)
     db.session.commit()
-    return {"armoire": armoire.id, "folder": folder.id, "file": live.id, "trashed": trashed.id}
+    return {
+        "armoire": armoire.id,
+        "folder": folder.id,
+        "subfolder": subfolder.id,
+        "file": live.id,
+        "trashed": trashed.id,
+    }
 
 
 # (method, path template, expected status for admin / contributeur / lecteur)
@@ -34,6 +41,9 @@ ROUTES = [
     ("GET", "/armoires/{armoire}", 200, 200, 200),
     ("GET", "/armoires/{armoire}/dossiers/{folder}", 200, 200, 200),
     ("POST:folder", "/armoires/{armoire}/dossiers", 303, 303, 403),
+    ("POST:rename", "/armoires/{armoire}/dossiers/{folder}/renommer", 303, 303, 403),
+    ("POST:tofolder", "/armoires/{armoire}/dossiers/{folder}/deplacer", 303, 303, 403),
+    ("POST", "/armoires/{armoire}/dossiers/{folder}/supprimer", 303, 303, 403),
     ("UPLOAD", "/armoires/{armoire}/televerser", 201, 201, 403),
     ("GET", "/fichiers/{file}", 200, 200, 200),
     ("GET", "/fichiers/{file}/versions", 200, 200, 200),
@@ -58,6 +68,8 @@ def call(client, method: str, path: str, world: dict, token: str):
         data["name"] = f"Nom {kind}"
     if kind == "move":
         data["destination"] = f"{world['armoire']}:{world['folder']}"
+    if kind == "tofolder":
+        data["parent_id"] = str(world["subfolder"])
     if method == "GET":
         return client.get(path)
     if method == "UPLOAD":
@@ -103,6 +115,15 @@ def test_other_organisation_cannot_target_its_own_ids_into_ours(make_org, make_u
     assert response.status_code == 404
     response = upload(client, own.id, "b2.txt", b"b", folder_id=world["folder"], token=token)
     assert response.status_code == 404
+    # Moving one of B's folders under A's folder.
+    mine = services.create_folder(Actor(intruder.organization_id, intruder.id), own, None, "Mien")
+    db.session.commit()
+    response = client.post(
+        f"/armoires/{own.id}/dossiers/{mine.id}/deplacer", data={"csrf_token": token, "parent_id": world["folder"]}
+    )
+    assert response.status_code == 404
+    db.session.refresh(mine)
+    assert mine.parent_id is None
 
 
 def test_anonymous_is_sent_to_login(client, world):
