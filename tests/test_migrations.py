@@ -37,12 +37,17 @@ def _schema(app) -> dict[str, object]:
             if table == "alembic_version":
                 continue
             columns = [(c["name"], _generic(c["type"]), c["nullable"]) for c in inspector.get_columns(table)]
+            uniques = inspector.get_unique_constraints(table)
+            # PostgreSQL also lists each unique constraint as a unique index; SQLite does not.
+            constraint_names = {u["name"] for u in uniques}
             schema[table] = {
                 "columns": sorted(columns),
                 "indexes": sorted(
-                    (i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table)
+                    (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                    for i in inspector.get_indexes(table)
+                    if i["name"] not in constraint_names
                 ),
-                "unique": sorted(tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)),
+                "unique": sorted(tuple(u["column_names"]) for u in uniques),
                 "foreign_keys": sorted(
                     (tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]))
                     for f in inspector.get_foreign_keys(table)
