@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import click
@@ -159,11 +158,9 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(create_admin_command)
     app.cli.add_command(demo_data_command)
     # Feature command groups live with their feature (portal/<feature>/cli.py).
-    for module in ("portal.audit.cli", "portal.crypto.cli", "portal.documents.cli"):
-        try:
-            feature_cli = importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name != module:
-                raise
-            continue
+    from portal.audit import cli as audit_cli
+    from portal.crypto import cli as crypto_cli
+    from portal.documents import cli as documents_cli
+
+    for feature_cli in (audit_cli, crypto_cli, documents_cli):
         feature_cli.init_app(app)
