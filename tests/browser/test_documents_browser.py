@@ -58,3 +58,33 @@ def test_drop_files_shows_progress_and_results(live_server, page, contributor):
     sizes = sorted(f.size for f in db.session.execute(db.select(File)).scalars())
     assert sizes == [2048, 3 * 1024 * 1024 + 17]
     assert not page.console_errors, page.console_errors  # type: ignore[attr-defined]
+
+
+def test_a_pdf_preview_opens_in_the_browsers_viewer(live_server, page, contributor):
+    """The preview response is sandboxed by its own CSP; the frame must not be, or Chromium
+    refuses to run its PDF viewer and shows a broken-document icon instead."""
+    actor = Actor(contributor.organization_id, contributor.id)
+    armoire = services.create_armoire(actor, "Procès-verbaux")
+    pdf = services._demo_pdf("Assemblee generale")
+    version = services.store_upload(actor, armoire, None, "PV.pdf", [pdf], len(pdf))
+    email, file_id = contributor.email, version.file_id
+    db.session.commit()
+
+    page.goto(live_server.url + "/auth/login")
+    page.get_by_label("Adresse e-mail").fill(email)
+    page.get_by_label("Mot de passe").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Se connecter").last.click()
+    page.wait_for_url(lambda url: "/auth/login" not in url)
+    with page.expect_response(lambda r: "/apercu" in r.url) as preview:
+        page.goto(f"{live_server.url}/fichiers/{file_id}")
+    assert (preview.value.header_value("content-security-policy") or "").startswith("sandbox")
+    frame = page.locator(".file-preview iframe")
+    assert frame.get_attribute("sandbox") is None
+    # Chromium's PDF viewer is an extension frame inside the preview frame; when the frame is
+    # sandboxed it never appears (the broken-document page is shown instead).
+    for _attempt in range(50):
+        if any(f.url.startswith("chrome-extension://") and f.url.endswith("/index.html") for f in page.frames):
+            break
+        page.wait_for_timeout(200)
+    else:
+        pytest.fail(f"no PDF viewer in the preview frame: {[f.url for f in page.frames]}")
