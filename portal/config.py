@@ -153,6 +153,11 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
                 "COFFRE_PASSWORD_PEPPER is missing or weak: set it to at least 32 random "
                 "characters and never change it (it keys every password hash)"
             )
+        if not config["SMTP_HOST"]:
+            raise ConfigError(
+                "SMTP_HOST is missing: production sends login codes and reset links by e-mail "
+                "(set SMTP_HOST, SMTP_PORT, SMTP_USER, SMTP_PASSWORD)"
+            )
         if config["COFFRE_KEY_PROVIDER"] == "local" and not (
             config["COFFRE_MASTER_KEY"] or os.environ.get("COFFRE_MASTER_KEY_FILE")
         ):

@@ -57,7 +57,7 @@ def parse_filter(args: Mapping[str, str]) -> JournalFilter:
     result = JournalFilter()
     raw_user = (args.get("utilisateur") or "").strip()
     if raw_user:
-        if raw_user.isdigit() and len(raw_user) < 12:
+        if raw_user.isascii() and raw_user.isdigit() and len(raw_user) < 12:
             result.user_id = int(raw_user)
         else:
             result.errors["utilisateur"] = str(_l("Utilisateur inconnu."))
@@ -92,7 +92,7 @@ def parse_filter(args: Mapping[str, str]) -> JournalFilter:
 
 
 def parse_before(value: str | None) -> int | None:
-    if value and value.isdigit() and len(value) < 19:
+    if value and value.isascii() and value.isdigit() and len(value) < 19:
         return int(value)
     return None
 

@@ -13,7 +13,7 @@ from portal.audit.services import chain_id_for, record
 from portal.audit.verification import chain_length, verify_chain
 from portal.auth.models import User
 from portal.database import utcnow, writes_on_get
-from portal.extensions import db
+from portal.extensions import db, limiter
 from portal.security.permissions import Permission, has_permission, requires
 from portal.security.tenancy import get_scoped_or_404, scoped
 from portal.web.context import current_actor
@@ -80,6 +80,7 @@ def journal():
 @bp.route("/journal/verification")
 @requires(Permission.AUDIT_READ)
 @writes_on_get
+@limiter.limit("6/minute")  # each check appends a signed line to the shared checkpoint file
 def verification():
     organization_id = current_user.organization_id
     chain_id = chain_id_for(organization_id)
@@ -113,6 +114,7 @@ _EXPORTS: dict[str, tuple[str, Callable[[int, queries.JournalFilter], Iterator[s
 @bp.route("/journal/export.<fmt>")
 @requires(Permission.AUDIT_READ)
 @writes_on_get
+@limiter.limit("10/minute")  # a costly function (ASVS 2.4.1): streams the whole filtered journal
 def export(fmt: str):
     if fmt not in _EXPORTS:
         abort(404)

@@ -19,7 +19,7 @@ from portal.auth.forms import (
     TotpEnableForm,
 )
 from portal.auth.models import TwoFactorMethod
-from portal.auth.reauth import mark_reauthenticated
+from portal.auth.reauth import mark_reauthenticated, requires_recent_auth
 from portal.auth.sessions import (
     current_binding,
     current_session,
@@ -262,6 +262,7 @@ def _enable_context(user, totp_form=None, email_form=None, email_sent=False):
 
 @bp.route("/2fa/enable", methods=["GET", "POST"])
 @requires(Permission.ACCOUNT)
+@requires_recent_auth  # binding a new factor needs a fresh proof (ASVS 7.5.1); right after login it is
 @limiter.limit("10/minute", methods=["POST"])
 def two_factor_enable():
     user = current_user._get_current_object()
@@ -286,9 +287,6 @@ def two_factor_enable():
                 if codes is None:
                     totp_form.code.errors.append(_("Code incorrect. Vérifiez l'heure de votre téléphone et réessayez."))
         if codes is not None:
-            row = current_session()
-            if row is not None:
-                mark_reauthenticated(row)
             db.session.commit()
             send_template_safely(user.email, "two_factor_changed", user.locale, user=user, enabled=True)
             return render_page_or_fragment(
@@ -306,6 +304,7 @@ def two_factor_enable():
 
 @bp.route("/2fa/enable/email", methods=["POST"])
 @requires(Permission.ACCOUNT)
+@requires_recent_auth
 @limiter.limit("3/minute;10/hour")
 def two_factor_enable_send_code():
     user = current_user._get_current_object()
@@ -450,6 +449,8 @@ def accept_invitation(token: str):
 @bp.route("/dev/outbox")
 @requires(Permission.PLATFORM_ADMIN)
 def dev_outbox():
+    if current_app.config["COFFRE_ENV"] == "production":
+        abort(404)  # production always has SMTP: there is no outbox to show
     return render_page_or_fragment(
         "auth/dev_outbox.html",
         "auth/dev_outbox.html",

@@ -405,7 +405,7 @@ def issue_email_code(user: User, purpose: str, binding: str) -> str:
 
 def verify_email_code(user: User, purpose: str, binding: str | None, code: str) -> bool:
     code = code.strip().replace(" ", "")
-    if not binding or len(code) != 6 or not code.isdigit():
+    if not binding or len(code) != 6 or not (code.isascii() and code.isdigit()):
         return False
     at = clock.now()
     row = db.session.execute(

@@ -71,6 +71,8 @@ def read_outbox(limit: int = 50) -> list[dict[str, Any]]:
 
 def send_mail(to: str, subject: str, text: str, html: str | None = None) -> None:
     config = current_app.config
+    # A name typed with a line break (an organisation, a member) must not break the header.
+    subject = " ".join(subject.split())
     host = config.get("SMTP_HOST")
     if not host:
         current_app.logger.info("mail (no SMTP configured) to=%s subject=%s\n%s", to, subject, text)
@@ -104,6 +106,7 @@ def send_template_safely(to: str, template: str, locale: str | None, **context: 
     """Like send_template, but an SMTP failure after the commit is logged, not a 500."""
     try:
         send_template(to, template, locale, **context)
-    except MailError:
+    except (MailError, ValueError):
+        current_app.logger.exception("mail %s to %s not sent", template, to)
         return False
     return True

@@ -53,7 +53,7 @@ def decrypt_secret(token: str, user_id: int) -> str:
 def matching_step(secret: str, code: str, at: datetime) -> int | None:
     """The time step whose code equals ``code`` within the drift window, else None."""
     code = code.strip().replace(" ", "")
-    if len(code) != 6 or not code.isdigit():
+    if len(code) != 6 or not (code.isascii() and code.isdigit()):
         return None
     totp = pyotp.TOTP(secret)
     current = int(at.timestamp()) // STEP_SECONDS

@@ -249,3 +249,29 @@ def test_every_action_renders_a_sentence(app, admin, org):
             entry = AuditEntry(action=action, user_id=admin.id, target_id=7, target_label="Plan <b>.pdf")
             text = str(sentence(entry, {admin.id: "Aminata"}))
             assert "<b>" not in text and ("Aminata" in text or "ID=7" in text), action
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/journal?utilisateur=%C2%B2",
+        "/journal?avant=%C2%B2",
+        "/journal/moi?avant=%C2%B2",
+        "/journal/export.csv?utilisateur=%C2%B2",
+    ],
+)
+def test_non_ascii_digits_in_filters_are_no_500(admin_client, path):
+    assert admin_client.get(path).status_code in (200, 422)
+
+
+def test_verification_and_exports_are_rate_limited(app_factory, admin):
+    app = app_factory(RATELIMIT_ENABLED=True)
+    client = app.test_client()
+    from portal.auth.sessions import open_session_for
+
+    with client.session_transaction() as session:
+        open_session_for(admin, session)
+    statuses = [client.get("/journal/verification").status_code for _ in range(7)]
+    assert statuses[:6] == [200] * 6 and statuses[6] == 429
+    exports = [client.get("/journal/export.json").status_code for _ in range(11)]
+    assert exports[-1] == 429

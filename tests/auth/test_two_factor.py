@@ -123,7 +123,11 @@ def test_email_code_expires_after_ten_minutes(client, login_as, make_user, inbox
     member.post("/auth/2fa/enable/email", data={"csrf_token": csrf_token_from(page)})
     code = inbox.code_for(user.email)
     clock.advance(minutes=10, seconds=1)
-    late = member.post("/auth/2fa/enable", data={"csrf_token": csrf_token_from(page), "method": "email", "code": code})
+    late = member.post(
+        "/auth/2fa/enable",
+        # Ten minutes on, binding a factor also asks for the password again.
+        data={"csrf_token": csrf_token_from(page), "method": "email", "code": code, "reauth_password": TEST_PASSWORD},
+    )
     assert late.status_code == 422
     db.session.refresh(user)
     assert user.two_factor_method is None
@@ -228,3 +232,17 @@ def test_verify_is_rate_limited(app_factory, make_user, smtp_server):
     statuses = [verify(client, "000000").status_code for _ in range(11)]
     assert statuses[-1] == 429
     assert db.session.get(User, user.id).failed_logins >= 5
+
+
+def test_binding_a_factor_on_a_stale_session_asks_for_the_password(login_as, make_user, clock):
+    """A borrowed session must not be enough to bind the borrower's authenticator (ASVS 7.5.1)."""
+    user = make_user("admin")
+    member = login_as(user)
+    page = text(member.get("/auth/2fa/enable"))
+    secret = re.search(r'id="totp-secret"[^>]*>([A-Z2-7]+)<', page).group(1)
+    clock.advance(minutes=11)
+    code = totp_now(secret, clock)
+    asked = member.post("/auth/2fa/enable", data={"csrf_token": csrf_token_from(page), "method": "totp", "code": code})
+    assert asked.status_code == 401 and 'name="reauth_password"' in text(asked)
+    db.session.refresh(user)
+    assert user.two_factor_method is None

@@ -129,3 +129,27 @@ def test_other_organisation_cannot_target_its_own_ids_into_ours(make_org, make_u
 def test_anonymous_is_sent_to_login(client, world):
     response = client.get(f"/fichiers/{world['file']}/telecharger")
     assert response.status_code in (302, 401)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/fichiers/{id}/telecharger?version=99999999999999999999"),
+        ("get", "/fichiers/{id}/apercu?version=99999999999999999999"),
+        ("post", "/fichiers/{id}/versions/99999999999999999999/restaurer"),
+    ],
+)
+def test_a_version_number_beyond_any_column_is_a_404(app, contributor, login_as, method, path):
+    from portal.audit.context import Actor
+    from portal.documents import services
+    from portal.extensions import db
+    from tests.conftest import csrf
+
+    actor = Actor(contributor.organization_id, contributor.id)
+    armoire = services.create_armoire(actor, "Versions")
+    version = services.store_upload(actor, armoire, None, "note.txt", [b"bonjour"], 7)
+    db.session.commit()
+    client = login_as(contributor)
+    headers = {"X-CSRFToken": csrf(client)} if method == "post" else {}
+    response = getattr(client, method)(path.format(id=version.file_id), headers=headers)
+    assert response.status_code == 404
