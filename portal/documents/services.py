@@ -87,7 +87,7 @@ from portal.documents.errors import (
 from portal.documents.models import NAME_MAX, Armoire, File, FileVersion, Folder
 from portal.extensions import db
 from portal.organizations.models import Organization
-from portal.security.tenancy import scoped
+from portal.security.tenancy import MAX_ID, scoped
 from portal.web.pagination import Page, paginate
 
 if TYPE_CHECKING:
@@ -915,6 +915,8 @@ def list_versions(file: File) -> list[FileVersion]:
 
 
 def get_version(file: File, number: int | None) -> FileVersion:
+    if number is not None and not 0 < number < MAX_ID:
+        raise NotFound(_("Cette version n'existe pas."))  # beyond any column: no driver overflow
     if number is None:
         version = db.session.get(FileVersion, file.current_version_id) if file.current_version_id else None
     else:
