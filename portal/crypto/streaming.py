@@ -22,7 +22,11 @@ if a data key were ever reused.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import io
+import mmap
 import os
 import re
 import secrets
@@ -63,6 +67,11 @@ MAX_SEGMENTS = 1 << 32
 
 _INDEX = struct.Struct(">IB")
 
+# O_DIRECT wants the buffer address, the length and the file offset aligned to the device's
+# logical block size; 4 KiB covers every common device.
+DIRECT_ALIGN = 4096
+DIRECT_FLUSH = 4 << 20
+
 
 _UID = re.compile(r"[0-9a-f]{32}")
 
@@ -93,6 +102,171 @@ def _nonce_and_aad(prefix: bytes, aad: bytes, index: int, last: bool) -> tuple[b
     return prefix + suffix, aad + suffix
 
 
+class _DirectSink:
+    """Sealed segments staged in page-aligned memory and written with O_DIRECT.
+
+    Why: a large blob written through the page cache costs a page-cache page per 4 KiB
+    (allocated, copied into, later written back); measured on the 2-core bench machine that
+    was 2.6 s of CPU per GiB against 0.04 s with O_DIRECT, and it was the upload's
+    bottleneck. The cipher seals straight into the staging memory, so the path adds no copy.
+    The unaligned tail of the blob is written through the page cache at ``close``.
+    Durability is unchanged: the blob store still fsyncs the file (which also flushes the
+    device's cache for O_DIRECT writes).
+
+    If the file system refuses O_DIRECT (EINVAL), the sink switches the descriptor back and
+    carries on with ordinary writes from the same staging memory.
+    """
+
+    def __init__(self, fd: int, flags: int) -> None:
+        self._fd = fd
+        self._flags = flags  # without O_DIRECT, restored at close
+        self._direct = True
+        self._wrote_direct = False
+        self._memory = mmap.mmap(-1, DIRECT_FLUSH + SEALED_SEGMENT_SIZE + DIRECT_ALIGN)
+        self._view = memoryview(self._memory)
+        self._filled = 0
+
+    @classmethod
+    def open(cls, raw: BinaryIO) -> _DirectSink | None:
+        """A sink for ``raw`` when it is an unbuffered regular file at an aligned offset that
+        accepts O_DIRECT; None otherwise (the writer then writes through ``raw``)."""
+        direct = getattr(os, "O_DIRECT", 0)
+        if not direct or not isinstance(raw, io.FileIO):
+            return None
+        try:
+            import fcntl
+
+            fd = raw.fileno()
+            if os.lseek(fd, 0, os.SEEK_CUR) % DIRECT_ALIGN:
+                return None
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags | direct)
+        except (OSError, ValueError):
+            return None
+        return cls(fd, flags & ~direct)
+
+    def reserve(self, size: int) -> memoryview:
+        return self._view[self._filled : self._filled + size]
+
+    def commit(self, size: int) -> None:
+        self._filled += size
+        if self._filled >= DIRECT_FLUSH:
+            aligned = self._filled - self._filled % DIRECT_ALIGN
+            self._write(self._view[:aligned])
+            self._wrote_direct = True
+            rest = self._filled - aligned
+            self._view[:rest] = self._view[aligned : self._filled]
+            self._filled = rest
+
+    def _buffered(self) -> None:
+        import fcntl
+
+        if self._direct:
+            fcntl.fcntl(self._fd, fcntl.F_SETFL, self._flags)
+            self._direct = False
+
+    def _write(self, data: memoryview) -> None:
+        while data:
+            try:
+                written = os.write(self._fd, data)
+            except OSError as error:
+                if error.errno != errno.EINVAL or not self._direct:
+                    raise
+                # Nothing was written: the same bytes go out through the page cache instead.
+                self._buffered()
+                continue
+            data = data[written:]
+
+    def close(self) -> None:
+        """Write what is staged (the unaligned tail through the page cache) and restore the
+        descriptor's flags."""
+        try:
+            aligned = self._filled - self._filled % DIRECT_ALIGN
+            if self._wrote_direct:
+                self._write(self._view[:aligned])
+            else:
+                # A small blob (nothing flushed yet) goes through the page cache, whole.
+                aligned = 0
+            self._buffered()
+            self._write(self._view[aligned : self._filled])
+            self._filled = 0
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._buffered()
+        self._view.release()
+        # A slice may still be alive (in a traceback being raised): the mapping is then freed
+        # with its last view.
+        with contextlib.suppress(BufferError):
+            self._memory.close()
+
+
+class _DirectReader:
+    """Reads sealed segments of a large blob with O_DIRECT into page-aligned memory (each
+    segment is decrypted into a new bytes object, so the memory is reused at once). Falls
+    back to ordinary reads if the file system refuses O_DIRECT."""
+
+    def __init__(self, fd: int, flags: int) -> None:
+        self._fd = fd
+        self._flags = flags
+        self._direct = True
+        self._memory = mmap.mmap(-1, SEALED_SEGMENT_SIZE + 2 * DIRECT_ALIGN)
+        self._view = memoryview(self._memory)
+
+    @classmethod
+    def open(cls, raw: BinaryIO) -> _DirectReader | None:
+        direct = getattr(os, "O_DIRECT", 0)
+        if not direct or not isinstance(raw, io.FileIO | io.BufferedReader):
+            return None
+        try:
+            import fcntl
+
+            fd = raw.fileno()
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+            fcntl.fcntl(fd, fcntl.F_SETFL, flags | direct)
+        except (OSError, ValueError):
+            return None
+        return cls(fd, flags & ~direct)
+
+    def _buffered(self) -> None:
+        import fcntl
+
+        if self._direct:
+            fcntl.fcntl(self._fd, fcntl.F_SETFL, self._flags)
+            self._direct = False
+
+    def read(self, offset: int, size: int) -> memoryview:
+        """The ``size`` bytes at ``offset`` (valid until the next call)."""
+        start = offset - offset % DIRECT_ALIGN
+        stop = -(-(offset + size) // DIRECT_ALIGN) * DIRECT_ALIGN
+        wanted = offset + size - start
+        got = 0
+        while got < wanted:
+            # After a short read the next one is unaligned: only ordinary reads continue it.
+            try:
+                count = os.preadv(self._fd, [self._view[got : stop - start]], start + got)
+            except OSError as error:
+                if error.errno != errno.EINVAL or not self._direct:
+                    raise
+                self._buffered()
+                continue
+            if count == 0:
+                raise IntegrityError("blob ended early")
+            got += count
+            if got < wanted:
+                self._buffered()
+        return self._view[offset - start : offset - start + size]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._buffered()
+        self._view.release()
+        with contextlib.suppress(BufferError):
+            self._memory.close()
+
+
 class EncryptingWriter:
     """Encrypts a stream of plaintext into ``raw`` (header, then sealed segments).
 
@@ -101,7 +275,12 @@ class EncryptingWriter:
     most) and never written anywhere else.
     """
 
-    def __init__(self, raw: BinaryIO, key: bytes, aad: bytes) -> None:
+    def __init__(
+        self, raw: BinaryIO, key: bytes, aad: bytes, *, hash_plaintext: bool = True, direct_io: bool = False
+    ) -> None:
+        """``direct_io``: write ``raw`` (an unbuffered file, e.g. a new blob) with O_DIRECT
+        when the file system allows it; ``raw`` must not be written by anyone else until
+        ``finish`` (or ``abort``) returns."""
         salt = secrets.token_bytes(SALT_SIZE)
         self._prefix = secrets.token_bytes(PREFIX_SIZE)
         self._aead = _segment_aead(key, salt, aad)
@@ -111,25 +290,38 @@ class EncryptingWriter:
         self._filled = 0
         self._sealed = bytearray(SEALED_SEGMENT_SIZE)
         self._index = 0
-        self._hash = hashlib.sha256()
+        # A caller may hash the plaintext itself, in another thread (services.encrypt_pipelined).
+        self._hash = hashlib.sha256() if hash_plaintext else None
         self._finished = False
         self.plaintext_size = 0
+        self._sink = _DirectSink.open(raw) if direct_io else None
         self._write_all(MAGIC + bytes([FORMAT_VERSION]) + salt + self._prefix)
 
     @property
     def sha256(self) -> str:
+        if self._hash is None:
+            raise CryptoError("this writer does not hash its plaintext")
         return self._hash.hexdigest()
 
     def _seal(self, data: memoryview | bytes, last: bool) -> None:
         if self._index >= MAX_SEGMENTS:
             raise CryptoError("blob too large for one data key")
         nonce, segment_aad = _nonce_and_aad(self._prefix, self._aad, self._index, last)
-        out = memoryview(self._sealed)[: len(data) + TAG_SIZE]
-        self._aead.encrypt_into(nonce, data, segment_aad, out)
-        self._write_all(out)
+        size = len(data) + TAG_SIZE
+        if self._sink is not None:
+            self._aead.encrypt_into(nonce, data, segment_aad, self._sink.reserve(size))
+            self._sink.commit(size)
+        else:
+            out = memoryview(self._sealed)[:size]
+            self._aead.encrypt_into(nonce, data, segment_aad, out)
+            self._write_all(out)
         self._index += 1
 
     def _write_all(self, data: memoryview | bytes) -> None:
+        if self._sink is not None:
+            self._sink.reserve(len(data))[:] = data
+            self._sink.commit(len(data))
+            return
         # An unbuffered raw file may accept only part of a write.
         view = memoryview(data)
         while view:
@@ -143,7 +335,8 @@ class EncryptingWriter:
             raise CryptoError("write after finish")
         view = memoryview(data).cast("B")
         total = len(view)
-        self._hash.update(view)
+        if self._hash is not None:
+            self._hash.update(view)
         self.plaintext_size += total
         while view:
             if self._filled == SEGMENT_SIZE:
@@ -166,9 +359,21 @@ class EncryptingWriter:
             return
         self._seal(memoryview(self._buffer)[: self._filled], last=True)
         self._finished = True
+        if self._sink is not None:
+            sink, self._sink = self._sink, None
+            sink.close()
         # Do not keep a segment of plaintext around longer than needed.
         self._buffer[:] = bytes(len(self._buffer))
         self._filled = 0
+
+    def abort(self) -> None:
+        """Give up (the caller deletes the file): free the staging memory, restore the file's
+        flags; nothing more is written."""
+        if self._sink is not None:
+            sink, self._sink = self._sink, None
+            sink.release()
+        self._finished = True
+        self._buffer[:] = bytes(len(self._buffer))
 
 
 def _segment_count(raw_size: int) -> tuple[int, int]:
@@ -238,26 +443,37 @@ def decrypt_stream(raw: BinaryIO, key: bytes, aad: bytes, start: int = 0, end: i
     if start < 0 or end > total or start > end:
         raise ValueError(f"range [{start}, {end}) outside 0..{total}")
     aead = _segment_aead(key, salt, aad)
+    # Large blobs are read around the page cache, like they were written (see _DirectSink).
+    direct = _DirectReader.open(raw) if segments * SEALED_SEGMENT_SIZE >= DIRECT_FLUSH else None
 
     def open_segment(index: int) -> bytes:
         last = index == segments - 1
-        raw.seek(HEADER_SIZE + index * SEALED_SEGMENT_SIZE)
-        sealed = _read_exact(raw, (last_size if last else SEGMENT_SIZE) + TAG_SIZE)
+        offset = HEADER_SIZE + index * SEALED_SEGMENT_SIZE
+        size = (last_size if last else SEGMENT_SIZE) + TAG_SIZE
+        if direct is not None:
+            sealed: bytes | memoryview = direct.read(offset, size)
+        else:
+            raw.seek(offset)
+            sealed = _read_exact(raw, size)
         nonce, segment_aad = _nonce_and_aad(prefix, aad, index, last)
         try:
             return aead.decrypt(nonce, sealed, segment_aad)
         except InvalidTag:
             raise IntegrityError(f"segment {index} does not authenticate") from None
 
-    if start == end:
-        # Nothing to yield, but an empty or out-of-range read must still prove the blob whole.
-        open_segment(segments - 1)
-        return
-    first, final = start // SEGMENT_SIZE, (end - 1) // SEGMENT_SIZE
-    if final != segments - 1:
-        open_segment(segments - 1)
-    for index in range(first, final + 1):
-        plaintext = open_segment(index)
-        lo = start - index * SEGMENT_SIZE if index == first else 0
-        hi = end - index * SEGMENT_SIZE if index == final else len(plaintext)
-        yield plaintext if (lo == 0 and hi == len(plaintext)) else plaintext[lo:hi]
+    try:
+        if start == end:
+            # Nothing to yield, but an empty or out-of-range read must still prove the blob whole.
+            open_segment(segments - 1)
+            return
+        first, final = start // SEGMENT_SIZE, (end - 1) // SEGMENT_SIZE
+        if final != segments - 1:
+            open_segment(segments - 1)
+        for index in range(first, final + 1):
+            plaintext = open_segment(index)
+            lo = start - index * SEGMENT_SIZE if index == first else 0
+            hi = end - index * SEGMENT_SIZE if index == final else len(plaintext)
+            yield plaintext if (lo == 0 and hi == len(plaintext)) else plaintext[lo:hi]
+    finally:
+        if direct is not None:
+            direct.close()
