@@ -119,12 +119,21 @@
         uploadAll(form, event.dataTransfer.files);
       }
     });
-    var list = document.getElementById("file-list");
-    document.body.addEventListener("files-changed", function () {
-      if (list && window.htmx) {
-        window.htmx.ajax("GET", window.location.pathname + window.location.search, { target: "#file-list", swap: "outerHTML" });
-      }
-    });
+    // One refresh at a time: htmx drops a request aimed at a target that already has one in
+    // flight, so a file finishing during a refresh would otherwise never appear in the list.
+    var refreshing = false;
+    var refreshAgain = false;
+    function refreshList() {
+      if (!document.getElementById("file-list") || !window.htmx) { return; }
+      if (refreshing) { refreshAgain = true; return; }
+      refreshing = true;
+      var url = window.location.pathname + window.location.search;
+      window.htmx.ajax("GET", url, { target: "#file-list", swap: "outerHTML" }).then(function () {
+        refreshing = false;
+        if (refreshAgain) { refreshAgain = false; refreshList(); }
+      });
+    }
+    document.body.addEventListener("files-changed", refreshList);
   }
 
   if (document.readyState === "loading") {
