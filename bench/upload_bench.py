@@ -24,6 +24,7 @@ workers' minor page faults, to see what saturates. The database is created with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import secrets
@@ -33,6 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -176,14 +179,23 @@ def worker_peak_rss_kib(master_pid: int) -> list[int]:
     return peaks
 
 
-def run_size(backend: str, size_mib: int, repeat: int) -> dict[str, float]:
-    size = size_mib * MIB
+@dataclass
+class Portal:
+    server: subprocess.Popen
+    client: httpx.Client
+    token: str
+    info: dict[str, int | str]
+
+
+@contextlib.contextmanager
+def running_portal(backend: str, max_upload_mib: int) -> Iterator[Portal]:
+    """A throwaway portal (database, instance, gunicorn -w 2) with a signed-in contributor."""
     secret, pepper = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
     with tempfile.TemporaryDirectory(prefix="coffre-bench-") as tmp:
         instance = Path(tmp)
         admin_engine = None
         if backend == "postgresql":
-            name = f"coffre_bench_{os.getpid()}_{size_mib}"
+            name = f"coffre_bench_{os.getpid()}_{secrets.token_hex(3)}"
             admin_engine = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
             with admin_engine.connect() as connection:
                 connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
@@ -200,7 +212,7 @@ def run_size(backend: str, size_mib: int, repeat: int) -> dict[str, float]:
             COFFRE_PASSWORD_PEPPER=pepper,
             COFFRE_SCHEDULER="0",
             COFFRE_BENCH_ROUTES="1",
-            COFFRE_MAX_UPLOAD_MB=str(size_mib + 16),
+            COFFRE_MAX_UPLOAD_MB=str(max_upload_mib),
         )
         server = subprocess.Popen(
             [
@@ -230,31 +242,7 @@ def run_size(backend: str, size_mib: int, repeat: int) -> dict[str, float]:
                     time.sleep(0.1)
             client = httpx.Client(base_url=base, timeout=httpx.Timeout(900.0))
             token = sign_in(client, info["email"])
-            block = os.urandom(MIB)
-            # Floor and upload alternate, so that a burst of load from other jobs on the
-            # machine hits both; the best and the median of ``repeat`` pairs are reported.
-            floor_runs, strict_runs, upload_runs = [], [], []
-            for run in range(repeat):
-                for path, runs in (("/bench/brut", floor_runs), ("/bench/brut-readinto", strict_runs)):
-                    (seconds, response), cpu = measured(
-                        server.pid, lambda path=path: post_body(client, path, token, size, block)
-                    )
-                    assert response.status_code == 200 and response.json()["bytes"] > size, response.text[:200]
-                    runs.append((seconds, cpu))
-                (seconds, response), cpu = measured(
-                    server.pid,
-                    lambda run=run: post_body(
-                        client, f"/armoires/{info['armoire']}/televerser", token, size, block, f"bench-{run}.bin"
-                    ),
-                )
-                assert response.status_code == 201, response.text[:300]
-                upload_runs.append((seconds, cpu))
-            file_id = int(re.search(r"/fichiers/(\d+)", response.text).group(1))
-            raw_down, received = get_body(client, f"/bench/brut?octets={size}")
-            assert received == size
-            portal_down, received = get_body(client, f"/fichiers/{file_id}/telecharger")
-            assert received == size
-            peaks = worker_peak_rss_kib(server.pid)
+            yield Portal(server=server, client=client, token=token, info=info)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -262,6 +250,40 @@ def run_size(backend: str, size_mib: int, repeat: int) -> dict[str, float]:
                 with admin_engine.connect() as connection:
                     connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 admin_engine.dispose()
+
+
+def upload_path(portal: Portal) -> str:
+    return f"/armoires/{portal.info['armoire']}/televerser"
+
+
+def run_size(backend: str, size_mib: int, repeat: int) -> dict[str, float]:
+    size = size_mib * MIB
+    with running_portal(backend, size_mib + 16) as portal:
+        block = os.urandom(MIB)
+        # Floor and upload alternate, so that a burst of load from other jobs on the
+        # machine hits both; the best and the median of ``repeat`` pairs are reported.
+        floor_runs, strict_runs, upload_runs = [], [], []
+        for run in range(repeat):
+            for path, runs in (("/bench/brut", floor_runs), ("/bench/brut-readinto", strict_runs)):
+                (seconds, response), cpu = measured(
+                    portal.server.pid, lambda path=path: post_body(portal.client, path, portal.token, size, block)
+                )
+                assert response.status_code == 200 and response.json()["bytes"] > size, response.text[:200]
+                runs.append((seconds, cpu))
+            (seconds, response), cpu = measured(
+                portal.server.pid,
+                lambda run=run: post_body(
+                    portal.client, upload_path(portal), portal.token, size, block, f"bench-{run}.bin"
+                ),
+            )
+            assert response.status_code == 201, response.text[:300]
+            upload_runs.append((seconds, cpu))
+        file_id = int(re.search(r"/fichiers/(\d+)", response.text).group(1))
+        raw_down, received = get_body(portal.client, f"/bench/brut?octets={size}")
+        assert received == size
+        portal_down, received = get_body(portal.client, f"/fichiers/{file_id}/telecharger")
+        assert received == size
+        peaks = worker_peak_rss_kib(portal.server.pid)
     mib = size / MIB
     ratios = sorted(floor[0] / upload[0] for floor, upload in zip(floor_runs, upload_runs, strict=True))
     return {
