@@ -71,7 +71,8 @@ def compute_hash(prev_hash: str, content: bytes) -> str:
     return hashlib.sha256(prev_hash.encode() + b"\n" + content).hexdigest()
 
 
-def entry_content(entry: AuditEntry) -> bytes:
+def entry_content(entry: Any) -> bytes:
+    """The canonical content of a stored entry (an AuditEntry or a row of its columns)."""
     return canonical_content(
         chain_id=entry.chain_id,
         seq=entry.seq,

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from portal.audit.checkpoints import read_checkpoints, write_checkpoint
 from portal.audit.models import AuditChainHead, AuditEntry
-from portal.audit.services import GENESIS_HASH, canonical_content, compute_hash
+from portal.audit.services import GENESIS_HASH, compute_hash, entry_content
 from portal.extensions import db
 
 BATCH_SIZE = 1000
@@ -92,23 +92,6 @@ def _stream(chain_id: int, after_seq: int = 0) -> Iterator[Any]:
         seen_at_last = {row.id for row in rows if row.seq == last_seq}
 
 
-def _content(row: Any) -> bytes:
-    return canonical_content(
-        chain_id=row.chain_id,
-        seq=row.seq,
-        organization_id=row.organization_id,
-        user_id=row.user_id,
-        action=row.action,
-        target_type=row.target_type,
-        target_id=row.target_id,
-        target_label=row.target_label,
-        created_at=row.created_at,
-        ip=row.ip,
-        user_agent=row.user_agent,
-        details=row.details,
-    )
-
-
 def _head(chain_id: int) -> tuple[int, str]:
     row = db.session.execute(
         select(AuditChainHead.seq, AuditChainHead.head_hash).where(AuditChainHead.chain_id == chain_id)
@@ -155,7 +138,7 @@ def verify_chain(chain_id: int, *, checkpoint: bool = True, since_checkpoint: bo
                 f"entry seq {newest_anchor} is missing or differs from its signed checkpoint",
             )
             return result
-        if compute_hash(start.prev_hash, _content(start)) != start.entry_hash:
+        if compute_hash(start.prev_hash, entry_content(start)) != start.entry_hash:
             result.problem = Problem(ALTERED, start.seq, start.id, f"entry seq {start.seq} (id {start.id}) was altered")
             return result
         prev_seq, prev_hash, prev_id, before_prev_hash = start.seq, start.entry_hash, start.id, start.prev_hash
@@ -179,7 +162,7 @@ def verify_chain(chain_id: int, *, checkpoint: bool = True, since_checkpoint: bo
     while (row := next_row()) is not None:
         expected = prev_seq + 1
         link_ok = row.prev_hash == prev_hash
-        self_ok = compute_hash(row.prev_hash, _content(row)) == row.entry_hash
+        self_ok = compute_hash(row.prev_hash, entry_content(row)) == row.entry_hash
         if link_ok and self_ok and row.seq == expected:
             anchored = anchors.get(row.seq)
             if anchored is not None and anchored != row.entry_hash:
@@ -252,7 +235,7 @@ def _diagnose(
         return Problem(DELETED, expected, row.id, f"entry seq {missing} is missing (deleted before id {row.id})")
     if prev_id and row.id < prev_id:
         return Problem(REORDERED, row.seq, row.id, f"entry seq {row.seq} (id {row.id}) is out of order")
-    if not link_ok and compute_hash(row.prev_hash, _content(row)) == row.entry_hash:
+    if not link_ok and compute_hash(row.prev_hash, entry_content(row)) == row.entry_hash:
         return Problem(DELETED, expected, row.id, f"an entry between seq {prev_seq} and id {row.id} was removed")
     if link_ok and row.seq != expected:
         return Problem(INSERTED, row.seq, row.id, f"entry seq {row.seq} (id {row.id}) breaks the numbering")

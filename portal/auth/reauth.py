@@ -71,7 +71,6 @@ def requires_recent_auth(view: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from portal.auth import services
-        from portal.web.context import current_actor
 
         row = current_session()
         if row is None:
@@ -80,13 +79,7 @@ def requires_recent_auth(view: Callable[..., Any]) -> Callable[..., Any]:
             return view(*args, **kwargs)
         if request.method != "GET" and any(request.form.get(name) for name in REAUTH_FIELDS):
             try:
-                ok = services.verify_reauth(
-                    current_user,
-                    request.form.get("reauth_password"),
-                    request.form.get("reauth_code"),
-                    current_binding(),
-                    current_actor(),
-                )
+                ok = verify_submitted_proof()
             except services.AccountLockedError as locked:
                 db.session.commit()
                 return render_reauth(
@@ -101,3 +94,17 @@ def requires_recent_auth(view: Callable[..., Any]) -> Callable[..., Any]:
         return render_reauth()
 
     return wrapper
+
+
+def verify_submitted_proof() -> bool:
+    """Check the password or code sent with a re-authentication form (raises AccountLockedError)."""
+    from portal.auth import services  # the services import this module's helpers
+    from portal.web.context import current_actor
+
+    return services.verify_reauth(
+        current_user,
+        request.form.get("reauth_password"),
+        request.form.get("reauth_code"),
+        current_binding(),
+        current_actor(),
+    )

@@ -329,7 +329,7 @@ def two_factor_enable_send_code():
 @limiter.limit("10/minute")
 def reauth():
     """Resume a GET that asked for a fresh proof (non-GET actions resume in place)."""
-    from portal.auth.reauth import render_reauth
+    from portal.auth.reauth import render_reauth, verify_submitted_proof
 
     row = current_session()
     next_url = safe_next(request.form.get("next"), url_for("main.index"))
@@ -337,13 +337,7 @@ def reauth():
     if row is None or not form.validate_on_submit():
         abort(400)
     try:
-        ok = services.verify_reauth(
-            current_user,
-            request.form.get("reauth_password"),
-            request.form.get("reauth_code"),
-            current_binding(),
-            current_actor(),
-        )
+        ok = verify_submitted_proof()
     except services.AccountLockedError as locked:
         db.session.commit()
         raise too_many(locked.retry_after) from None
