@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 from flask import Response, current_app, flash, g, request, stream_with_context, url_for
-from flask_babel import format_decimal
+from flask_babel import format_decimal, ngettext
 from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf.csrf import validate_csrf
@@ -318,7 +318,7 @@ def upload(armoire_id: int):
         return render_page_or_fragment(
             "documents/upload_result.html", "documents/_upload_result.html", status=201, files=files
         )
-    flash(_("%(count)s fichier(s) ajouté(s).", count=len(files)), "success")
+    flash(ngettext("%(num)d fichier ajouté.", "%(num)d fichiers ajoutés.", len(files)), "success")
     return redirect_or_hx(_location(g.armoire, folder))
 
 

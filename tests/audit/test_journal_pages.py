@@ -275,3 +275,11 @@ def test_verification_and_exports_are_rate_limited(app_factory, admin):
     assert statuses[:6] == [200] * 6 and statuses[6] == 429
     exports = [client.get("/journal/export.json").status_code for _ in range(11)]
     assert exports[-1] == 429
+
+
+def test_every_action_code_has_a_filter_label_and_a_sentence():
+    from portal.audit.actions import ACTIONS
+    from portal.audit.rendering import ACTION_LABELS, SENTENCES
+
+    assert sorted(ACTIONS - ACTION_LABELS.keys()) == []
+    assert sorted(ACTIONS - SENTENCES.keys()) == []
