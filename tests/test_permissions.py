@@ -44,6 +44,9 @@ def test_a_forbidden_action_is_403_and_logged(app, reader, reader_client):
     assert entry.user_id == reader.id and entry.organization_id == reader.organization_id
 
 
-def test_anonymous_visitor_is_sent_to_login(client, app):
-    response = client.post("/auth/logout")
-    assert response.status_code in (302, 400)  # CSRF may refuse first; never 200
+def test_anonymous_visitor_is_sent_to_login(client):
+    response = client.get("/me")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/auth/login?next=/me")
+    api = client.get("/api/v1/me")
+    assert api.status_code == 401 and api.mimetype == "application/problem+json"
