@@ -20,9 +20,7 @@ import json
 import os
 import re
 import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.server import start_gunicorn  # noqa: E402
 from portal.audit.services import GENESIS_HASH, canonical_content  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -58,12 +57,6 @@ COLUMNS = (
     "prev_hash",
     "entry_hash",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def build_app(url: str, instance: Path, secret: str, pepper: str):
@@ -266,7 +259,6 @@ def run(backend: str, count: int, users: int, requests: int, workers: int) -> No
         assert result.ok, result.problem
         print(f"[{backend}] verify_chain: {result.entries_checked:,} entries in {verify_seconds:.1f} s", flush=True)
 
-        port = free_port()
         env = dict(
             os.environ,
             DATABASE_URL=url,
@@ -274,32 +266,9 @@ def run(backend: str, count: int, users: int, requests: int, workers: int) -> No
             SECRET_KEY=secret,
             COFFRE_PASSWORD_PEPPER=pepper,
             COFFRE_SCHEDULER="0",
+            COFFRE_RATELIMIT="0",
         )
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-w",
-                str(workers),
-                "--timeout",
-                "900",
-                "-b",
-                f"127.0.0.1:{port}",
-                "wsgi:app",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        server, base = start_gunicorn(env, workers)
         cookie = session_cookie(app, info["user_ids"][0])
         client = httpx.Client(base_url=base, cookies={"coffre_session": cookie}, timeout=60)
         user = info["user_ids"][8]  # seq ≡ 8 (mod 50) meets file.downloaded (seq ≡ 2 mod 6)

@@ -28,7 +28,6 @@ import contextlib
 import os
 import re
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,16 +43,12 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.server import start_gunicorn  # noqa: E402
+
 POSTGRES_ADMIN_URL = os.environ.get("COFFRE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "bench password " + secrets.token_hex(8)
 MIB = 1 << 20
 BOUNDARY = "coffre-bench-" + secrets.token_hex(8)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def prepare(url: str, instance: Path, secret: str, pepper: str) -> dict[str, int | str]:
@@ -203,7 +198,6 @@ def running_portal(backend: str, max_upload_mib: int) -> Iterator[Portal]:
         else:
             url = f"sqlite:///{instance / 'bench.db'}"
         info = prepare(url, instance, secret, pepper)
-        port = free_port()
         env = dict(
             os.environ,
             DATABASE_URL=url,
@@ -211,35 +205,12 @@ def running_portal(backend: str, max_upload_mib: int) -> Iterator[Portal]:
             SECRET_KEY=secret,
             COFFRE_PASSWORD_PEPPER=pepper,
             COFFRE_SCHEDULER="0",
+            COFFRE_RATELIMIT="0",
             COFFRE_BENCH_ROUTES="1",
             COFFRE_MAX_UPLOAD_MB=str(max_upload_mib),
         )
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-w",
-                "2",
-                "--timeout",
-                "900",
-                "-b",
-                f"127.0.0.1:{port}",
-                "wsgi:app",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
+        server, base = start_gunicorn(env)
         try:
-            for _ in range(300):
-                try:
-                    if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
             client = httpx.Client(base_url=base, timeout=httpx.Timeout(900.0))
             token = sign_in(client, info["email"])
             yield Portal(server=server, client=client, token=token, info=info)
