@@ -14,7 +14,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -167,14 +167,3 @@ def record_security_event(action: str, *, details: dict[str, Any] | None = None)
     db.session.rollback()
     record(action, actor, details=details)
     db.session.commit()
-
-
-def latest_entries(organization_id: int, limit: int = 10) -> list[AuditEntry]:
-    return list(
-        db.session.execute(
-            select(AuditEntry)
-            .where(AuditEntry.organization_id == organization_id)
-            .order_by(AuditEntry.id.desc())
-            .limit(limit)
-        ).scalars()
-    )

@@ -30,8 +30,6 @@ class User(OrgOwned, UserMixin, db.Model):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_platform_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     locale: Mapped[str | None] = mapped_column(String(5), default=None)
-    # Kept for get_id(); revocation itself is done on server-side session rows.
-    session_version: Mapped[int] = mapped_column(Integer, default=1)
     email_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
@@ -57,9 +55,6 @@ class User(OrgOwned, UserMixin, db.Model):
     @property
     def has_two_factor(self) -> bool:
         return self.two_factor_method is not None
-
-    def get_id(self) -> str:
-        return f"{self.id}:{self.session_version}"
 
     def __repr__(self) -> str:
         return f"<User {self.id}>"
