@@ -57,7 +57,7 @@ def prepare(url: str, instance: Path, secret: str, pepper: str) -> dict[str, int
     from portal import create_app
     from portal.audit.context import Actor
     from portal.auth.models import User
-    from portal.documents import services
+    from portal.documents.services import armoires
     from portal.extensions import db
     from portal.organizations.models import Organization
     from portal.security.passwords import hash_password
@@ -79,7 +79,7 @@ def prepare(url: str, instance: Path, secret: str, pepper: str) -> dict[str, int
         )
         db.session.add(user)
         db.session.flush()
-        armoire = services.create_armoire(Actor(org.id, user.id), "Bench")
+        armoire = armoires.create_armoire(Actor(org.id, user.id), "Bench")
         db.session.commit()
         info = {"armoire": armoire.id, "email": user.email}
         db.engine.dispose()

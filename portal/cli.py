@@ -136,7 +136,7 @@ def demo_data_command(password: str | None) -> None:
             target_id=armoire.id,
             target_label=armoire.name,
         )
-    from portal.documents.services import seed_demo_documents
+    from portal.documents.services.demo import seed_demo_documents
 
     seed_demo_documents(org.id, users[1].id)
     db.session.commit()

@@ -17,12 +17,13 @@ from portal.api.problems import QUOTA_EXCEEDED, STATUS_TYPES, ApiProblem, render
 from portal.api.routes import iso
 from portal.database import writes_on_get
 from portal.documents import errors as document_errors
-from portal.documents import services as documents
 from portal.documents.models import Armoire, File, FileVersion, Folder
+from portal.documents.services import listing, reading, trash, uploads, versions
 from portal.documents.upload import FieldPart, FilePart, upload_reader
 from portal.extensions import db, limiter
 from portal.security.permissions import Permission, requires
 from portal.security.tenancy import get_scoped, log_if_cross_organization
+from portal.storage.blobs import delete_blobs
 from portal.web.context import current_actor
 
 MAX_FIELDS = 10
@@ -108,7 +109,7 @@ def list_files(armoire_id: int) -> Response:
     check.check()
     armoire = _armoire(armoire_id)
     folder = _folder(armoire, folder_id)
-    result = documents.list_files(current_user.organization_id, armoire, folder, page=page, per_page=per_page)
+    result = listing.list_files(current_user.organization_id, armoire, folder, page=page, per_page=per_page)
     return jsonify(
         {
             "items": [file_body(f) for f in result.items],
@@ -173,13 +174,13 @@ def _seal_and_finish(plan: Any, part: Any, parts: Any) -> FileVersion:
     The rest of the form is read before the rows are added, so the short final transaction
     never waits on the network.
     """
-    sealed = documents.seal_upload(plan, part.chunks)
+    sealed = uploads.seal_upload(plan, part.chunks)
     try:
         _finish_form(parts)
-        return documents.finish_upload(sealed)
+        return uploads.finish_upload(sealed)
     except BaseException:
         db.session.rollback()
-        documents.delete_blobs([sealed.storage_key])
+        delete_blobs([sealed.storage_key])
         raise
 
 
@@ -190,7 +191,7 @@ def _commit_upload(version: FileVersion | None) -> None:
     except BaseException:
         db.session.rollback()
         if version is not None:
-            documents.delete_blobs([version.storage_key])
+            delete_blobs([version.storage_key])
         raise
 
 
@@ -208,7 +209,7 @@ def upload_file() -> Response:
     check.check()
     armoire = _armoire(armoire_id)
     folder = _folder(armoire, folder_id)
-    plan = documents.prepare_upload(
+    plan = uploads.prepare_upload(
         current_actor(), armoire, folder, part.filename, None, audit_details=_audit_details(delete_after_upload)
     )
     version = _seal_and_finish(plan, part, parts)
@@ -227,7 +228,7 @@ def get_file(file_id: int) -> Response:
 @bp.delete(f"/fichiers/<{ID}:file_id>")
 @requires(Permission.DOCUMENT_TRASH)
 def trash_file(file_id: int) -> tuple[str, int]:
-    documents.trash_file(current_actor(), _file(file_id))
+    trash.trash_file(current_actor(), _file(file_id))
     db.session.commit()
     return "", 204
 
@@ -244,10 +245,10 @@ def download(file_id: int) -> Response:
         raise _not_found()
     actor = current_actor()
     try:
-        version, chunks = documents.open_version_stream(actor, file, number)
+        version, chunks = reading.open_version_stream(actor, file, number)
     except document_errors.IntegrityFailure as failure:
         db.session.rollback()
-        documents.record_integrity_failure(actor, file, None, failure.message)
+        reading.record_integrity_failure(actor, file, None, failure.message)
         db.session.commit()
         raise
     # Read what the headers need before the commit: afterwards a lazy load would reopen a
@@ -276,7 +277,7 @@ def _quote(name: str) -> str:
 @requires(Permission.DOCUMENT_READ)
 def list_versions(file_id: int) -> Response:
     file = _file(file_id)
-    return jsonify({"items": [version_body(v) for v in documents.list_versions(file)]})
+    return jsonify({"items": [version_body(v) for v in versions.list_versions(file)]})
 
 
 @bp.post(f"/fichiers/<{ID}:file_id>/versions")
@@ -291,7 +292,7 @@ def add_version(file_id: int) -> Response:
     if part is None:
         check.error("file", _("Ce champ est obligatoire (et doit suivre les autres champs)."))
     check.check()
-    plan = documents.prepare_version(
+    plan = uploads.prepare_version(
         current_actor(), file, part.filename, None, comment, audit_details=_audit_details(delete_after_upload)
     )
     version = _seal_and_finish(plan, part, parts)

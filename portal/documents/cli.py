@@ -6,7 +6,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from portal.documents import services
+from portal.documents.services import consistency
 from portal.extensions import db
 
 documents_cli = AppGroup("documents", help="Documents: storage consistency and trash.")
@@ -19,7 +19,7 @@ documents_cli = AppGroup("documents", help="Documents: storage consistency and t
 )
 def check_storage_command(fix: bool, grace_seconds: int) -> None:
     """List blobs without a version row, and version rows without a blob."""
-    report = services.check_storage(fix=fix, grace_seconds=grace_seconds)
+    report = consistency.check_storage(fix=fix, grace_seconds=grace_seconds)
     for key in report.orphan_blobs:
         click.echo(f"orphan blob{' (deleted)' if fix else ''}: {key}")
     for key in report.recent_blobs_skipped:

@@ -5,17 +5,18 @@ from __future__ import annotations
 from flask import current_app
 
 from portal.database import utcnow
-from portal.documents import services
+from portal.documents.services import trash
 from portal.extensions import db
 from portal.scheduler import scheduled_job
+from portal.storage.blobs import delete_blobs
 
 
 def purge_trash_now() -> int:
     """Purge files past the trash retention; commits, then deletes their blobs. Returns blobs removed."""
-    keys = services.purge_expired_trash(utcnow(), current_app.config["COFFRE_TRASH_RETENTION_DAYS"])
+    keys = trash.purge_expired_trash(utcnow(), current_app.config["COFFRE_TRASH_RETENTION_DAYS"])
     db.session.commit()
     # Only after the commit: until then the blobs must stay readable in case of rollback.
-    services.delete_blobs(keys)
+    delete_blobs(keys)
     return len(keys)
 
 

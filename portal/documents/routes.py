@@ -15,7 +15,7 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 from wtforms import ValidationError
 
 from portal.database import writes_on_get
-from portal.documents import bp, services
+from portal.documents import bp
 from portal.documents.errors import (
     DocumentError,
     FileTooLarge,
@@ -26,10 +26,15 @@ from portal.documents.errors import (
 )
 from portal.documents.forms import ArmoireForm, ConfirmForm, FolderForm, MoveForm, RenameForm
 from portal.documents.models import Armoire, File, FileVersion, Folder
+from portal.documents.services import armoires as armoire_services
+from portal.documents.services import files, folders, listing, names, reading, uploads
+from portal.documents.services import trash as trash_services
+from portal.documents.services import versions as version_services
 from portal.documents.upload import FORM_OVERHEAD, FieldPart, upload_reader
 from portal.extensions import csrf, db
 from portal.security.permissions import Permission, requires
 from portal.security.tenancy import get_scoped_or_404, scoped
+from portal.storage.blobs import delete_blobs
 from portal.web.context import current_actor
 from portal.web.errors import render_error
 from portal.web.htmx import is_htmx, redirect_or_hx, render_page_or_fragment
@@ -120,7 +125,7 @@ def create_armoire():
     form = ArmoireForm()
     if not form.validate_on_submit():
         raise InvalidName(_("Le nom de l'armoire est obligatoire (120 caractères au plus)."))
-    armoire = services.create_armoire(current_actor(), form.name.data, form.description.data)
+    armoire = armoire_services.create_armoire(current_actor(), form.name.data, form.description.data)
     db.session.commit()
     flash(_("Armoire « %(name)s » créée.", name=armoire.name), "success")
     return redirect_or_hx(url_for("documents.armoire", armoire_id=armoire.id))
@@ -132,7 +137,7 @@ def rename_armoire(armoire_id: int):
     form = RenameForm()
     if not form.validate_on_submit():
         raise InvalidName(_("Le nouveau nom est obligatoire."))
-    services.rename_armoire(current_actor(), g.armoire, form.name.data)
+    armoire_services.rename_armoire(current_actor(), g.armoire, form.name.data)
     db.session.commit()
     return redirect_or_hx(url_for("documents.armoires"))
 
@@ -143,7 +148,7 @@ def delete_armoire(armoire_id: int):
     if not ConfirmForm().validate_on_submit():
         raise MalformedUpload(_("Le formulaire n'est pas valide."))
     name = g.armoire.name
-    services.delete_armoire(current_actor(), g.armoire)
+    armoire_services.delete_armoire(current_actor(), g.armoire)
     db.session.commit()
     flash(_("Armoire « %(name)s » supprimée.", name=name), "success")
     return redirect_or_hx(url_for("documents.armoires"))
@@ -160,21 +165,21 @@ def _browse(armoire: Armoire, folder: Folder | None):
     org_id = current_user.organization_id
     sort = request.args.get("tri", "name")
     search = request.args.get("q", "")
-    files = services.list_files(org_id, armoire, folder, sort, search, request.args.get("page", 1))
+    files = listing.list_files(org_id, armoire, folder, sort, search, request.args.get("page", 1))
     return render_page_or_fragment(
         "documents/armoire.html",
         "documents/_files.html",
         armoire=armoire,
         folder=folder,
-        trail=services.folder_trail(folder),
-        folders=services.list_folders(org_id, armoire, folder),
+        trail=folders.folder_trail(folder),
+        folders=folders.list_folders(org_id, armoire, folder),
         files=files,
-        sort=sort if sort in services.SORTS else "name",
+        sort=sort if sort in listing.SORTS else "name",
         search=search,
         folder_form=FolderForm(),
         rename_form=_rename_form(folder),
         confirm=ConfirmForm(),
-        parent_choices=services.folder_choices(org_id, armoire, folder) if folder is not None else [],
+        parent_choices=folders.folder_choices(org_id, armoire, folder) if folder is not None else [],
         list_url=_location(armoire, folder),
         max_upload=current_app.config["MAX_UPLOAD_BYTES"],
     )
@@ -199,7 +204,7 @@ def create_folder(armoire_id: int):
     parent = _folder_from_arg(g.armoire, request.form.get("parent_id"))
     if not form.validate_on_submit():
         raise InvalidName(_("Le nom du dossier est obligatoire (255 caractères au plus)."))
-    folder = services.create_folder(current_actor(), g.armoire, parent, form.name.data)
+    folder = folders.create_folder(current_actor(), g.armoire, parent, form.name.data)
     db.session.commit()
     return redirect_or_hx(_location(g.armoire, folder))
 
@@ -210,7 +215,7 @@ def rename_folder(armoire_id: int, folder_id: int):
     form = RenameForm()
     if not form.validate_on_submit():
         raise InvalidName(_("Le nouveau nom est obligatoire (255 caractères au plus)."))
-    services.rename_folder(current_actor(), g.folder, form.name.data)
+    folders.rename_folder(current_actor(), g.folder, form.name.data)
     db.session.commit()
     flash(_("Dossier renommé."), "success")
     return redirect_or_hx(_location(g.armoire, g.folder))
@@ -222,7 +227,7 @@ def move_folder(armoire_id: int, folder_id: int):
     if not ConfirmForm().validate_on_submit() or "parent_id" not in request.form:
         raise InvalidName(_("Choisissez une destination."))
     parent = _folder_from_arg(g.armoire, request.form.get("parent_id"))
-    services.move_folder(current_actor(), g.folder, parent)
+    folders.move_folder(current_actor(), g.folder, parent)
     db.session.commit()
     flash(_("Dossier déplacé."), "success")
     return redirect_or_hx(_location(g.armoire, g.folder))
@@ -236,7 +241,7 @@ def delete_folder(armoire_id: int, folder_id: int):
     folder = g.folder
     parent = db.session.get(Folder, folder.parent_id) if folder.parent_id else None
     name = folder.name
-    services.delete_folder(current_actor(), folder)
+    folders.delete_folder(current_actor(), folder)
     db.session.commit()
     flash(_("Dossier « %(name)s » supprimé.", name=name), "success")
     return redirect_or_hx(_location(g.armoire, parent))
@@ -259,7 +264,7 @@ def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list
     """Stream every file part of the body into sealed blobs, then add all rows in one short
     transaction and commit once.
 
-    No transaction is open while the body is read (services.seal_upload ends the read-only
+    No transaction is open while the body is read (uploads.seal_upload ends the read-only
     one first): a slow client must not hold the database's write lock. The CSRF token
     (header, or a field placed before the file) is checked before any file byte is accepted;
     on any failure the transaction rolls back and every blob of this request is deleted.
@@ -273,7 +278,7 @@ def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list
     csrf_ok = _csrf_valid(request.headers.get("X-CSRFToken"))
     actor = current_actor()
     comment: str | None = None
-    sealed: list[services.SealedUpload] = []
+    sealed: list[uploads.SealedUpload] = []
     versions: list[FileVersion] = []
     try:
         for part in reader.parts():
@@ -288,21 +293,21 @@ def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list
             if not part.filename:
                 continue
             if file is None:
-                plan = services.prepare_upload(actor, armoire, folder, part.filename, None, comment)
+                plan = uploads.prepare_upload(actor, armoire, folder, part.filename, None, comment)
             elif sealed:
                 raise MalformedUpload(_("Une nouvelle version ne contient qu'un seul fichier."))
             else:
-                plan = services.prepare_version(actor, file, part.filename, None, comment)
-            sealed.append(services.seal_upload(plan, part.chunks))
+                plan = uploads.prepare_version(actor, file, part.filename, None, comment)
+            sealed.append(uploads.seal_upload(plan, part.chunks))
         if not sealed:
             raise InvalidName(_("Aucun fichier reçu : choisissez au moins un fichier."))
         # T1: the whole body has been read; only short database work from here.
         for item in sealed:
-            versions.append(services.finish_upload(item))
+            versions.append(uploads.finish_upload(item))
         db.session.commit()
     except BaseException:
         db.session.rollback()
-        services.delete_blobs([item.storage_key for item in sealed])
+        delete_blobs([item.storage_key for item in sealed])
         raise
     return versions
 
@@ -375,9 +380,9 @@ def file(file_id: int):
         "documents/_file_details.html",
         file=file,
         armoire=file.armoire,
-        trail=services.folder_trail(folder),
-        versions=services.list_versions(file),
-        previewable=services.is_previewable(file.mime_type),
+        trail=folders.folder_trail(folder),
+        versions=version_services.list_versions(file),
+        previewable=names.is_previewable(file.mime_type),
         rename_form=rename_form,
         move_form=move_form,
         confirm=ConfirmForm(),
@@ -391,7 +396,7 @@ def versions(file_id: int):
         "documents/versions.html",
         "documents/_versions.html",
         file=g.file,
-        versions=services.list_versions(g.file),
+        versions=version_services.list_versions(g.file),
         confirm=ConfirmForm(),
     )
 
@@ -403,14 +408,14 @@ def restore_version(file_id: int, number: int):
         raise MalformedUpload(_("Le formulaire n'est pas valide."))
     keys: list[str] = []
     try:
-        version = services.restore_version(current_actor(), g.file, number)
+        version = uploads.restore_version(current_actor(), g.file, number)
         keys.append(version.storage_key)
         db.session.commit()
     except IntegrityFailure as error:
         return _integrity_failure(g.file, number, error)
     except BaseException:
         db.session.rollback()
-        services.delete_blobs(keys)
+        delete_blobs(keys)
         raise
     flash(_("La version %(old)s a été restaurée comme version %(new)s.", old=number, new=version.number), "success")
     return redirect_or_hx(url_for("documents.file", file_id=g.file.id))
@@ -422,7 +427,7 @@ def rename_file(file_id: int):
     form = RenameForm()
     if not form.validate_on_submit():
         raise InvalidName(_("Le nouveau nom est obligatoire (255 caractères au plus)."))
-    services.rename_file(current_actor(), g.file, form.name.data)
+    files.rename_file(current_actor(), g.file, form.name.data)
     db.session.commit()
     return redirect_or_hx(url_for("documents.file", file_id=g.file.id))
 
@@ -435,7 +440,7 @@ def move_file(file_id: int):
         raise InvalidName(_("Choisissez une destination."))
     armoire = get_scoped_or_404(Armoire, armoire_part)
     folder = _folder_from_arg(armoire, folder_part)
-    services.move_file(current_actor(), g.file, armoire, folder)
+    files.move_file(current_actor(), g.file, armoire, folder)
     db.session.commit()
     return redirect_or_hx(url_for("documents.file", file_id=g.file.id))
 
@@ -447,7 +452,7 @@ def trash_file(file_id: int):
         raise MalformedUpload(_("Le formulaire n'est pas valide."))
     file = g.file
     folder = db.session.get(Folder, file.folder_id) if file.folder_id else None
-    services.trash_file(current_actor(), file)
+    trash_services.trash_file(current_actor(), file)
     db.session.commit()
     flash(_("« %(name)s » a été placé dans la corbeille.", name=file.name), "success")
     return redirect_or_hx(_location(file.armoire, folder))
@@ -460,11 +465,11 @@ def _integrity_failure(file: File, number: int | None, error: IntegrityFailure) 
     """Journal the failed check in its own transaction and answer with a clear page."""
     db.session.rollback()
     try:
-        version = services.get_version(file, number)
+        version = version_services.get_version(file, number)
     except DocumentError:
         version = None
     logger.error("integrity check failed for file %s version %s", file.id, version.number if version else number)
-    services.record_integrity_failure(current_actor(), file, version, str(error.__cause__ or error))
+    reading.record_integrity_failure(current_actor(), file, version, str(error.__cause__ or error))
     db.session.commit()
     return render_error(409, error.message)
 
@@ -479,15 +484,15 @@ def _guard(chunks: Iterator[bytes], file_id: int, number: int) -> Iterator[bytes
         logger.error("integrity check failed mid-stream for file %s version %s", file_id, number)
         db.session.rollback()
         file = db.session.get(File, file_id)
-        version = services.get_version(file, number)
-        services.record_integrity_failure(current_actor(), file, version, f"mid-stream: {error}")
+        version = version_services.get_version(file, number)
+        reading.record_integrity_failure(current_actor(), file, version, f"mid-stream: {error}")
         db.session.commit()
         raise
 
 
 def _send(file: File, number: int | None, *, inline: bool) -> Response:
-    version = services.get_version(file, number)
-    if inline and not services.is_previewable(version.mime_type):
+    version = version_services.get_version(file, number)
+    if inline and not names.is_previewable(version.mime_type):
         raise UnsupportedMedia(_("Aucun aperçu n'est possible pour ce type de fichier : téléchargez-le."))
     size, start, end, status = version.size, 0, version.size, 200
     if request.range is not None:
@@ -499,7 +504,7 @@ def _send(file: File, number: int | None, *, inline: bool) -> Response:
         start, end, status = bounds[0], bounds[1], 206
     actor = current_actor()
     try:
-        version, chunks = services.open_version_stream(
+        version, chunks = reading.open_version_stream(
             actor, file, version.number, start, end, preview=inline, record_access=False
         )
     except IntegrityFailure as error:
@@ -512,7 +517,7 @@ def _send(file: File, number: int | None, *, inline: bool) -> Response:
         # transaction of its own, which begins IMMEDIATE thanks to writes_on_get.
         db.session.commit()
         if not inline or start == 0:
-            services.record_download(actor, file_id, file_name, number, preview=inline)
+            reading.record_download(actor, file_id, file_name, number, preview=inline)
         db.session.commit()
     except BaseException:
         chunks.close()
@@ -555,7 +560,7 @@ def preview(file_id: int):
 @bp.route("/corbeille")
 @requires(Permission.DOCUMENT_TRASH)
 def trash():
-    page = services.list_trash(current_user.organization_id, request.args.get("page", 1))
+    page = trash_services.list_trash(current_user.organization_id, request.args.get("page", 1))
     return render_page_or_fragment(
         "documents/trash.html",
         "documents/_trash.html",
@@ -573,7 +578,7 @@ def restore_file(trashed_id: int):
     file = g.file
     if file.folder_id and db.session.execute(select(Folder.id).where(Folder.id == file.folder_id)).first() is None:
         file.folder_id = None
-    services.restore_from_trash(current_actor(), file)
+    trash_services.restore_from_trash(current_actor(), file)
     db.session.commit()
     flash(_("« %(name)s » a été restauré.", name=file.name), "success")
     return redirect_or_hx(url_for("documents.trash"))
@@ -585,9 +590,9 @@ def purge_file(trashed_id: int):
     if not ConfirmForm().validate_on_submit():
         raise MalformedUpload(_("Le formulaire n'est pas valide."))
     file = g.file
-    keys = services.purge_file(current_actor(), file, reason="purge")
+    keys = trash_services.purge_file(current_actor(), file, reason="purge")
     db.session.commit()
-    services.delete_blobs(keys)
+    delete_blobs(keys)
     flash(_("« %(name)s » a été détruit définitivement.", name=file.name), "success")
     return redirect_or_hx(url_for("documents.trash"))
 

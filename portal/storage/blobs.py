@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from flask import current_app
+
+logger = logging.getLogger(__name__)
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{32}")
 TEMP_DIR = "tmp"
@@ -178,3 +181,15 @@ def get_blob_store() -> BlobStore:
         store = BlobStore(root)
         app.extensions["coffre_blob_store"] = store
     return store
+
+
+def delete_blobs(keys: Iterable[str | None]) -> None:
+    """Remove blobs (after a purge commit, or after a failed upload transaction)."""
+    store = get_blob_store()
+    for key in keys:
+        if not key:
+            continue
+        try:
+            store.delete(key)
+        except OSError:
+            logger.exception("could not delete blob %s; check-storage will report it", key)

@@ -45,10 +45,10 @@ def make_armoire(app) -> Callable[..., object]:
 def store_file(app) -> Callable[..., object]:
     """A file stored through the documents service, as the web upload would."""
     from portal.audit.context import Actor
-    from portal.documents import services as documents
+    from portal.documents.services import uploads
 
     def factory(user, armoire, name: str = "rapport.txt", content: bytes = b"bonjour\n", folder=None):
-        version = documents.store_upload(
+        version = uploads.store_upload(
             Actor(user.organization_id, user.id), armoire, folder, name, iter([content]), len(content)
         )
         db.session.commit()

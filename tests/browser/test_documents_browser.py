@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from portal.audit.context import Actor
-from portal.documents import services
 from portal.documents.models import File
+from portal.documents.services import armoires, demo, uploads
 from portal.extensions import db
 from tests.conftest import TEST_PASSWORD
 
@@ -29,7 +29,7 @@ DROP_FILES = """
 
 
 def test_drop_files_shows_progress_and_results(live_server, page, contributor):
-    armoire = services.create_armoire(Actor(contributor.organization_id, contributor.id), "Armoire du navigateur")
+    armoire = armoires.create_armoire(Actor(contributor.organization_id, contributor.id), "Armoire du navigateur")
     email = contributor.email
     db.session.commit()
 
@@ -64,9 +64,9 @@ def test_a_pdf_preview_opens_in_the_browsers_viewer(live_server, page, contribut
     """The preview response is sandboxed by its own CSP; the frame must not be, or Chromium
     refuses to run its PDF viewer and shows a broken-document icon instead."""
     actor = Actor(contributor.organization_id, contributor.id)
-    armoire = services.create_armoire(actor, "Procès-verbaux")
-    pdf = services._demo_pdf("Assemblee generale")
-    version = services.store_upload(actor, armoire, None, "PV.pdf", [pdf], len(pdf))
+    armoire = armoires.create_armoire(actor, "Procès-verbaux")
+    pdf = demo.demo_pdf("Assemblee generale")
+    version = uploads.store_upload(actor, armoire, None, "PV.pdf", [pdf], len(pdf))
     email, file_id = contributor.email, version.file_id
     db.session.commit()
 

@@ -14,6 +14,7 @@ import threading
 import pytest
 
 from portal.crypto import streaming
+from portal.crypto.pipeline import encrypt_pipelined
 from portal.crypto.streaming import (
     DIRECT_FLUSH,
     SEGMENT_SIZE,
@@ -22,7 +23,6 @@ from portal.crypto.streaming import (
     ciphertext_length,
     decrypt_stream,
 )
-from portal.documents.services import encrypt_pipelined
 
 KEY = bytes(range(32))
 AAD = b"coffre/v2|org=1|version=" + b"a" * 32

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 
 from portal.audit.context import Actor
-from portal.documents import services
 from portal.documents.models import File
+from portal.documents.services import armoires
 from portal.extensions import db
 from tests.conftest import csrf
 
 
 @pytest.fixture
 def armoire(app, admin):
-    armoire = services.create_armoire(Actor(admin.organization_id, admin.id), "Comptabilité")
+    armoire = armoires.create_armoire(Actor(admin.organization_id, admin.id), "Comptabilité")
     db.session.commit()
     return armoire
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from portal.audit.context import Actor
-from portal.documents import services
+from portal.documents.services import armoires, folders, trash, uploads
 from portal.extensions import db
 from tests.conftest import csrf
 from tests.documents.conftest import last_file, multipart, post_multipart, upload
@@ -15,14 +15,14 @@ from tests.documents.conftest import last_file, multipart, post_multipart, uploa
 def world(contributor_client, contributor, armoire):
     """One live file (two versions), one trashed file and a folder in organisation A."""
     actor = Actor(contributor.organization_id, contributor.id)
-    folder = services.create_folder(actor, armoire, None, "Dossier")
-    subfolder = services.create_folder(actor, armoire, None, "Autre")
+    folder = folders.create_folder(actor, armoire, None, "Dossier")
+    subfolder = folders.create_folder(actor, armoire, None, "Autre")
     db.session.commit()
     upload(contributor_client, armoire.id, "vivant.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
     live = last_file()
     upload(contributor_client, armoire.id, "jete.txt", b"jete")
     trashed = last_file()
-    services.trash_file(actor, trashed)
+    trash.trash_file(actor, trashed)
     db.session.commit()
     return {
         "armoire": armoire.id,
@@ -103,7 +103,7 @@ def test_other_organisation_gets_404(make_org, make_user, login_as, world, metho
 def test_other_organisation_cannot_target_its_own_ids_into_ours(make_org, make_user, login_as, world):
     intruder = make_user("admin", org=make_org("Organisation B"))
     client = login_as(intruder)
-    own = services.create_armoire(Actor(intruder.organization_id, intruder.id), "B")
+    own = armoires.create_armoire(Actor(intruder.organization_id, intruder.id), "B")
     db.session.commit()
     token = csrf(client, "/armoires")
     # Moving one of B's files into A's folder, or uploading into A's folder from B's armoire.
@@ -116,7 +116,7 @@ def test_other_organisation_cannot_target_its_own_ids_into_ours(make_org, make_u
     response = upload(client, own.id, "b2.txt", b"b", folder_id=world["folder"], token=token)
     assert response.status_code == 404
     # Moving one of B's folders under A's folder.
-    mine = services.create_folder(Actor(intruder.organization_id, intruder.id), own, None, "Mien")
+    mine = folders.create_folder(Actor(intruder.organization_id, intruder.id), own, None, "Mien")
     db.session.commit()
     response = client.post(
         f"/armoires/{own.id}/dossiers/{mine.id}/deplacer", data={"csrf_token": token, "parent_id": world["folder"]}
@@ -141,13 +141,13 @@ def test_anonymous_is_sent_to_login(client, world):
 )
 def test_a_version_number_beyond_any_column_is_a_404(app, contributor, login_as, method, path):
     from portal.audit.context import Actor
-    from portal.documents import services
+    from portal.documents.services import armoires
     from portal.extensions import db
     from tests.conftest import csrf
 
     actor = Actor(contributor.organization_id, contributor.id)
-    armoire = services.create_armoire(actor, "Versions")
-    version = services.store_upload(actor, armoire, None, "note.txt", [b"bonjour"], 7)
+    armoire = armoires.create_armoire(actor, "Versions")
+    version = uploads.store_upload(actor, armoire, None, "note.txt", [b"bonjour"], 7)
     db.session.commit()
     client = login_as(contributor)
     headers = {"X-CSRFToken": csrf(client)} if method == "post" else {}

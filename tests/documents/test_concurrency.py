@@ -17,9 +17,9 @@ import pytest
 
 from portal.audit.context import Actor
 from portal.audit.models import AuditEntry
-from portal.documents import services
 from portal.documents.errors import QuotaExceeded
 from portal.documents.models import File, FileVersion
+from portal.documents.services import quota, uploads
 from portal.extensions import db
 from portal.organizations.models import Organization
 from tests.browser.conftest import LiveServer
@@ -130,7 +130,7 @@ def test_racing_uploads_cannot_exceed_the_quota_together(app, contributor, armoi
             try:
                 target = db.session.get(type(armoire), armoire_id)
                 chunks = _blocking_chunks(barrier, bytes([65 + i]) * 1000)
-                version = services.store_upload(actor, target, None, f"f{i}.bin", chunks, 1000)
+                version = uploads.store_upload(actor, target, None, f"f{i}.bin", chunks, 1000)
                 db.session.commit()
                 outcomes.append(version.number)
             except Exception as error:
@@ -144,7 +144,7 @@ def test_racing_uploads_cannot_exceed_the_quota_together(app, contributor, armoi
         thread.join()
     assert sorted(type(o).__name__ for o in outcomes) == ["QuotaExceeded", "int"], outcomes
     db.session.rollback()
-    assert services.used_bytes(contributor.organization_id) == 1000
+    assert quota.used_bytes(contributor.organization_id) == 1000
     assert len(db.session.execute(db.select(FileVersion)).all()) == 1
     assert len(blob_files(storage_dir)) == 1  # the refused upload's blob was deleted
     assert not crypto_threads()
@@ -160,7 +160,7 @@ def test_upload_commits_nothing_during_the_body_and_rows_appear_at_the_end(contr
         seen.append(db.session().in_transaction())
         yield b"second morceau"
 
-    version = services.store_upload(actor, armoire, None, "phases.txt", chunks(), None)
+    version = uploads.store_upload(actor, armoire, None, "phases.txt", chunks(), None)
     assert seen == [False]
     assert db.session().in_transaction()  # T1, left for the caller to commit
     db.session.commit()
@@ -173,13 +173,13 @@ def test_quota_rechecked_at_the_end_removes_the_blob(app, contributor, armoire, 
     org.storage_quota_bytes = 100
     db.session.commit()
     actor = Actor(contributor.organization_id, contributor.id)
-    plan = services.prepare_upload(actor, armoire, None, "x.bin", None)
-    sealed = services.seal_upload(plan, [b"a" * 60])
+    plan = uploads.prepare_upload(actor, armoire, None, "x.bin", None)
+    sealed = uploads.seal_upload(plan, [b"a" * 60])
     # Meanwhile another upload used most of the quota.
-    services.store_upload(actor, armoire, None, "autre.bin", [b"b" * 60], None)
+    uploads.store_upload(actor, armoire, None, "autre.bin", [b"b" * 60], None)
     db.session.commit()
     with app.test_request_context(), pytest.raises(QuotaExceeded):
-        services.finish_upload(sealed)
+        uploads.finish_upload(sealed)
     db.session.rollback()
     assert [f.name for f in db.session.execute(db.select(File)).scalars()] == ["autre.bin"]
     assert len(blob_files(storage_dir)) == 1
@@ -187,11 +187,11 @@ def test_quota_rechecked_at_the_end_removes_the_blob(app, contributor, armoire, 
 
 def test_audit_details_are_merged_into_the_journal(contributor, armoire):
     actor = Actor(contributor.organization_id, contributor.id)
-    version = services.store_upload(
+    version = uploads.store_upload(
         actor, armoire, None, "a.txt", [b"un"], 2, audit_details={"delete_after_upload": True}
     )
     file = db.session.get(File, version.file_id)
-    services.add_version(actor, file, "a.txt", [b"deux"], 4, audit_details={"delete_after_upload": False})
+    uploads.add_version(actor, file, "a.txt", [b"deux"], 4, audit_details={"delete_after_upload": False})
     db.session.commit()
     entries = {
         e.action: e.details

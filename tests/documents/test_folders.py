@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from portal.audit.context import Actor
 from portal.audit.models import AuditEntry
-from portal.documents import services
 from portal.documents.models import Armoire, File, Folder
+from portal.documents.services import armoires, folders, trash
 from portal.extensions import db
 from tests.conftest import csrf
 from tests.documents.conftest import last_file, upload
@@ -22,10 +22,10 @@ def actions_for(folder_id: int) -> list[tuple[str, dict | None]]:
 
 def tree(contributor, armoire):
     actor = Actor(contributor.organization_id, contributor.id)
-    a = services.create_folder(actor, armoire, None, "A")
-    b = services.create_folder(actor, armoire, a, "B")
-    c = services.create_folder(actor, armoire, b, "C")
-    other = services.create_folder(actor, armoire, None, "Autre")
+    a = folders.create_folder(actor, armoire, None, "A")
+    b = folders.create_folder(actor, armoire, a, "B")
+    c = folders.create_folder(actor, armoire, b, "C")
+    other = folders.create_folder(actor, armoire, None, "Autre")
     db.session.commit()
     return a, b, c, other
 
@@ -74,15 +74,15 @@ def test_move_folder_refuses_cycles_and_other_armoires(contributor_client, contr
     assert b.parent_id is None
 
     # A folder of another armoire (same organisation) is not a destination.
-    second = services.create_armoire(Actor(admin.organization_id, admin.id), "Autre armoire")
-    elsewhere = services.create_folder(Actor(admin.organization_id, admin.id), second, None, "Ailleurs")
+    second = armoires.create_armoire(Actor(admin.organization_id, admin.id), "Autre armoire")
+    elsewhere = folders.create_folder(Actor(admin.organization_id, admin.id), second, None, "Ailleurs")
     db.session.commit()
     assert move(c, elsewhere.id).status_code == 404
     db.session.refresh(c)
     assert c.parent_id == b.id
 
     # A name already used at the destination.
-    services.create_folder(Actor(contributor.organization_id, contributor.id), armoire, other, "C")
+    folders.create_folder(Actor(contributor.organization_id, contributor.id), armoire, other, "C")
     db.session.commit()
     assert move(c, other.id).status_code == 409
 
@@ -104,7 +104,7 @@ def test_delete_only_empty_folders(contributor_client, contributor, armoire):
     live = last_file()
     assert delete(c).status_code == 409  # holds a live file
     # A trashed file does not keep the folder; restoring it puts it at the armoire's root.
-    services.trash_file(Actor(contributor.organization_id, contributor.id), live)
+    trash.trash_file(Actor(contributor.organization_id, contributor.id), live)
     db.session.commit()
     c_id = c.id
     response = delete(c)

@@ -110,11 +110,11 @@ def test_size_limit_early_and_mid_stream(app_factory, make_user, storage_dir):
     app = app_factory(MAX_UPLOAD_BYTES=100_000)
     from portal.audit.context import Actor
     from portal.auth.sessions import open_session_for
-    from portal.documents import services
+    from portal.documents.services import armoires
 
     with app.app_context():
         user = make_user("contributeur")
-        armoire = services.create_armoire(Actor(user.organization_id, user.id), "A")
+        armoire = armoires.create_armoire(Actor(user.organization_id, user.id), "A")
         db.session.commit()
         client = app.test_client()
         with client.session_transaction() as session:

@@ -1,0 +1,73 @@
+"""Names and types: display-name cleaning and content-type sniffing."""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from typing import TYPE_CHECKING
+
+import filetype
+from flask_babel import gettext as _
+
+from portal.documents.errors import (
+    InvalidName,
+)
+from portal.documents.models import NAME_MAX
+
+if TYPE_CHECKING:
+    pass
+
+logger = logging.getLogger(__name__)
+
+
+MIME_SNIFF_BYTES = 8192
+PREVIEWABLE_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg", "image/gif", "image/webp"})
+
+
+def sanitize_name(name: str | None, *, fallback: str = "sans-nom") -> str:
+    """A display name: no path, no control characters, NFC, at most 255 chars (extension kept)."""
+    text = unicodedata.normalize("NFC", name or "")
+    # Browsers and old clients send full paths; only the last component is a name.
+    text = text.replace("\\", "/").rsplit("/", 1)[-1]
+    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
+    text = " ".join(text.split()).strip(" .")
+    if not text:
+        return fallback
+    if len(text) > NAME_MAX:
+        stem, dot, ext = text.rpartition(".")
+        if dot and 0 < len(ext) <= 16 and stem:
+            text = stem[: NAME_MAX - len(ext) - 1].rstrip() + "." + ext
+        else:
+            text = text[:NAME_MAX]
+    return text
+
+
+def required_name(name: str | None, limit: int = NAME_MAX) -> str:
+    cleaned = sanitize_name(name, fallback="")
+    if not cleaned:
+        raise InvalidName(_("Le nom est obligatoire."))
+    if len(cleaned) > limit:
+        raise InvalidName(_("Le nom ne doit pas dépasser %(limit)s caractères.", limit=limit))
+    return cleaned
+
+
+def detect_mime(head: bytes) -> str:
+    """The MIME type from the content's first bytes; the client's claim is never used."""
+    kind = filetype.guess(head) if head else None
+    if kind is not None:
+        return kind.mime
+    if not head:
+        return "application/octet-stream" if head is None else "text/plain"
+    if b"\x00" in head:
+        return "application/octet-stream"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # The sniffed prefix may cut a multi-byte character in two.
+        if error.reason != "unexpected end of data":
+            return "application/octet-stream"
+    return "text/plain"
+
+
+def is_previewable(mime_type: str) -> bool:
+    return mime_type in PREVIEWABLE_TYPES

@@ -1,0 +1,71 @@
+"""Size limits and the organisation's storage quota.
+
+Usage counts every stored version of every file not yet purged. The quota is re-checked
+under the organisation's row lock when an upload's rows are added, so parallel uploads
+cannot overshoot it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from flask import current_app
+from flask_babel import gettext as _
+from sqlalchemy import func, select
+
+from portal.documents.errors import FileTooLarge, QuotaExceeded
+from portal.documents.models import File, FileVersion
+from portal.extensions import db
+from portal.organizations.models import Organization
+
+if TYPE_CHECKING:
+    from portal.documents.services.uploads import UploadPlan
+
+
+def used_bytes(organization_id: int) -> int:
+    """Bytes counted against the quota: every stored version of every non-purged file."""
+    total = db.session.execute(
+        select(func.coalesce(func.sum(FileVersion.size), 0))
+        .join(File, File.id == FileVersion.file_id)
+        .where(FileVersion.organization_id == organization_id, File.purged_at.is_(None))
+    ).scalar_one()
+    return int(total)
+
+
+def quota_bytes(organization_id: int) -> int | None:
+    return db.session.execute(
+        select(Organization.storage_quota_bytes).where(Organization.id == organization_id)
+    ).scalar_one_or_none()
+
+
+@dataclass
+class Limits:
+    max_bytes: int
+    quota_left: int | None
+
+
+def upload_limits(organization_id: int, declared_size: int | None) -> Limits:
+    max_bytes = int(current_app.config["MAX_UPLOAD_BYTES"])
+    quota = quota_bytes(organization_id)
+    quota_left = None if quota is None else quota - used_bytes(organization_id)
+    limits = Limits(max_bytes, quota_left)
+    if declared_size is not None:
+        check_size(limits, declared_size)
+    return limits
+
+
+def check_size(limits: Limits | UploadPlan, size: int) -> None:
+    if size > limits.max_bytes:
+        mib = limits.max_bytes // (1024 * 1024)
+        raise FileTooLarge(_("Le fichier dépasse la taille maximale autorisée (%(mib)s Mio).", mib=mib))
+    if limits.quota_left is not None and size > limits.quota_left:
+        raise QuotaExceeded(
+            _("Le quota de stockage de votre organisation est atteint : ce fichier ne peut pas être ajouté.")
+        )
+
+
+def lock_organization(organization_id: int) -> None:
+    """Serialise quota checks of one organisation (PostgreSQL: row lock; SQLite: the write
+    transaction is IMMEDIATE already, FOR UPDATE is not rendered)."""
+    db.session.execute(select(Organization.id).where(Organization.id == organization_id).with_for_update())
