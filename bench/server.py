@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_ADMIN_URL = os.environ.get("COFFRE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def free_port() -> int:
@@ -19,26 +27,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(env: dict[str, str], workers: int = 2) -> tuple[subprocess.Popen, str]:
-    """Start ``gunicorn wsgi:app`` with ``env`` and return it, with its base URL, once it answers."""
+def start_gunicorn(
+    env: dict[str, str],
+    workers: int = 2,
+    *,
+    worker_class: str = "sync",
+    threads: int = 1,
+    log: Path | None = None,
+) -> tuple[subprocess.Popen, str]:
+    """Start ``gunicorn wsgi:app`` with ``env`` and return it, with its base URL, once it answers.
+
+    ``log``: where the server's stderr goes (tracebacks), instead of nowhere."""
     port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", worker_class, "--timeout", "900"]
+    if worker_class == "gthread":
+        command += ["--threads", str(threads)]
+    output = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-w",
-            str(workers),
-            "--timeout",
-            "900",
-            "-b",
-            f"127.0.0.1:{port}",
-            "wsgi:app",
-        ],
+        [*command, "-b", f"127.0.0.1:{port}", "wsgi:app"],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
     )
     base = f"http://127.0.0.1:{port}"
     for _ in range(300):
@@ -48,3 +58,24 @@ def start_gunicorn(env: dict[str, str], workers: int = 2) -> tuple[subprocess.Po
         except httpx.HTTPError:
             time.sleep(0.1)
     return server, base
+
+
+@contextlib.contextmanager
+def running_database(backend: str) -> Iterator[tuple[str, Path, str, str]]:
+    """A throwaway database and instance directory: (URL, instance, secret key, pepper)."""
+    secret, pepper = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
+    with tempfile.TemporaryDirectory(prefix="coffre-bench-") as tmp:
+        instance = Path(tmp)
+        if backend != "postgresql":
+            yield f"sqlite:///{instance / 'bench.db'}", instance, secret, pepper
+            return
+        name = f"coffre_bench_{os.getpid()}_{secrets.token_hex(3)}"
+        admin_engine = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin_engine.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield re.sub(r"/[^/]*$", f"/{name}", POSTGRES_ADMIN_URL), instance, secret, pepper
+        finally:
+            with admin_engine.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin_engine.dispose()
