@@ -22,6 +22,7 @@ def test_email_code_enrolment_sends_a_code_when_2fa_is_required(forced, inbox):
     response = member.post("/auth/2fa/enable/email", data={"csrf_token": token})
     assert response.status_code == 200, response.headers.get("Location")
     assert "Code envoyé à" in text(response)
+    assert 'id="dev-email-code"' not in text(response)  # SMTP is configured: the code is only mailed
     code = inbox.code_for(user.email)
     done = member.post("/auth/2fa/enable", data={"csrf_token": token, "method": "email", "code": code})
     assert done.status_code == 200 and "codes de secours" in text(done).lower()
