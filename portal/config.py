@@ -94,7 +94,8 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
         "COFFRE_JOURNAL_CHECKPOINT_FILE": os.environ.get("COFFRE_JOURNAL_CHECKPOINT_FILE")
         or str(instance / "journal_checkpoints.jsonl"),
         "COFFRE_JOURNAL_FULL_VERIFY_MAX": _env_int("COFFRE_JOURNAL_FULL_VERIFY_MAX", 50_000),
-        "COFFRE_BASE_URL": os.environ.get("COFFRE_BASE_URL", "http://127.0.0.1:5000"),
+        # Unset in development: links are built from the request's host (whatever the port).
+        "COFFRE_BASE_URL": (os.environ.get("COFFRE_BASE_URL") or "").strip() or None,
         "COFFRE_TRUSTED_PROXIES": _env_int("COFFRE_TRUSTED_PROXIES", 0),
         "MAX_UPLOAD_BYTES": _env_int("COFFRE_MAX_UPLOAD_MB", 2048) * 1024 * 1024,
         # Every request body but an upload's (which lifts it, see documents/upload.py).
@@ -159,6 +160,11 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
             raise ConfigError(
                 "SMTP_HOST is missing: production sends login codes and reset links by e-mail "
                 "(set SMTP_HOST, SMTP_PORT, SMTP_USER, SMTP_PASSWORD)"
+            )
+        if not config["COFFRE_BASE_URL"]:
+            raise ConfigError(
+                "COFFRE_BASE_URL is missing: production builds the links in e-mails from it, never "
+                "from a request's Host header (set it to the portal's public address, https://…)"
             )
         if config["COFFRE_KEY_PROVIDER"] == "local" and not (
             config["COFFRE_MASTER_KEY"] or os.environ.get("COFFRE_MASTER_KEY_FILE")

@@ -43,7 +43,16 @@ def test_embedded_defaults_live_under_instance(tmp_path, clean_env):
         ({"SECRET_KEY": "changeme"}, "SECRET_KEY"),
         ({"SECRET_KEY": STRONG}, "COFFRE_PASSWORD_PEPPER"),
         ({"SECRET_KEY": STRONG, "COFFRE_PASSWORD_PEPPER": STRONG}, "SMTP_HOST"),
-        ({"SECRET_KEY": STRONG, "COFFRE_PASSWORD_PEPPER": STRONG, "SMTP_HOST": "smtp.example"}, "master key"),
+        ({"SECRET_KEY": STRONG, "COFFRE_PASSWORD_PEPPER": STRONG, "SMTP_HOST": "smtp.example"}, "COFFRE_BASE_URL"),
+        (
+            {
+                "SECRET_KEY": STRONG,
+                "COFFRE_PASSWORD_PEPPER": STRONG,
+                "SMTP_HOST": "smtp.example",
+                "COFFRE_BASE_URL": "https://coffre.example.org",
+            },
+            "master key",
+        ),
     ],
 )
 def test_production_refuses_missing_or_weak_secrets(tmp_path, clean_env, env, names):
@@ -62,6 +71,7 @@ def test_production_with_secrets_hardens_cookies(tmp_path, clean_env):
         "COFFRE_PASSWORD_PEPPER": STRONG,
         "COFFRE_MASTER_KEY_FILE": str(tmp_path / "mk"),
         "SMTP_HOST": "smtp.example",
+        "COFFRE_BASE_URL": "https://coffre.example.org",
     }.items():
         clean_env.setenv(key, value)
     config = build_config(str(tmp_path))

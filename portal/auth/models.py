@@ -125,5 +125,8 @@ class AccountToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Invitations only: the clear token sealed (portal.security.sealed), so the admin who
+    # invited can copy the link again when no mail can reach the member. Cleared once used.
+    token_sealed: Mapped[str | None] = mapped_column(String(200), default=None)
 
     user: Mapped[User] = relationship(lazy="joined")

@@ -30,9 +30,9 @@ from portal.auth.sessions import (
     start_session,
 )
 from portal.extensions import db, limiter
-from portal.mail import read_outbox, send_template_safely
+from portal.mail import absolute_url, dev_outbox_enabled, read_outbox, send_template_safely, smtp_configured
 from portal.security import totp
-from portal.security.permissions import Permission, public, requires
+from portal.security.permissions import Permission, _on_forbidden, has_permission, public, requires
 from portal.web.context import current_actor
 from portal.web.errors import render_error
 from portal.web.htmx import redirect_or_hx, render_page_or_fragment, safe_next
@@ -55,10 +55,6 @@ def _client() -> dict[str, str | None]:
 def _cookie_locale() -> str | None:
     language = request.cookies.get("coffre_lang")
     return language if language in current_app.config["LANGUAGES"] else None
-
-
-def _link(endpoint: str, **values: str) -> str:
-    return current_app.config["COFFRE_BASE_URL"].rstrip("/") + url_for(endpoint, **values)
 
 
 def _send_email_code(user, code: str) -> bool:
@@ -102,7 +98,7 @@ def register():
                 "confirm_email",
                 user.locale,
                 user=user,
-                link=_link("auth.confirm_email", token=token),
+                link=absolute_url("auth.confirm_email", token=token),
                 hours=72,
             )
             flash(_("Bienvenue ! Un lien de confirmation a été envoyé à %(email)s.", email=user.email), "success")
@@ -243,7 +239,7 @@ def logout():
 # --- enabling two-factor authentication --------------------------------------------------
 
 
-def _enable_context(user, totp_form=None, email_form=None, email_sent=False):
+def _enable_context(user, totp_form=None, email_form=None, email_sent=False, dev_code=None):
     secret = services.pending_totp_secret(user)
     if secret is None:
         secret = services.begin_totp_enrolment(user)
@@ -256,6 +252,7 @@ def _enable_context(user, totp_form=None, email_form=None, email_sent=False):
         "email_form": email_form or EmailEnableForm(formdata=None),
         "send_form": EmptyForm(formdata=None),
         "email_sent": email_sent,
+        "dev_code": dev_code,
         "required": user.organization.require_2fa,
     }
 
@@ -316,8 +313,13 @@ def two_factor_enable_send_code():
     sent = _send_email_code(user, code)
     if not sent:
         flash(_("L'e-mail n'a pas pu être envoyé. Réessayez plus tard ou choisissez l'application."), "error")
+    # Without SMTP nobody could ever read this code: show it to the member it is for, on the
+    # page of the session it is bound to (development only: production requires SMTP).
+    dev_code = code if sent and dev_outbox_enabled() else None
     return render_page_or_fragment(
-        "auth/two_factor_enable.html", "auth/two_factor_enable.html", **_enable_context(user, email_sent=sent)
+        "auth/two_factor_enable.html",
+        "auth/two_factor_enable.html",
+        **_enable_context(user, email_sent=sent, dev_code=dev_code),
     )
 
 
@@ -381,7 +383,7 @@ def password_forgot():
                 "password_reset",
                 user.locale,
                 user=user,
-                link=_link("auth.password_reset", token=token),
+                link=absolute_url("auth.password_reset", token=token),
                 minutes=60,
             )
         # The same answer whether or not the address exists.
@@ -441,13 +443,19 @@ def accept_invitation(token: str):
 
 
 @bp.route("/dev/outbox")
-@requires(Permission.PLATFORM_ADMIN)
+@requires(Permission.ACCOUNT)  # narrowed below: platform admins, or organisation admins
 def dev_outbox():
     if current_app.config["COFFRE_ENV"] == "production":
         abort(404)  # production always has SMTP: there is no outbox to show
+    viewer = current_user._get_current_object()
+    if not (viewer.is_platform_admin or has_permission(viewer, Permission.USER_MANAGE)):
+        _on_forbidden(Permission.USER_MANAGE)
+    member_id = request.args.get("membre", type=int)
     return render_page_or_fragment(
         "auth/dev_outbox.html",
         "auth/dev_outbox.html",
-        messages=read_outbox(),
-        smtp=bool(current_app.config.get("SMTP_HOST")),
+        messages=read_outbox(viewer=viewer, user_id=member_id),
+        smtp=smtp_configured(),
+        platform=viewer.is_platform_admin,
+        filtered=member_id is not None,
     )

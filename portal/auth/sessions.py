@@ -190,10 +190,16 @@ def revoke_sessions(user_id: int, *, except_id: int | None = None) -> int:
     return db.session.execute(statement).rowcount or 0
 
 
-# Endpoints a member who must enrol in 2FA may still reach.
+# Endpoints a member who must enrol in 2FA may still reach: the enrolment page and what it
+# posts to (the e-mail code, and the re-authentication it asks for when the last proof is
+# old: without it, that form would send the member back to itself forever), plus leaving,
+# the language, and confirming the address.
 ENROLMENT_ENDPOINTS = {
     "static",
     "auth.two_factor_enable",
+    "auth.two_factor_enable_send_code",
+    "auth.reauth",
+    "auth.reauth_send_code",
     "auth.logout",
     "auth.confirm_email",
     "main.set_language",

@@ -1,6 +1,11 @@
 """Outgoing e-mail: SMTP when SMTP_HOST is set, otherwise the server log and a dev outbox.
 
 Callers send after their transaction commits, so a rolled-back action never mails.
+
+Each outbox entry records the recipient's organisation, member id and template, so that
+an organisation admin can be shown their own organisation's invitations (and their own
+mail) and nothing else: another member's reset link or login code would hand the admin
+that member's account.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
-from flask import current_app, render_template
+from flask import current_app, has_request_context, render_template, url_for
 from flask_babel import force_locale
 
 from portal.database import utcnow
@@ -26,8 +31,35 @@ class MailError(RuntimeError):
     """The SMTP server refused or could not be reached."""
 
 
+# Messages an organisation admin may read in the outbox when addressed to another member.
+ADMIN_VISIBLE_KINDS = frozenset({"invitation"})
+
+
 def outbox_path() -> Path:
     return Path(current_app.instance_path) / OUTBOX_FILE
+
+
+def smtp_configured() -> bool:
+    return bool(current_app.config.get("SMTP_HOST"))
+
+
+def dev_outbox_enabled() -> bool:
+    """Messages are kept for display instead of sent (development without SMTP only)."""
+    return not smtp_configured() and current_app.config["COFFRE_ENV"] != "production"
+
+
+def absolute_url(endpoint: str, **values: Any) -> str:
+    """An absolute link for a message: COFFRE_BASE_URL, or in development the request's host.
+
+    Production refuses to start without COFFRE_BASE_URL (config.py): a Host header chosen by
+    a visitor must never end up in someone's reset link.
+    """
+    base = current_app.config.get("COFFRE_BASE_URL")
+    if base:
+        return base.rstrip("/") + url_for(endpoint, **values)
+    if not has_request_context():
+        raise RuntimeError("COFFRE_BASE_URL is needed to build links outside a request")
+    return url_for(endpoint, _external=True, **values)
 
 
 def _build(to: str, subject: str, text: str, html: str | None) -> EmailMessage:
@@ -44,17 +76,33 @@ def _build(to: str, subject: str, text: str, html: str | None) -> EmailMessage:
     return message
 
 
-def _write_outbox(to: str, subject: str, text: str) -> None:
+def _write_outbox(to: str, subject: str, text: str, meta: dict[str, Any]) -> None:
     path = outbox_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    entry = json.dumps({"at": utcnow().isoformat(), "to": to, "subject": subject, "text": text}, ensure_ascii=False)
+    entry = json.dumps(
+        {"at": utcnow().isoformat(), "to": to, "subject": subject, "text": text, **meta}, ensure_ascii=False
+    )
     with path.open("a+", encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         handle.write(entry + "\n")
         handle.flush()
 
 
-def read_outbox(limit: int = 50) -> list[dict[str, Any]]:
+def can_read(entry: dict[str, Any], viewer: Any) -> bool:
+    """Platform admins read every message; an organisation admin, the invitations of their
+    organisation and the messages addressed to themselves. Entries without an organisation
+    (written before it was recorded) are for platform admins only."""
+    if viewer.is_platform_admin:
+        return True
+    if entry.get("organization_id") != viewer.organization_id:
+        return False
+    return entry.get("user_id") == viewer.id or entry.get("kind") in ADMIN_VISIBLE_KINDS
+
+
+def read_outbox(
+    limit: int = 50, *, viewer: Any = None, user_id: int | None = None, kind: str | None = None
+) -> list[dict[str, Any]]:
+    """The newest messages first; with ``viewer``, only those ``can_read`` lets them see."""
     path = outbox_path()
     if not path.exists():
         return []
@@ -63,20 +111,40 @@ def read_outbox(limit: int = 50) -> list[dict[str, Any]]:
     entries = []
     for line in reversed(lines):
         try:
-            entries.append(json.loads(line))
+            entry = json.loads(line)
         except ValueError:
             continue
-    return entries[:limit]
+        if viewer is not None and not can_read(entry, viewer):
+            continue
+        if user_id is not None and entry.get("user_id") != user_id:
+            continue
+        if kind is not None and entry.get("kind") != kind:
+            continue
+        entries.append(entry)
+        if len(entries) >= limit:
+            break
+    return entries
 
 
-def send_mail(to: str, subject: str, text: str, html: str | None = None) -> None:
+def send_mail(
+    to: str,
+    subject: str,
+    text: str,
+    html: str | None = None,
+    *,
+    organization_id: int | None = None,
+    user_id: int | None = None,
+    kind: str | None = None,
+) -> None:
     config = current_app.config
     # A name typed with a line break (an organisation, a member) must not break the header.
     subject = " ".join(subject.split())
     host = config.get("SMTP_HOST")
     if not host:
-        current_app.logger.info("mail (no SMTP configured) to=%s subject=%s\n%s", to, subject, text)
-        _write_outbox(to, subject, text)
+        # WARNING, not INFO: Flask's logger shows nothing below WARNING by default, and this
+        # line is how a developer without SMTP reads the message.
+        current_app.logger.warning("mail not sent (no SMTP_HOST) to=%s subject=%s\n%s", to, subject, text)
+        _write_outbox(to, subject, text, {"organization_id": organization_id, "user_id": user_id, "kind": kind})
         return
     message = _build(to, subject, text, html)
     try:
@@ -94,12 +162,21 @@ def send_mail(to: str, subject: str, text: str, html: str | None = None) -> None
 def send_template(to: str, template: str, locale: str | None, **context: Any) -> None:
     """Render ``templates/mail/<template>.txt`` in the recipient's language and send it.
 
-    The first line of the rendered text is the subject.
+    The first line of the rendered text is the subject. Every template is rendered with its
+    recipient as ``user``, which names the message's organisation and member in the outbox.
     """
     with force_locale(locale or current_app.config["BABEL_DEFAULT_LOCALE"]):
         rendered = render_template(f"mail/{template}.txt", **context).strip()
     subject, _, body = rendered.partition("\n")
-    send_mail(to, subject.strip(), body.strip() + "\n")
+    recipient = context.get("user")
+    send_mail(
+        to,
+        subject.strip(),
+        body.strip() + "\n",
+        organization_id=getattr(recipient, "organization_id", None),
+        user_id=getattr(recipient, "id", None),
+        kind=template,
+    )
 
 
 def send_template_safely(to: str, template: str, locale: str | None, **context: Any) -> bool:

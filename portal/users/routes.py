@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from flask import current_app, flash, request, url_for
+from flask import flash, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
@@ -10,7 +10,7 @@ from portal.auth.models import User
 from portal.auth.reauth import requires_recent_auth
 from portal.auth.services import EmailTakenError
 from portal.extensions import db
-from portal.mail import send_template_safely
+from portal.mail import absolute_url, dev_outbox_enabled, send_template_safely
 from portal.security.permissions import Permission, requires
 from portal.security.tenancy import get_scoped_or_404
 from portal.users import bp, services
@@ -26,8 +26,14 @@ PER_PAGE = 20
 def _list_context(invite_form: InviteForm | None = None) -> dict:
     search = (request.args.get("q") or "").strip()[:100]
     page = paginate(services.members_query(current_user.organization_id, search), request.args.get("page"), PER_PAGE)
+    pending = [member.id for member in page.items if member.active and member.password_hash is None]
+    tokens = services.pending_invitation_tokens(current_user.organization_id, pending)
     return {
         "members_page": page,
+        "invitation_links": {
+            user_id: absolute_url("auth.accept_invitation", token=token) for user_id, token in tokens.items()
+        },
+        "dev_outbox": dev_outbox_enabled(),
         "search": search,
         "invite_form": invite_form or InviteForm(formdata=None),
         "security_form": SecurityForm(formdata=None, data={"require_2fa": current_user.organization.require_2fa}),
@@ -58,16 +64,26 @@ def invite():
                 "users/index.html", "users/_invite_form.html", status=409, **_list_context(form)
             )
         db.session.commit()
-        if _send_invitation(user, token):
-            flash(_("Invitation envoyée à %(email)s.", email=user.email), "success")
-        else:
+        if not _send_invitation(user, token):
             flash(_("Le membre est créé mais l'e-mail n'a pas pu partir. Réessayez plus tard."), "error")
+        elif dev_outbox_enabled():
+            flash(_no_smtp_message(user), "warning")
+        else:
+            flash(_("Invitation envoyée à %(email)s.", email=user.email), "success")
         return redirect_or_hx(url_for("users.index"))
     return render_page_or_fragment("users/index.html", "users/_invite_form.html", status=422, **_list_context(form))
 
 
+def _no_smtp_message(user: User) -> str:
+    return _(
+        "Aucun serveur d'e-mail n'est configuré : l'invitation de %(email)s n'est pas partie. "
+        "Copiez son lien dans la liste ci-dessous, ou voyez le message.",
+        email=user.email,
+    )
+
+
 def _send_invitation(user: User, token: str) -> bool:
-    link = current_app.config["COFFRE_BASE_URL"].rstrip("/") + url_for("auth.accept_invitation", token=token)
+    link = absolute_url("auth.accept_invitation", token=token)
     return send_template_safely(
         user.email,
         "invitation",
@@ -91,10 +107,12 @@ def reinvite(user_id: int):
         return render_error(409, _("Ce membre a déjà activé son compte ou est désactivé."))
     token = services.reinvite(member, current_actor())
     db.session.commit()
-    if _send_invitation(member, token):
-        flash(_("Invitation renvoyée à %(email)s ; l'ancien lien ne fonctionne plus.", email=member.email), "success")
-    else:
+    if not _send_invitation(member, token):
         flash(_("L'e-mail n'a pas pu partir. Réessayez plus tard."), "error")
+    elif dev_outbox_enabled():
+        flash(_no_smtp_message(member), "warning")
+    else:
+        flash(_("Invitation renvoyée à %(email)s ; l'ancien lien ne fonctionne plus.", email=member.email), "success")
     return redirect_or_hx(url_for("users.index"))
 
 

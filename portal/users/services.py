@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlalchemy import func, or_, select, update
 
 from portal.api.services import revoke_user_tokens
@@ -13,9 +15,12 @@ from portal.auth.services import EmailTakenError, consume_token, find_user_by_em
 from portal.auth.sessions import revoke_sessions
 from portal.extensions import db
 from portal.organizations.models import Organization
+from portal.security import sealed
 from portal.security.passwords import hash_password
 from portal.security.permissions import Role
 from portal.security.tenancy import scoped
+
+INVITATION_SEAL = "invitation-link"
 
 
 class LastAdminError(Exception):
@@ -49,6 +54,37 @@ def _other_active_admins(user: User) -> int:
     return sum(1 for admin_id in ids if admin_id != user.id)
 
 
+def _issue_invitation(user: User) -> str:
+    token = issue_token(user, "invitation")
+    db.session.execute(
+        update(AccountToken)
+        .where(AccountToken.token_hash == hashlib.sha256(token.encode()).hexdigest())
+        .values(token_sealed=sealed.seal(token, label=INVITATION_SEAL, bound_to=f"user:{user.id}"))
+    )
+    return token
+
+
+def pending_invitation_tokens(organization_id: int, user_ids: list[int]) -> dict[int, str]:
+    """The live invitation token of each listed member of ``organization_id`` who has one."""
+    if not user_ids:
+        return {}
+    rows = db.session.execute(
+        select(AccountToken.user_id, AccountToken.token_sealed)
+        .join(User, User.id == AccountToken.user_id)
+        .where(
+            User.organization_id == organization_id,
+            User.id.in_(user_ids),
+            User.password_hash.is_(None),
+            AccountToken.purpose == "invitation",
+            AccountToken.used_at.is_(None),
+            AccountToken.expires_at > clock.now(),
+            AccountToken.token_sealed.is_not(None),
+        )
+        .order_by(AccountToken.id)
+    ).all()
+    return {user_id: sealed.unseal(value, label=INVITATION_SEAL, bound_to=f"user:{user_id}") for user_id, value in rows}
+
+
 def invite(organization_id: int, email: str, name: str, role: str, actor: Actor) -> tuple[User, str]:
     email = normalise_email(email)
     if find_user_by_email(email) is not None:
@@ -62,7 +98,7 @@ def invite(organization_id: int, email: str, name: str, role: str, actor: Actor)
     )
     db.session.add(user)
     db.session.flush()
-    token = issue_token(user, "invitation")
+    token = _issue_invitation(user)
     record(
         "user.invited",
         actor,
@@ -81,9 +117,9 @@ def reinvite(user: User, actor: Actor) -> str:
     db.session.execute(
         update(AccountToken)
         .where(AccountToken.user_id == user.id, AccountToken.purpose == "invitation", AccountToken.used_at.is_(None))
-        .values(used_at=clock.now())
+        .values(used_at=clock.now(), token_sealed=None)
     )
-    token = issue_token(user, "invitation")
+    token = _issue_invitation(user)
     record(
         "user.invited",
         actor,
@@ -99,6 +135,7 @@ def accept_invitation(token: str, name: str, password: str, actor: Actor) -> Use
     row = consume_token(token, "invitation")
     if row is None or not row.user.active:
         return None
+    row.token_sealed = None  # a used link is never shown again
     user = row.user
     user.name = name.strip()
     user.password_hash = hash_password(password)

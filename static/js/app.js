@@ -33,5 +33,39 @@
     }
   }, true);
 
+  // Copy buttons: <button data-copy-text="…"> or <button data-copy-target="element id">.
+  // Over plain HTTP on another host than localhost the clipboard API does not exist (it needs
+  // a secure context): a selected, off-screen text area and execCommand stand in for it.
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      return navigator.clipboard.writeText(text);
+    }
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.className = "visually-hidden";
+    document.body.appendChild(area);
+    area.select();
+    var done = document.execCommand("copy");
+    document.body.removeChild(area);
+    return done ? Promise.resolve() : Promise.reject(new Error("copy refused"));
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy-text], [data-copy-target]");
+    if (!button) { return; }
+    var text = button.dataset.copyText;
+    if (text === undefined) {
+      var source = document.getElementById(button.dataset.copyTarget);
+      if (!source) { return; }
+      text = source.textContent.trim();
+    }
+    copyText(text).then(function () {
+      button.textContent = button.dataset.copied || button.textContent;
+    }, function () {
+      window.prompt("", text);
+    });
+  });
+
   window.Coffre = { showFlash: showFlash };
 })();
