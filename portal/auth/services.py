@@ -421,11 +421,21 @@ def verify_email_code(user: User, purpose: str, binding: str | None, code: str) 
     ).scalar_one_or_none()
     if row is None or row.expires_at <= at:
         return False
-    row.attempts += 1
+    # Counted in SQL and decided on the returned value: a read-modify-write in Python lets
+    # concurrent guesses overwrite each other's count, and the code would never be voided.
+    attempts = db.session.execute(
+        update(EmailCode)
+        .where(EmailCode.id == row.id, EmailCode.used_at.is_(None), EmailCode.expires_at > at)
+        .values(attempts=EmailCode.attempts + 1)
+        .returning(EmailCode.attempts)
+    ).scalar_one_or_none()
+    if attempts is None or attempts > EMAIL_CODE_MAX_ATTEMPTS:
+        return False
     if not hmac.compare_digest(row.code_hash, _keyed_hash(f"{user.id}:{purpose}:{code}")):
-        if row.attempts >= EMAIL_CODE_MAX_ATTEMPTS:
-            row.used_at = at  # too many guesses: the code is void
-        db.session.flush()
+        if attempts >= EMAIL_CODE_MAX_ATTEMPTS:
+            db.session.execute(
+                update(EmailCode).where(EmailCode.id == row.id, EmailCode.used_at.is_(None)).values(used_at=at)
+            )
         return False
     done = db.session.execute(
         update(EmailCode).where(EmailCode.id == row.id, EmailCode.used_at.is_(None)).values(used_at=at)
