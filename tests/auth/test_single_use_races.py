@@ -267,3 +267,23 @@ def test_races_really_overlap_on_postgresql(app, make_user):
 
     race(4, prepare)
     assert max(seen) >= 2
+
+
+def test_concurrent_login_failures_all_count(app):
+    """The (account, client) and account-wide counters are incremented in SQL, first row included."""
+    from portal.auth import clock, services
+    from portal.auth.models import LoginThrottle
+
+    def prepare(number: int) -> Callable[[], object]:
+        def fail() -> None:
+            with app.app_context(), write_transaction():
+                services.register_failure("cible@example.test", clock.now(), "203.0.113.9")
+                db.session.commit()
+
+        return fail
+
+    race(THREADS, prepare)
+    rows = {row.client: row for row in db.session.execute(select(LoginThrottle)).scalars()}
+    assert rows["203.0.113.9"].failures == THREADS
+    assert rows["*"].failures == services.LOCK_AFTER_FAILURES  # one client counts five at most
+    assert rows["203.0.113.9"].locked_until is not None
