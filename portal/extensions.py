@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_babel import Babel
-from flask_limiter import Limiter
+from flask_limiter import HeaderNames, Limiter
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -28,4 +28,10 @@ def _client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-limiter = Limiter(key_func=_client_address, default_limits=[])
+# The limiter would rewrite Retry-After on every response, also on a 429 that waits for
+# another reason; ``portal.web.retry`` sets the real one (the sentence says the same).
+limiter = Limiter(
+    key_func=_client_address,
+    default_limits=[],
+    header_name_mapping={HeaderNames.RETRY_AFTER: "X-RateLimit-Retry-After"},
+)

@@ -77,9 +77,15 @@ def handle_http_exception(exc: HTTPException) -> Response:
     db.session.rollback()
     _title_text, default_detail = ERROR_TEXTS.get(status, ERROR_TEXTS[500])
     detail = getattr(exc, "coffre_detail", None) or str(default_detail)
+    wait = None
+    if status == 429:
+        from portal.web.retry import wait_of, wait_text
+
+        wait = wait_of(exc)
+        detail = wait_text(wait)
     response = problem_response(status, _title(status), detail, STATUS_TYPES.get(status, f"/problems/http-{status}"))
     if status == 405 and getattr(exc, "valid_methods", None):
         response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
-    if status == 429 and getattr(exc, "retry_after", None):
-        response.headers["Retry-After"] = str(exc.retry_after)  # type: ignore[attr-defined]
+    if wait is not None:
+        response.headers["Retry-After"] = str(wait)
     return response

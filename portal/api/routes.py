@@ -27,6 +27,7 @@ from portal.extensions import db, limiter
 from portal.security.permissions import ROLE_PERMISSIONS, Permission, Role, public, requires
 from portal.security.tenancy import scoped
 from portal.web.context import current_actor
+from portal.web.retry import rounded, wait_text
 
 DEFAULT_TOKEN_NAME = "Application de bureau"  # noqa: S105
 
@@ -79,8 +80,9 @@ def create_token() -> tuple[Response, int]:
     try:
         user = accounts.authenticate(email, password, actor)
     except accounts.AccountLockedError as exc:
-        problem = _refuse(429, _("Trop de tentatives : réessayez plus tard."), "/problems/rate-limited")
-        problem.headers["Retry-After"] = str(exc.retry_after)
+        wait = rounded(exc.retry_after)
+        problem = _refuse(429, wait_text(wait), "/problems/rate-limited")
+        problem.headers["Retry-After"] = str(wait)
         raise problem from None
     if user is None:
         raise _refuse(401, _("Adresse e-mail ou mot de passe incorrect."), INVALID_CREDENTIALS)

@@ -42,9 +42,6 @@ class User(OrgOwned, UserMixin, db.Model):
     totp_pending_encrypted: Mapped[str | None] = mapped_column(String(200), default=None)
     # Last accepted TOTP time step: a code is accepted only for a strictly later step.
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
-    # Progressive delay after consecutive failures (password or second factor).
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     organization: Mapped[Organization] = relationship(lazy="joined")
 
@@ -130,3 +127,41 @@ class AccountToken(db.Model):
     token_sealed: Mapped[str | None] = mapped_column(String(200), default=None)
 
     user: Mapped[User] = relationship(lazy="joined")
+
+
+class LoginThrottle(db.Model):
+    """Failed sign-ins per (account, client network), and one account-wide row (client "*").
+
+    Keyed by a keyed hash of the typed address, not by user: an address with no account is
+    throttled exactly like one with an account, so a delay reveals nothing.
+    """
+
+    __tablename__ = "limites_connexion"
+    __table_args__ = (UniqueConstraint("account_key", "client"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_key: Mapped[str] = mapped_column(String(64))
+    # An IPv4 address, an IPv6 /64 network, or "*" for the account-wide ceiling.
+    client: Mapped[str] = mapped_column(String(64))
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # A sign-in succeeded from this client: the account-wide ceiling does not hold it back.
+    succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PendingRegistration(db.Model):
+    """A registration waiting for its address to be confirmed: nothing exists before the link."""
+
+    __tablename__ = "inscriptions_en_attente"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(254))
+    organization_name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(120))
+    password_hash: Mapped[str] = mapped_column(String(100))
+    locale: Mapped[str | None] = mapped_column(String(5), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -41,11 +41,9 @@ NEXT_KEY = "login_next"
 
 
 def too_many(seconds: int) -> TooManyRequests:
-    error = TooManyRequests(retry_after=seconds)
-    error.coffre_detail = _(  # type: ignore[attr-defined]
-        "Trop de tentatives pour ce compte. Réessayez dans %(seconds)d secondes.", seconds=seconds
-    )
-    return error
+    # The error handler words the wait from this same number (portal.web.retry), so the
+    # header and the sentence agree; the sentence names no account, so it reveals none.
+    return TooManyRequests(retry_after=seconds)
 
 
 def _client() -> dict[str, str | None]:
@@ -73,39 +71,63 @@ def register():
     form = RegisterForm()
     status = 200
     if form.validate_on_submit():
-        try:
-            user = services.register(
-                form.organization_name.data,
-                form.name.data,
-                form.email.data,
-                form.password.data,
-                _cookie_locale(),
-                current_actor(),
-            )
-        except (services.EmailTakenError, IntegrityError):  # IntegrityError: a concurrent twin won
-            db.session.rollback()
-            form.email.errors.append(
-                _("Un compte existe déjà avec cette adresse. Connectez-vous ou réinitialisez le mot de passe.")
-            )
-            status = 409
-        else:
-            token = services.issue_token(user, "email_confirm")
-            services.complete_login(user, current_actor(), "registration")
-            start_session(user, **_client())
-            db.session.commit()
+        # The same answer whether or not the address has an account: a new address gets the
+        # link that creates the organisation, a taken one a warning to its owner. Nobody is
+        # signed in here, so a visitor can never land in somebody else's organisation.
+        outcome, token = services.request_registration(
+            form.organization_name.data, form.name.data, form.email.data, form.password.data, _cookie_locale()
+        )
+        db.session.commit()
+        email = services.normalise_email(form.email.data)
+        if outcome == "new":
             send_template_safely(
-                user.email,
-                "confirm_email",
-                user.locale,
-                user=user,
-                link=absolute_url("auth.confirm_email", token=token),
+                email,
+                "register_link",
+                _cookie_locale(),
+                name=form.name.data.strip(),
+                link=absolute_url("auth.register_confirm", token=token),
                 hours=72,
             )
-            flash(_("Bienvenue ! Un lien de confirmation a été envoyé à %(email)s.", email=user.email), "success")
-            return redirect_or_hx(url_for("main.index"))
+        else:
+            owner = services.find_user_by_email(email)
+            send_template_safely(
+                owner.email,
+                "register_existing",
+                owner.locale,
+                user=owner,
+                login_link=absolute_url("auth.login"),
+                reset_link=absolute_url("auth.password_forgot"),
+            )
+        return render_page_or_fragment("auth/register_sent.html", "auth/register_sent.html", email=email)
     elif form.is_submitted():
         status = 422
     return render_page_or_fragment("auth/register.html", "auth/_register_form.html", status=status, form=form)
+
+
+@bp.route("/register/<token>", methods=["GET", "POST"])
+@public
+@limiter.limit("5/minute;20/hour", methods=["POST"])
+def register_confirm(token: str):
+    invalid = _("Ce lien d'inscription n'est pas valide, a déjà servi ou a expiré.")
+    form = EmptyForm()
+    if request.method == "POST" and form.validate_on_submit():
+        try:
+            user = services.complete_registration(token, current_actor())
+            if user is not None:
+                services.complete_login(user, current_actor(), "registration")
+                start_session(user, **_client())
+                db.session.commit()
+        except IntegrityError:  # a concurrent registration of the same address won
+            db.session.rollback()
+            user = None
+        if user is None:
+            db.session.rollback()
+            return render_error(404, invalid)
+        flash(_("Bienvenue ! Votre espace %(org)s est prêt.", org=user.organization.name), "success")
+        return redirect_or_hx(url_for("main.index"))
+    if services.peek_registration(token) is None:
+        return render_error(404, invalid)
+    return render_page_or_fragment("auth/register_confirm.html", "auth/register_confirm.html", form=form)
 
 
 @bp.route("/confirm/<token>", methods=["GET", "POST"])
@@ -180,7 +202,7 @@ def two_factor_verify():
     if form.validate_on_submit():
         actor = current_actor()
         try:
-            services.check_lock(user, services.clock.now())
+            services.check_lock(user, services.clock.now(), actor.ip)
         except services.AccountLockedError as locked:
             raise too_many(locked.retry_after) from None
         method = services.verify_second_factor(user, form.code.data, pending_binding(), actor)

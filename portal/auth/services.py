@@ -7,16 +7,28 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import math
 import secrets
 from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from portal.audit.context import Actor
 from portal.audit.services import record
 from portal.auth import clock
-from portal.auth.models import AccountToken, EmailCode, RecoveryCode, TwoFactorMethod, User
+from portal.auth.models import (
+    AccountToken,
+    EmailCode,
+    LoginThrottle,
+    PendingRegistration,
+    RecoveryCode,
+    TwoFactorMethod,
+    User,
+)
 from portal.auth.sessions import revoke_sessions
 from portal.extensions import db
 from portal.organizations.models import Organization
@@ -71,7 +83,16 @@ def _keyed_hash(value: str) -> str:
     return hmac.new(pepper, value.encode(), hashlib.sha256).hexdigest()
 
 
-# --- progressive delay -------------------------------------------------------------
+# --- throttling ----------------------------------------------------------------------
+#
+# Per (account, client network): five failures, then 30 s doubling up to 1 h. One network
+# can therefore add at most LOCK_AFTER_FAILURES to the account-wide count, and the ceiling
+# (NIST's 100 consecutive failures) needs guesses from twenty networks; even then it holds
+# back only clients that have never signed in to the account.
+
+ACCOUNT_CEILING = 100
+ACCOUNT_LOCK_SECONDS = 900
+_ACCOUNT_ROW = "*"
 
 
 def lock_seconds(failures: int) -> int:
@@ -80,44 +101,189 @@ def lock_seconds(failures: int) -> int:
     return min(LOCK_BASE_SECONDS * 2 ** (failures - LOCK_AFTER_FAILURES), LOCK_MAX_SECONDS)
 
 
-def check_lock(user: User, at: datetime) -> None:
-    if user.locked_until and user.locked_until > at:
-        raise AccountLockedError(max(1, int((user.locked_until - at).total_seconds()) + 1))
+def account_key(email: str) -> str:
+    return _keyed_hash("login:" + normalise_email(email))
 
 
-def register_failure(user: User, at: datetime) -> None:
-    # An UPDATE with an expression, so concurrent failures all count.
-    db.session.execute(update(User).where(User.id == user.id).values(failed_logins=User.failed_logins + 1))
-    db.session.refresh(user, ["failed_logins"])
-    delay = lock_seconds(user.failed_logins)
+def client_key(ip: str | None) -> str:
+    """An IPv4 address, or an IPv6 /64: one subscriber holds a whole /64."""
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def _email_of(who: User | str) -> str:
+    return who.email if isinstance(who, User) else who
+
+
+def _throttle_rows(key: str, client: str) -> dict[str, LoginThrottle]:
+    rows = db.session.execute(
+        select(LoginThrottle).where(LoginThrottle.account_key == key, LoginThrottle.client.in_((client, _ACCOUNT_ROW)))
+    ).scalars()
+    return {row.client: row for row in rows}
+
+
+def check_lock(who: User | str, at: datetime, ip: str | None = None) -> None:
+    """Raise AccountLockedError while this client, or the account for a new client, must wait."""
+    client = client_key(ip)
+    rows = _throttle_rows(account_key(_email_of(who)), client)
+    waits = []
+    pair, account = rows.get(client), rows.get(_ACCOUNT_ROW)
+    if pair is not None and pair.locked_until and pair.locked_until > at:
+        waits.append(pair.locked_until)
+    known = pair is not None and pair.succeeded_at is not None
+    if account is not None and account.locked_until and account.locked_until > at and not known:
+        waits.append(account.locked_until)
+    if waits:
+        raise AccountLockedError(max(1, math.ceil((max(waits) - at).total_seconds())))
+
+
+def _ensure_row(key: str, client: str, at: datetime) -> None:
+    # Insert-or-nothing, so two first failures cannot both create (or trip over) the row.
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    db.session.execute(
+        insert(LoginThrottle)
+        .values(account_key=key, client=client, failures=0, updated_at=at)
+        .on_conflict_do_nothing(index_elements=["account_key", "client"])
+    )
+
+
+def _count_failure(key: str, client: str, at: datetime) -> int:
+    _ensure_row(key, client, at)
+    return db.session.execute(
+        update(LoginThrottle)
+        .where(LoginThrottle.account_key == key, LoginThrottle.client == client)
+        .values(failures=LoginThrottle.failures + 1, updated_at=at)
+        .returning(LoginThrottle.failures)
+    ).scalar_one()
+
+
+def _lock(key: str, client: str, until: datetime) -> None:
+    # Only ever lengthens: a concurrent smaller count must not shorten a longer delay.
+    db.session.execute(
+        update(LoginThrottle)
+        .where(
+            LoginThrottle.account_key == key,
+            LoginThrottle.client == client,
+            or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until < until),
+        )
+        .values(locked_until=until)
+    )
+
+
+def register_failure(who: User | str, at: datetime, ip: str | None = None) -> None:
+    key, client = account_key(_email_of(who)), client_key(ip)
+    failures = _count_failure(key, client, at)
+    delay = lock_seconds(failures)
     if delay:
-        user.locked_until = at + timedelta(seconds=delay)
+        _lock(key, client, at + timedelta(seconds=delay))
+    # Only a client's first failures count towards the ceiling (see above).
+    if failures <= LOCK_AFTER_FAILURES and _count_failure(key, _ACCOUNT_ROW, at) >= ACCOUNT_CEILING:
+        _lock(key, _ACCOUNT_ROW, at + timedelta(seconds=ACCOUNT_LOCK_SECONDS))
     db.session.flush()
 
 
-def reset_failures(user: User) -> None:
-    user.failed_logins = 0
-    user.locked_until = None
+def reset_failures(who: User | str, ip: str | None = None, *, at: datetime | None = None) -> None:
+    """After a success: forget this client's failures (and mark it known) and the account's count."""
+    key = account_key(_email_of(who))
+    db.session.execute(
+        update(LoginThrottle)
+        .where(LoginThrottle.account_key == key, LoginThrottle.client == _ACCOUNT_ROW)
+        .values(failures=0, locked_until=None)
+    )
+    if ip is not None:
+        at = at or clock.now()
+        client = client_key(ip)
+        _ensure_row(key, client, at)
+        db.session.execute(
+            update(LoginThrottle)
+            .where(LoginThrottle.account_key == key, LoginThrottle.client == client)
+            .values(failures=0, locked_until=None, succeeded_at=at, updated_at=at)
+        )
 
 
 # --- registration and login ----------------------------------------------------------
 
 
-def register(organization_name: str, name: str, email: str, password: str, locale: str | None, actor: Actor) -> User:
+REGISTRATION_TTL = timedelta(hours=72)
+
+
+def request_registration(
+    organization_name: str, name: str, email: str, password: str, locale: str | None
+) -> tuple[str, str | None]:
+    """("new", link token) or ("taken", None). Nothing is created until the link is used.
+
+    Both paths hash the password, so that the time taken does not tell them apart either.
+    """
     email = normalise_email(email)
+    password_hash = hash_password(password)
     if find_user_by_email(email) is not None:
-        raise EmailTakenError(email)
-    org = Organization(name=organization_name.strip(), require_2fa=True)
+        return "taken", None
+    token = secrets.token_urlsafe(32)
+    at = clock.now()
+    db.session.add(
+        PendingRegistration(
+            token_hash=hashlib.sha256(token.encode()).hexdigest(),
+            email=email,
+            organization_name=organization_name.strip(),
+            name=name.strip(),
+            password_hash=password_hash,
+            locale=locale,
+            created_at=at,
+            expires_at=at + REGISTRATION_TTL,
+        )
+    )
+    db.session.flush()
+    return "new", token
+
+
+def peek_registration(token: str) -> PendingRegistration | None:
+    if not token or len(token) > 100:
+        return None
+    row = db.session.execute(
+        select(PendingRegistration).where(PendingRegistration.token_hash == hashlib.sha256(token.encode()).hexdigest())
+    ).scalar_one_or_none()
+    if row is None or row.used_at is not None or row.expires_at <= clock.now():
+        return None
+    return row
+
+
+def complete_registration(token: str, actor: Actor) -> User | None:
+    """Create the organisation and its first admin from a confirmed link, once.
+
+    None when the link is void or the address was taken meanwhile; the caller must treat an
+    IntegrityError (a concurrent twin registration) the same way.
+    """
+    row = peek_registration(token)
+    if row is None:
+        return None
+    at = clock.now()
+    done = db.session.execute(
+        update(PendingRegistration)
+        .where(PendingRegistration.id == row.id, PendingRegistration.used_at.is_(None))
+        .values(used_at=at)
+    ).rowcount
+    if done != 1 or find_user_by_email(row.email) is not None:
+        return None
+    org = Organization(name=row.organization_name, require_2fa=True)
     db.session.add(org)
     db.session.flush()
     user = User(
         organization_id=org.id,
-        email=email,
-        name=name.strip(),
+        email=row.email,
+        name=row.name,
         role=Role.ADMIN.value,
-        password_hash=hash_password(password),
-        password_changed_at=clock.now(),
-        locale=locale,
+        password_hash=row.password_hash,
+        password_changed_at=at,
+        email_confirmed_at=at,  # the link reached the mailbox
+        locale=row.locale,
     )
     db.session.add(user)
     db.session.flush()
@@ -128,13 +294,16 @@ def register(organization_name: str, name: str, email: str, password: str, local
 
 
 def authenticate(email: str, password: str, actor: Actor) -> User | None:
-    """Check a password; record a failure in the journal. Raises AccountLockedError."""
+    """Check a password; record a failure in the journal. Raises AccountLockedError.
+
+    An address without an account is counted and delayed exactly like one with an account.
+    """
     at = clock.now()
     user = find_user_by_email(email)
-    if user is not None:
-        try:
-            check_lock(user, at)
-        except AccountLockedError:
+    try:
+        check_lock(email, at, actor.ip)
+    except AccountLockedError:
+        if user is not None:
             record(
                 "user.locked_out",
                 _for_user(user, actor),
@@ -142,7 +311,7 @@ def authenticate(email: str, password: str, actor: Actor) -> User | None:
                 target_id=user.id,
                 target_label=user.email,
             )
-            raise
+        raise
     valid = verify_password(password, user.password_hash if user else None)
     if user is None or not valid or not user.active:
         who = _for_user(user, actor) if user else Actor(None, None, actor.ip, actor.user_agent)
@@ -155,15 +324,14 @@ def authenticate(email: str, password: str, actor: Actor) -> User | None:
             target_label=user.email if user else normalise_email(email)[:254],
             details={"reason": reason},
         )
-        if user is not None and not valid:
-            register_failure(user, at)
+        register_failure(email, at, actor.ip)
         return None
     return user
 
 
 def complete_login(user: User, actor: Actor, method: str) -> None:
     user.last_login_at = clock.now()
-    reset_failures(user)
+    reset_failures(user, actor.ip, at=user.last_login_at)
     record(
         "user.login",
         _for_user(user, actor),
@@ -260,7 +428,7 @@ def reset_password(token: str, password: str, actor: Actor) -> User | None:
     user = row.user
     user.password_hash = hash_password(password)
     user.password_changed_at = clock.now()
-    reset_failures(user)
+    reset_failures(user)  # the mailbox owner is back: lift the account-wide ceiling
     ended = revoke_sessions(user.id)
     revoked = _revoke_api_tokens(user.id)
     record(
@@ -286,7 +454,7 @@ def change_password(
 ) -> bool:
     """False when ``current`` is wrong. The other sessions end unless ``end_others`` is False."""
     if not verify_password(current, user.password_hash):
-        register_failure(user, clock.now())
+        register_failure(user, clock.now(), actor.ip)
         return False
     user.password_hash = hash_password(new)
     user.password_changed_at = clock.now()
@@ -421,11 +589,21 @@ def verify_email_code(user: User, purpose: str, binding: str | None, code: str) 
     ).scalar_one_or_none()
     if row is None or row.expires_at <= at:
         return False
-    row.attempts += 1
+    # Counted in SQL and decided on the returned value: a read-modify-write in Python lets
+    # concurrent guesses overwrite each other's count, and the code would never be voided.
+    attempts = db.session.execute(
+        update(EmailCode)
+        .where(EmailCode.id == row.id, EmailCode.used_at.is_(None), EmailCode.expires_at > at)
+        .values(attempts=EmailCode.attempts + 1)
+        .returning(EmailCode.attempts)
+    ).scalar_one_or_none()
+    if attempts is None or attempts > EMAIL_CODE_MAX_ATTEMPTS:
+        return False
     if not hmac.compare_digest(row.code_hash, _keyed_hash(f"{user.id}:{purpose}:{code}")):
-        if row.attempts >= EMAIL_CODE_MAX_ATTEMPTS:
-            row.used_at = at  # too many guesses: the code is void
-        db.session.flush()
+        if attempts >= EMAIL_CODE_MAX_ATTEMPTS:
+            db.session.execute(
+                update(EmailCode).where(EmailCode.id == row.id, EmailCode.used_at.is_(None)).values(used_at=at)
+            )
         return False
     done = db.session.execute(
         update(EmailCode).where(EmailCode.id == row.id, EmailCode.used_at.is_(None)).values(used_at=at)
@@ -514,13 +692,13 @@ def verify_second_factor(user: User, code: str, binding: str | None, actor: Acto
 
 
 def record_second_factor_failure(user: User, actor: Actor) -> None:
-    register_failure(user, clock.now())
+    register_failure(user, clock.now(), actor.ip)
     record("user.2fa_failed", _for_user(user, actor), target_type="user", target_id=user.id, target_label=user.email)
 
 
 def disable_two_factor(user: User, password: str, code: str, binding: str | None, actor: Actor) -> bool:
     if not verify_password(password, user.password_hash):
-        register_failure(user, clock.now())
+        register_failure(user, clock.now(), actor.ip)
         return False
     if user.two_factor_method == TwoFactorMethod.EMAIL:
         accepted = verify_email_code(user, "disable", binding, code) or (
@@ -552,12 +730,12 @@ def disable_two_factor(user: User, password: str, code: str, binding: str | None
 def verify_reauth(user: User, password: str | None, code: str | None, binding: str | None, actor: Actor) -> bool:
     """A fresh proof for a sensitive action: the password, or a current second-factor code."""
     at = clock.now()
-    check_lock(user, at)
+    check_lock(user, at, actor.ip)
     if password and verify_password(password, user.password_hash):
         return True
     if code and user.two_factor_method == TwoFactorMethod.TOTP and verify_totp(user, code):
         return True
     if code and user.two_factor_method == TwoFactorMethod.EMAIL and verify_email_code(user, "reauth", binding, code):
         return True
-    register_failure(user, at)
+    register_failure(user, at, actor.ip)
     return False

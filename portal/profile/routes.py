@@ -92,7 +92,7 @@ def change_password():
     if form.validate_on_submit():
         row = current_session()
         try:
-            auth_services.check_lock(current_user, clock.now())
+            auth_services.check_lock(current_user, clock.now(), current_actor().ip)
         except auth_services.AccountLockedError as locked:
             from portal.auth.routes import too_many
 
@@ -128,7 +128,7 @@ def disable_two_factor():
     form = DisableTwoFactorForm()
     if form.validate_on_submit():
         try:
-            auth_services.check_lock(user, clock.now())
+            auth_services.check_lock(user, clock.now(), current_actor().ip)
         except auth_services.AccountLockedError as locked:
             from portal.auth.routes import too_many
 

@@ -97,11 +97,17 @@ def _handle_http(exc: HTTPException) -> Response:
     if status >= 500:
         db.session.rollback()
     detail = getattr(exc, "coffre_detail", None)
+    wait = None
+    if status == 429:
+        from portal.web.retry import wait_of, wait_text
+
+        wait = wait_of(exc)
+        detail = wait_text(wait)
     response = render_error(status, detail)
     if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
         response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
-    if status == 429 and getattr(exc, "retry_after", None):
-        response.headers["Retry-After"] = str(exc.retry_after)
+    if wait is not None:
+        response.headers["Retry-After"] = str(wait)
     return response
 
 
