@@ -156,21 +156,23 @@ def bookkeeping_write(statement) -> bool:
     from portal.extensions import db
 
     db.session.commit()
-    connection = db.session.connection()
-    sqlite = connection.dialect.name == "sqlite"
-    if sqlite:
-        connection.exec_driver_sql(f"PRAGMA busy_timeout = {BOOKKEEPING_WAIT_MS}")
+    sqlite = db.session.get_bind().dialect.name == "sqlite"
     try:
-        db.session.execute(statement)
+        # A write request begins IMMEDIATE here, and may wait busy_timeout for the lock.
+        connection = db.session.connection()
+        if sqlite:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {BOOKKEEPING_WAIT_MS}")
+        try:
+            db.session.execute(statement)
+        finally:
+            if sqlite:
+                connection.exec_driver_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     except OperationalError as error:
         if not (sqlite and isinstance(error.orig, sqlite3.OperationalError) and "locked" in str(error.orig)):
             raise
-        connection.exec_driver_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         db.session.rollback()
         logger.info("bookkeeping write skipped: the database is busy")
         return False
-    if sqlite:
-        connection.exec_driver_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     db.session.commit()
     return True
 
