@@ -49,6 +49,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
     _init_extensions(app)
+    from portal.web import bodies
+
+    bodies.init_request_class(app)
     _import_models()
     _register_blueprints(app)
     _init_templates(app)
@@ -68,6 +71,9 @@ def _init_extensions(app: Flask) -> None:
     from portal import database
 
     database.init_app(app)  # first before_request hook: runs before the user is loaded
+    from portal.web import bodies
+
+    bodies.init_app(app)  # an oversized body is refused before CSRF, rate limits and the user
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,8 +11,16 @@ from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
+
+logger = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 30_000
+# How long a bookkeeping write (a last-use touch) may wait for SQLite's write lock before it
+# is skipped: it is worth neither holding a page for busy_timeout nor failing it.
+BOOKKEEPING_WAIT_MS = 1_000
 
 # Stable constraint names keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -66,7 +75,7 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
@@ -133,6 +142,39 @@ def writes_on_get(view):
 
     wrapper.__coffre_writes__ = True
     return wrapper
+
+
+def bookkeeping_write(statement) -> bool:
+    """Run a request's bookkeeping write in a short transaction of its own; False if skipped.
+
+    The request's transaction is ended first: in WAL mode a transaction that has read cannot
+    wait for the write lock (SQLITE_BUSY at once, whatever busy_timeout says), one that starts
+    with the write can. On SQLite it waits BOOKKEEPING_WAIT_MS at most, then gives up: the
+    touch is retried by a later request, and a GET never fails for it. Nothing of the request
+    may be pending: whatever it flushed is committed here.
+    """
+    from portal.extensions import db
+
+    db.session.commit()
+    sqlite = db.session.get_bind().dialect.name == "sqlite"
+    try:
+        # A write request begins IMMEDIATE here, and may wait busy_timeout for the lock.
+        connection = db.session.connection()
+        if sqlite:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {BOOKKEEPING_WAIT_MS}")
+        try:
+            db.session.execute(statement)
+        finally:
+            if sqlite:
+                connection.exec_driver_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    except OperationalError as error:
+        if not (sqlite and isinstance(error.orig, sqlite3.OperationalError) and "locked" in str(error.orig)):
+            raise
+        db.session.rollback()
+        logger.info("bookkeeping write skipped: the database is busy")
+        return False
+    db.session.commit()
+    return True
 
 
 def init_app(app) -> None:

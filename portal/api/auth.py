@@ -18,7 +18,7 @@ from portal.api import services
 from portal.api.models import ApiToken
 from portal.api.problems import TWO_FACTOR_ENROLMENT_REQUIRED, ApiProblem, render_problem
 from portal.auth import clock
-from portal.extensions import db
+from portal.database import bookkeeping_write
 
 API_PREFIX = "/api/"
 
@@ -88,9 +88,8 @@ def authenticate() -> Response | None:
             )
         )
     if services.needs_touch(token, at):
-        # Committed at once: nothing else has happened in this request yet.
-        db.session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=at))
-        db.session.commit()
+        # Nothing else has happened in this request yet, so it may commit here.
+        bookkeeping_write(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=at))
     g.api_token = token
     g._login_user = user
     return None

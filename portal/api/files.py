@@ -24,6 +24,7 @@ from portal.extensions import db, limiter
 from portal.security.permissions import Permission, requires
 from portal.security.tenancy import get_scoped, log_if_cross_organization
 from portal.storage.blobs import delete_blobs
+from portal.web.bodies import streams_body
 from portal.web.context import current_actor
 
 MAX_FIELDS = 10
@@ -196,6 +197,7 @@ def _commit_upload(version: FileVersion | None) -> None:
 
 
 @bp.post("/fichiers")
+@streams_body
 @requires(Permission.DOCUMENT_WRITE)
 @limiter.shared_limit(_upload_limit, scope="api-upload", key_func=rate_limit_key, override_defaults=False)
 def upload_file() -> Response:
@@ -281,6 +283,7 @@ def list_versions(file_id: int) -> Response:
 
 
 @bp.post(f"/fichiers/<{ID}:file_id>/versions")
+@streams_body
 @requires(Permission.DOCUMENT_WRITE)
 @limiter.shared_limit(_upload_limit, scope="api-upload", key_func=rate_limit_key, override_defaults=False)
 def add_version(file_id: int) -> Response:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import current_app, request
+from flask import request
 from flask_babel import gettext as _
 
 from portal.api.problems import ApiProblem, validation_problem
@@ -17,12 +17,6 @@ from portal.api.problems import ApiProblem, validation_problem
 MAX_ID = 2**31 - 1
 # JSON and form bodies are a few hundred bytes; only the upload routes raise this.
 MAX_BODY = 1024 * 1024
-
-
-def limit_body() -> None:
-    """Cap every API body at MAX_BODY, whatever the app-wide limit, before anything reads it."""
-    configured = current_app.config.get("MAX_CONTENT_LENGTH")
-    request.max_content_length = MAX_BODY if configured is None else min(configured, MAX_BODY)
 
 
 def json_or_form_body() -> Mapping[str, Any]:

@@ -231,12 +231,9 @@ def _before_request() -> Response | None:
         touch = current_app.config.get("SESSION_TOUCH_SECONDS", TOUCH_SECONDS_DEFAULT)
         at = clock.now()
         if (at - row.last_seen_at).total_seconds() >= touch:
-            # Its own short transaction, begun by the write: a SQLite transaction that has read
-            # cannot wait for the write lock, one that starts with the write can.
-            row_id = row.id
-            db.session.commit()
-            db.session.execute(update(UserSession).where(UserSession.id == row_id).values(last_seen_at=at))
-            db.session.commit()
+            from portal.database import bookkeeping_write
+
+            bookkeeping_write(update(UserSession).where(UserSession.id == row.id).values(last_seen_at=at))
     user = current_user
     if user.organization.require_2fa and not user.has_two_factor and request.endpoint not in ENROLMENT_ENDPOINTS:
         if request.path.startswith("/api/"):

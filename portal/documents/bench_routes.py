@@ -11,12 +11,14 @@ from flask import Blueprint, Flask, Response, current_app, request
 
 from portal.documents.upload import FORM_OVERHEAD
 from portal.security.permissions import Permission, requires
+from portal.web.bodies import streams_body
 
 bp = Blueprint("documents_bench", __name__)
 CHUNK = 1 << 20
 
 
 @bp.route("/bench/brut", methods=["POST"])
+@streams_body
 @requires(Permission.DOCUMENT_WRITE)
 def raw_upload():
     """Read and discard the body in 1 MiB chunks: the upload floor."""
@@ -29,6 +31,7 @@ def raw_upload():
 
 
 @bp.route("/bench/brut-readinto", methods=["POST"])
+@streams_body
 @requires(Permission.DOCUMENT_WRITE)
 def raw_upload_readinto():
     """A stricter floor: ``readinto`` one reused 1 MiB buffer (``read`` allocates a new bytes

@@ -35,6 +35,7 @@ from portal.extensions import csrf, db
 from portal.security.permissions import Permission, requires
 from portal.security.tenancy import get_scoped_or_404, scoped
 from portal.storage.blobs import delete_blobs
+from portal.web.bodies import streams_body
 from portal.web.context import current_actor
 from portal.web.errors import render_error
 from portal.web.htmx import is_htmx, redirect_or_hx, render_page_or_fragment
@@ -313,6 +314,7 @@ def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list
 
 
 @bp.route("/armoires/<int:armoire_id>/televerser", methods=["POST"])
+@streams_body
 @csrf.exempt
 @requires(Permission.DOCUMENT_WRITE)
 def upload(armoire_id: int):
@@ -328,6 +330,7 @@ def upload(armoire_id: int):
 
 
 @bp.route("/fichiers/<int:file_id>/version", methods=["POST"])
+@streams_body
 @csrf.exempt
 @requires(Permission.DOCUMENT_WRITE)
 def add_version(file_id: int):
