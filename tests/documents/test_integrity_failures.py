@@ -248,3 +248,21 @@ def test_a_reader_outside_any_request_gets_the_same_entry(app, contributor, armo
     assert failure.value.journalled and failure.value.status == 409
     assert bytes(received) == content[: 2 * SEGMENT]
     assert_journalled_once(version.file_id, 1, contributor.organization_id)
+
+
+def test_api_download_failing_its_first_segment_is_a_409_problem(app, contributor, armoire):
+    from portal.api.services import create_token
+
+    actor = Actor(contributor.organization_id, contributor.id)
+    content = os.urandom(SIZE)
+    version = uploads.store_upload(actor, armoire, None, "grand-livre.bin", iter([content]), len(content))
+    _token, secret = create_token(contributor, actor, name="test")
+    db.session.commit()
+    corrupt(version, segment=0)
+    response = app.test_client().get(
+        f"/api/v1/fichiers/{version.file_id}/contenu", headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert response.status_code == 409
+    assert response.mimetype == "application/problem+json"
+    assert "intégrité" in response.get_json()["detail"]
+    assert_journalled_once(version.file_id, 1, contributor.organization_id)
