@@ -250,8 +250,7 @@ def download(file_id: int) -> Response:
         version, chunks = reading.open_version_stream(actor, file, number)
     except document_errors.IntegrityFailure as failure:
         db.session.rollback()
-        reading.record_integrity_failure(actor, file, None, failure.message)
-        db.session.commit()
+        reading.journal_integrity_failure(actor, failure)
         raise
     # Read what the headers need before the commit: afterwards a lazy load would reopen a
     # transaction and hold it for the whole stream.

@@ -57,9 +57,23 @@ class MalformedUpload(DocumentError):
 
 
 class IntegrityFailure(DocumentError):
-    """The stored content failed authentication: it is never served."""
+    """The stored content failed authentication: it is never served.
+
+    Carries what its journal entry needs (``documents.services.reading.journal_integrity_failure``);
+    ``journalled`` is set once the entry is committed, so that a failure seen by several
+    layers is journalled once.
+    """
 
     status = 409
+
+    def __init__(
+        self, message: str, *, file_id: int | None = None, version_number: int | None = None, mid_stream: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.file_id = file_id
+        self.version_number = version_number
+        self.mid_stream = mid_stream
+        self.journalled = False
 
 
 class ContentUnavailable(DocumentError):

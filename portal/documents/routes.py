@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from collections.abc import Iterator
 from urllib.parse import quote
 
-from flask import Response, current_app, flash, g, request, stream_with_context, url_for
+from flask import Response, current_app, flash, g, request, url_for
 from flask_babel import format_decimal, ngettext
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -14,6 +13,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import NotFound as HTTPNotFound
 from wtforms import ValidationError
 
+from portal.audit.context import Actor
 from portal.database import writes_on_get
 from portal.documents import bp
 from portal.documents.errors import (
@@ -409,13 +409,14 @@ def versions(file_id: int):
 def restore_version(file_id: int, number: int):
     if not ConfirmForm().validate_on_submit():
         raise MalformedUpload(_("Le formulaire n'est pas valide."))
+    actor = current_actor()
     keys: list[str] = []
     try:
-        version = uploads.restore_version(current_actor(), g.file, number)
+        version = uploads.restore_version(actor, g.file, number)
         keys.append(version.storage_key)
         db.session.commit()
     except IntegrityFailure as error:
-        return _integrity_failure(g.file, number, error)
+        return _integrity_failure(actor, error)
     except BaseException:
         db.session.rollback()
         delete_blobs(keys)
@@ -464,33 +465,15 @@ def trash_file(file_id: int):
 # ---------------------------------------------------------------- downloads and previews
 
 
-def _integrity_failure(file: File, number: int | None, error: IntegrityFailure) -> Response:
-    """Journal the failed check in its own transaction and answer with a clear page."""
+def _integrity_failure(actor: Actor, error: IntegrityFailure) -> Response:
+    """Journal the failed check (unless the stream already did) and answer with a clear page.
+
+    ``actor`` is built before the rollback: reading the expired user afterwards would begin
+    a write transaction that the journal's own one would then wait for.
+    """
     db.session.rollback()
-    try:
-        version = version_services.get_version(file, number)
-    except DocumentError:
-        version = None
-    logger.error("integrity check failed for file %s version %s", file.id, version.number if version else number)
-    reading.record_integrity_failure(current_actor(), file, version, str(error.__cause__ or error))
-    db.session.commit()
+    reading.journal_integrity_failure(actor, error)
     return render_error(409, error.message)
-
-
-def _guard(chunks: Iterator[bytes], file_id: int, number: int) -> Iterator[bytes]:
-    """Abort the connection (and journal it) if a later segment fails authentication."""
-    from portal.crypto.errors import CryptoError
-
-    try:
-        yield from chunks
-    except CryptoError as error:
-        logger.error("integrity check failed mid-stream for file %s version %s", file_id, number)
-        db.session.rollback()
-        file = db.session.get(File, file_id)
-        version = version_services.get_version(file, number)
-        reading.record_integrity_failure(current_actor(), file, version, f"mid-stream: {error}")
-        db.session.commit()
-        raise
 
 
 def _send(file: File, number: int | None, *, inline: bool) -> Response:
@@ -511,7 +494,7 @@ def _send(file: File, number: int | None, *, inline: bool) -> Response:
             actor, file, version.number, start, end, preview=inline, record_access=False
         )
     except IntegrityFailure as error:
-        return _integrity_failure(file, version.number, error)
+        return _integrity_failure(actor, error)
     # Read now: once committed, touching an expired attribute would begin a transaction and
     # keep it open for the whole stream.
     file_id, file_name, number, mime_type = file.id, file.name, version.number, version.mime_type
@@ -526,7 +509,7 @@ def _send(file: File, number: int | None, *, inline: bool) -> Response:
         chunks.close()
         raise
     response = Response(
-        stream_with_context(_guard(chunks, file_id, number)),
+        chunks,
         status=status,
         mimetype=mime_type if inline else "application/octet-stream",
     )

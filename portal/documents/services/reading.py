@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
+from flask import Flask, current_app
 from flask_babel import gettext as _
 
 from portal.audit.context import Actor
 from portal.audit.services import record
 from portal.crypto.pipeline import prefetch
+from portal.database import write_transaction
 from portal.documents.errors import (
     ContentUnavailable,
     IntegrityFailure,
@@ -19,9 +20,7 @@ from portal.documents.errors import (
 )
 from portal.documents.models import File, FileVersion
 from portal.documents.services.versions import context_of, get_version
-
-if TYPE_CHECKING:
-    pass
+from portal.extensions import db
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +38,10 @@ def open_version_stream(
     """Decrypt a version as a stream of bytes [start, end); records file.downloaded.
 
     The first segment is authenticated before this returns, so a tampered blob raises
-    IntegrityFailure here rather than after response headers were sent.
+    IntegrityFailure here rather than after response headers were sent; the caller rolls
+    back and calls ``journal_integrity_failure``. A later segment that fails makes the
+    stream journal it by itself (see ``journal_integrity_failure``) and raise
+    IntegrityFailure: consume the stream with no write transaction open.
     """
     from portal.crypto.envelope import open_data_key
     from portal.crypto.errors import CryptoError, IntegrityError, KeyShredded, KeyUnavailable
@@ -70,9 +72,7 @@ def open_version_stream(
             chunks = decrypt_stream(raw, key, aad, start, end)
             first = next(chunks, b"")
         except CryptoError as error:
-            raise IntegrityFailure(
-                _("Le contenu stocké n'a pas passé le contrôle d'intégrité : il n'est pas servi.")
-            ) from error
+            raise IntegrityFailure(integrity_message(), file_id=file.id, version_number=version.number) from error
     except BaseException:
         raw.close()
         raise
@@ -86,12 +86,22 @@ def open_version_stream(
             details={"version": version.number, "preview": preview} if preview else {"version": version.number},
         )
 
+    # Captured now: a streamed response is read after its request (and app) context is gone.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    failure = IntegrityFailure(integrity_message(), file_id=file.id, version_number=version.number, mid_stream=True)
+
     def stream() -> Iterator[bytes]:
         try:
             if first:
                 yield first
             # Decrypt the next segments while this thread sends the previous one.
             yield from prefetch(chunks)
+        except CryptoError as error:
+            failure.__cause__ = error
+            journal_integrity_failure(actor, failure, app=app)
+            # Raised to the reader: a restore maps it to 409; under a streamed response the
+            # WSGI server aborts the connection, so the client sees a body shorter than announced.
+            raise failure from error
         finally:
             chunks.close()
             raw.close()
@@ -117,13 +127,48 @@ def record_download(actor: Actor, file_id: int, file_name: str, version_number: 
     )
 
 
-def record_integrity_failure(actor: Actor, file: File, version: FileVersion | None, detail: str) -> None:
-    """Journal a blob that failed authentication (the caller commits it on its own)."""
-    record(
-        "file.integrity_failed",
-        actor,
-        target_type="file",
-        target_id=file.id,
-        target_label=file.name,
-        details={"version": version.number if version else None, "detail": detail[:200]},
+def integrity_message() -> str:
+    return _("Le contenu stocké n'a pas passé le contrôle d'intégrité : il n'est pas servi.")
+
+
+def journal_integrity_failure(actor: Actor, failure: IntegrityFailure, *, app: Flask | None = None) -> None:
+    """Journal ``file.integrity_failed`` for ``failure``, once, in a transaction of its own.
+
+    The one place where a failed read becomes a journal entry, for every reader: web
+    download and preview, API download, restore, backups. Its own transaction, because the
+    reader's is over (a response already streaming) or doomed (the action failed and rolls
+    back); a fresh app context gives it its own session. The caller must not hold a write
+    transaction (roll back first): SQLite's write lock or a locked journal head would make
+    this one wait. Never raises: failing to journal is logged, and the reader still refuses.
+    """
+    if failure.journalled:
+        return
+    cause = failure.__cause__
+    detail = str(cause or failure.message)
+    logger.error(
+        "integrity check failed%s for file %s version %s: %s",
+        " mid-stream" if failure.mid_stream else "",
+        failure.file_id,
+        failure.version_number,
+        detail,
     )
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        with app.app_context(), write_transaction():
+            file = db.session.get(File, failure.file_id) if failure.file_id is not None else None
+            record(
+                "file.integrity_failed",
+                actor,
+                target_type="file",
+                target_id=failure.file_id,
+                target_label=file.name if file is not None else None,
+                details={
+                    "version": failure.version_number,
+                    "detail": (f"mid-stream: {detail}" if failure.mid_stream else detail)[:200],
+                },
+            )
+            db.session.commit()
+    except Exception:
+        logger.exception("could not journal the integrity failure of file %s", failure.file_id)
+        return
+    failure.journalled = True
