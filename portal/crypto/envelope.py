@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, func, select, text, update
 from sqlalchemy.orm import Session
 
 from portal.crypto.errors import KeyConfigError, KeyShredded, KeyUnavailable
@@ -56,12 +56,50 @@ def generate_data_key(organization_id: int, context: dict[str, str]) -> Generate
     return GeneratedKey(organization_id, key, wrapped, master_key_id, dict(context))
 
 
+# Any fixed 64-bit number: the PostgreSQL advisory lock between storing data keys and retiring.
+_MASTER_KEY_LOCK = 0x636F_6666_7265_4B31
+
+
+def lock_master_keys(*, exclusive: bool) -> None:
+    """Serialise storing a data key with retiring a master key version, across processes,
+    until the end of the transaction.
+
+    PostgreSQL: an advisory transaction lock, shared by the transactions that store keys,
+    exclusive for a retirement, which therefore waits for every one in flight and holds new
+    ones back until it commits. SQLite: the database write lock (a zero-row UPDATE takes
+    it; requests that write hold it already, having begun IMMEDIATE); a retirement whose
+    snapshot went stale fails here rather than count keys it cannot see.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        db.session.execute(text(f"SELECT {function}(:key)"), {"key": _MASTER_KEY_LOCK})
+    else:
+        db.session.execute(
+            update(DataKey).where(DataKey.id == -1).values(id=DataKey.id).execution_options(synchronize_session=False)
+        )
+
+
 def save_data_key(generated: GeneratedKey) -> DataKey:
-    """Store the wrapped half of ``generated``; adds and flushes the row."""
+    """Store the wrapped half of ``generated``; adds and flushes the row.
+
+    The key was wrapped when the upload began, possibly minutes ago: a rotation and a
+    retirement may have happened since, in another process. Under the master key lock, the
+    keyring is re-read and the plaintext key (still in memory) is wrapped again under the
+    current primary if it is not the one used, so a stored key always opens with the live
+    keyring and no retirement can slip between this check and the commit.
+    """
+    provider = get_key_provider()
+    wrapped, master_key_id = generated.wrapped, generated.master_key_id
+    lock_master_keys(exclusive=False)
+    if isinstance(provider, LocalKeyProvider):
+        provider.reload()
+        if master_key_id != provider.primary_id:
+            wrapped, master_key_id = provider.wrap_under_primary(generated.key, generated.context)
+            log.info("data key made under %s is stored wrapped under %s", generated.master_key_id, master_key_id)
     row = DataKey(
         organization_id=generated.organization_id,
-        wrapped_key=generated.wrapped,
-        master_key_id=generated.master_key_id,
+        wrapped_key=wrapped,
+        master_key_id=master_key_id,
         context=dict(generated.context),
     )
     db.session.add(row)
@@ -333,12 +371,18 @@ def keys_in_use(master_key_id: str) -> int:
 def retire_master_key(version: int) -> None:
     """Erase a local master key version; refused while a live data key still uses it.
 
+    Takes the master key lock until the caller commits, which it does at once (the CLI).
+
     Retiring also makes every backup whose keys were wrapped under that version unreadable:
     rotate + rewrap + retire is the way to cut off old backups wholesale.
     """
     provider = get_key_provider()
     if not isinstance(provider, LocalKeyProvider):
         raise KeyConfigError("only local master key versions are retired here; KMS keys are managed in KMS")
+    # Uploads store their key under this lock: once it is ours, every upload that used the
+    # version is counted below, and later ones re-read the keyring and wrap under the primary.
+    lock_master_keys(exclusive=True)
+    provider.reload()
     if provider.primary_id == f"local:{version}":
         raise KeyConfigError(f"master key version {version} is the primary: rotate first")
     in_use = keys_in_use(f"local:{version}")
