@@ -96,7 +96,7 @@ class Keyring:
         return keyring
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -174,7 +174,7 @@ class LocalKeyProvider:
         try:
             # link() refuses to overwrite: of two processes starting together, one keyring wins.
             os.link(temp, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             log.info("generated a new master keyring at %s", self.path)
         except FileExistsError:
             pass
@@ -185,7 +185,7 @@ class LocalKeyProvider:
         assert self.path is not None
         temp = _write_new_file(self.path, keyring.to_json())
         os.replace(temp, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         self._keyring = keyring
         self._stamp = self._file_stamp()
 
