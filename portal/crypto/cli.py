@@ -13,6 +13,7 @@ from portal.audit.context import Actor
 from portal.audit.services import record
 from portal.crypto import envelope
 from portal.crypto.errors import CryptoError
+from portal.database import write_transaction
 from portal.extensions import db
 
 keys_group = AppGroup("keys", help="Master keys and data keys (encryption at rest).")
@@ -68,9 +69,12 @@ def rotate_command(batch_size: int, rewrap_only: bool) -> None:
 def retire_command(version: int) -> None:
     """Erase a master key version from the keyring (refused while data keys use it)."""
     try:
-        envelope.retire_master_key(version)
-        _journal("keys.retired", {"version": version})
-        db.session.commit()
+        # On SQLite, begin IMMEDIATE: the count of keys under the version must not come from
+        # a snapshot older than an upload committing meanwhile.
+        with write_transaction():
+            envelope.retire_master_key(version)
+            _journal("keys.retired", {"version": version})
+            db.session.commit()
     except CryptoError as error:
         db.session.rollback()
         raise click.ClickException(str(error)) from None

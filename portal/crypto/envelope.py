@@ -2,35 +2,39 @@
 
 Services flush, never commit. The shred ledger is kept twice: in the database
 (``registre_destructions``) and in an append-only file outside it (next to the master key,
-COFFRE_SHRED_LEDGER_FILE), written once the shredding transaction has committed. A backup
-of the database restored later comes back with an older ledger; the file still names every
-key destroyed since, and ``apply_shred_ledger`` (which every restore runs first) destroys
-them again.
+COFFRE_SHRED_LEDGER_FILE). The file entry is appended and fsynced *before* the shredding
+transaction commits, and a purge whose entry cannot be written is refused
+(LedgerUnavailable): a destruction must never exist only in the database. A backup of the
+database restored later comes back with an older ledger; the file still names every key
+destroyed since, and ``apply_shred_ledger`` (which every restore runs first) destroys them
+again. If the commit then fails, the file names a key that was not destroyed: the ledger
+errs toward destruction (see docs/security.md).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, func, select, text, update
 from sqlalchemy.orm import Session
 
-from portal.crypto.errors import KeyConfigError, KeyShredded, KeyUnavailable
-from portal.crypto.keys import LocalKeyProvider, canonical_context, get_key_provider
+from portal.crypto.errors import KeyConfigError, KeyShredded, KeyUnavailable, LedgerUnavailable
+from portal.crypto.keys import LocalKeyProvider, canonical_context, fsync_dir, get_key_provider
 from portal.crypto.models import DataKey, ShredRecord
 from portal.database import utcnow
 from portal.extensions import db
 
 log = logging.getLogger(__name__)
 
-_PENDING = "coffre_pending_shreds"
+_SHREDDED = "coffre_shredded"
 
 
 # ---------------------------------------------------------------------------- data keys
@@ -56,12 +60,50 @@ def generate_data_key(organization_id: int, context: dict[str, str]) -> Generate
     return GeneratedKey(organization_id, key, wrapped, master_key_id, dict(context))
 
 
+# Any fixed 64-bit number: the PostgreSQL advisory lock between storing data keys and retiring.
+_MASTER_KEY_LOCK = 0x636F_6666_7265_4B31
+
+
+def lock_master_keys(*, exclusive: bool) -> None:
+    """Serialise storing a data key with retiring a master key version, across processes,
+    until the end of the transaction.
+
+    PostgreSQL: an advisory transaction lock, shared by the transactions that store keys,
+    exclusive for a retirement, which therefore waits for every one in flight and holds new
+    ones back until it commits. SQLite: the database write lock (a zero-row UPDATE takes
+    it; requests that write hold it already, having begun IMMEDIATE); a retirement whose
+    snapshot went stale fails here rather than count keys it cannot see.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        db.session.execute(text(f"SELECT {function}(:key)"), {"key": _MASTER_KEY_LOCK})
+    else:
+        db.session.execute(
+            update(DataKey).where(DataKey.id == -1).values(id=DataKey.id).execution_options(synchronize_session=False)
+        )
+
+
 def save_data_key(generated: GeneratedKey) -> DataKey:
-    """Store the wrapped half of ``generated``; adds and flushes the row."""
+    """Store the wrapped half of ``generated``; adds and flushes the row.
+
+    The key was wrapped when the upload began, possibly minutes ago: a rotation and a
+    retirement may have happened since, in another process. Under the master key lock, the
+    keyring is re-read and the plaintext key (still in memory) is wrapped again under the
+    current primary if it is not the one used, so a stored key always opens with the live
+    keyring and no retirement can slip between this check and the commit.
+    """
+    provider = get_key_provider()
+    wrapped, master_key_id = generated.wrapped, generated.master_key_id
+    lock_master_keys(exclusive=False)
+    if isinstance(provider, LocalKeyProvider):
+        provider.reload()
+        if master_key_id != provider.primary_id:
+            wrapped, master_key_id = provider.wrap_under_primary(generated.key, generated.context)
+            log.info("data key made under %s is stored wrapped under %s", generated.master_key_id, master_key_id)
     row = DataKey(
         organization_id=generated.organization_id,
-        wrapped_key=generated.wrapped,
-        master_key_id=generated.master_key_id,
+        wrapped_key=wrapped,
+        master_key_id=master_key_id,
         context=dict(generated.context),
     )
     db.session.add(row)
@@ -86,27 +128,46 @@ def open_data_key(data_key: DataKey, context: dict[str, str]) -> bytes:
 
 def shred_data_key(data_key: DataKey, *, file_id: int | None, version_id: int | None, reason: str) -> None:
     """Destroy the wrapped key (crypto-shredding) and record it in the shred ledger."""
-    if data_key.id is None:
+    shred_data_keys([(data_key, file_id, version_id)], reason=reason)
+
+
+def shred_data_keys(items: Sequence[tuple[DataKey, int | None, int | None]], *, reason: str) -> None:
+    """Destroy wrapped keys, given as (data key, file id, version id), and record them.
+
+    The ledger file entries are written and fsynced first, before anything changes in the
+    session: if they cannot be, LedgerUnavailable is raised and nothing is destroyed. A
+    destruction only the database remembers would be undone by restoring an older backup.
+    """
+    if not items:
+        return
+    if any(data_key.id is None for data_key, _file, _version in items):
         db.session.flush()
-    data_key.wrapped_key = None
-    data_key.shredded_at = data_key.shredded_at or utcnow()
-    entry = ShredRecord(
-        organization_id=data_key.organization_id,
-        data_key_id=data_key.id,
-        data_key_uid=data_key.uid,
-        file_id=file_id,
-        version_id=version_id,
-        shredded_at=data_key.shredded_at,
-        reason=reason[:200],
+    now = utcnow()
+    entries = [
+        ShredRecord(
+            organization_id=data_key.organization_id,
+            data_key_id=data_key.id,
+            data_key_uid=data_key.uid,
+            file_id=file_id,
+            version_id=version_id,
+            shredded_at=data_key.shredded_at or now,
+            reason=reason[:200],
+        )
+        for data_key, file_id, version_id in items
+    ]
+    write_ledger([_ledger_line(entry) for entry in entries])
+    known = set(
+        db.session.execute(
+            select(ShredRecord.data_key_uid).where(ShredRecord.data_key_uid.in_([e.data_key_uid for e in entries]))
+        ).scalars()
     )
-    existing = db.session.execute(
-        select(ShredRecord).where(ShredRecord.data_key_uid == data_key.uid)
-    ).scalar_one_or_none()
-    if existing is None:
-        db.session.add(entry)
+    for (data_key, _file, _version), entry in zip(items, entries, strict=True):
+        data_key.wrapped_key = None
+        data_key.shredded_at = entry.shredded_at
+        if entry.data_key_uid not in known:
+            db.session.add(entry)
     db.session.flush()
-    pending = db.session.info.setdefault(_PENDING, [])
-    pending.append((shred_ledger_path(), _ledger_line(entry)))
+    db.session.info[_SHREDDED] = True
 
 
 # ---------------------------------------------------------------------------- shred ledger
@@ -134,35 +195,48 @@ def _ledger_line(entry: ShredRecord) -> dict[str, Any]:
 
 
 def _append_ledger(path: Path, lines: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Append ``lines`` and fsync them; a new file's (and new directory's) entry is fsynced too."""
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fsync_dir(path.parent.parent)
     payload = b"".join(json.dumps(line, sort_keys=True).encode() + b"\n" for line in lines)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+    flags = os.O_RDWR | os.O_APPEND
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+        created = True
+    except FileExistsError:
+        fd = os.open(path, flags)
+        created = False
     try:
         size = os.fstat(fd).st_size
         if size and os.pread(fd, 1, size - 1) != b"\n":
             # A torn last line (crash mid-append) must not swallow the next entry.
             payload = b"\n" + payload
-        os.write(fd, payload)
+        written = os.write(fd, payload)
+        if written != len(payload):
+            # Regular files only write short when the disk or a size limit is reached.
+            raise OSError(errno.ENOSPC, f"short write to the shred ledger ({written} of {len(payload)} bytes)")
         os.fsync(fd)
     finally:
         os.close(fd)
+    if created:
+        fsync_dir(path.parent)
+
+
+def write_ledger(lines: list[dict[str, Any]]) -> None:
+    """Make ``lines`` durable in the ledger file, or raise LedgerUnavailable."""
+    path = shred_ledger_path()
+    try:
+        _append_ledger(path, lines)
+    except OSError as error:
+        raise LedgerUnavailable(f"the shred ledger {path} cannot be written: {error.strerror or error}") from None
 
 
 @event.listens_for(Session, "after_commit")
-def _write_pending_shreds(session: Session) -> None:
-    pending = session.info.pop(_PENDING, None)
-    if not pending:
-        return
-    by_path: dict[Path, list[dict[str, Any]]] = {}
-    for path, line in pending:
-        by_path.setdefault(path, []).append(line)
-    for path, lines in by_path.items():
-        try:
-            _append_ledger(path, lines)
-        except OSError:
-            # The database ledger has them; `keys apply-ledger` copies them to the file again.
-            log.exception("could not append %d entries to the shred ledger %s", len(lines), path)
-    _checkpoint_sqlite(session)
+def _checkpoint_after_shred(session: Session) -> None:
+    # The ledger file was written before the commit (shred_data_keys); only the WAL is left.
+    if session.info.pop(_SHREDDED, False):
+        _checkpoint_sqlite(session)
 
 
 def _checkpoint_sqlite(session: Session) -> None:
@@ -191,8 +265,8 @@ def _checkpoint_sqlite(session: Session) -> None:
 
 
 @event.listens_for(Session, "after_rollback")
-def _forget_pending_shreds(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+def _forget_shreds(session: Session) -> None:
+    session.info.pop(_SHREDDED, None)
 
 
 def read_ledger_file(path: Path | None = None) -> list[dict[str, Any]]:
@@ -333,12 +407,18 @@ def keys_in_use(master_key_id: str) -> int:
 def retire_master_key(version: int) -> None:
     """Erase a local master key version; refused while a live data key still uses it.
 
+    Takes the master key lock until the caller commits, which it does at once (the CLI).
+
     Retiring also makes every backup whose keys were wrapped under that version unreadable:
     rotate + rewrap + retire is the way to cut off old backups wholesale.
     """
     provider = get_key_provider()
     if not isinstance(provider, LocalKeyProvider):
         raise KeyConfigError("only local master key versions are retired here; KMS keys are managed in KMS")
+    # Uploads store their key under this lock: once it is ours, every upload that used the
+    # version is counted below, and later ones re-read the keyring and wrap under the primary.
+    lock_master_keys(exclusive=True)
+    provider.reload()
     if provider.primary_id == f"local:{version}":
         raise KeyConfigError(f"master key version {version} is the primary: rotate first")
     in_use = keys_in_use(f"local:{version}")

@@ -23,3 +23,8 @@ class KeyShredded(CryptoError):  # noqa: N818 - name fixed by the storage contra
 
 class KeyConfigError(CryptoError):
     """The key provider is misconfigured (unreadable keyring, unknown provider...)."""
+
+
+class LedgerUnavailable(CryptoError):  # noqa: N818 - alongside KeyUnavailable
+    """The shred ledger file cannot be written: a destruction that cannot be recorded
+    outside the database must not happen (a restored backup would bring the key back)."""

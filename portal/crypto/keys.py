@@ -96,7 +96,7 @@ class Keyring:
         return keyring
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -174,7 +174,7 @@ class LocalKeyProvider:
         try:
             # link() refuses to overwrite: of two processes starting together, one keyring wins.
             os.link(temp, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             log.info("generated a new master keyring at %s", self.path)
         except FileExistsError:
             pass
@@ -185,7 +185,7 @@ class LocalKeyProvider:
         assert self.path is not None
         temp = _write_new_file(self.path, keyring.to_json())
         os.replace(temp, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         self._keyring = keyring
         self._stamp = self._file_stamp()
 
@@ -233,15 +233,26 @@ class LocalKeyProvider:
             raise KeyUnavailable(f"master key version {version} is {state}")
         return keyring.keys[version]
 
-    def _wrap(self, key: bytes, version: int, context: dict[str, str]) -> bytes:
+    @staticmethod
+    def _wrap(key: bytes, master: bytes, context: dict[str, str]) -> bytes:
         nonce = secrets.token_bytes(WRAP_NONCE_SIZE)
-        master = self._current().keys[version]
         return nonce + AESGCM(master).encrypt(nonce, key, canonical_context(context))
 
-    def generate_data_key(self, context: dict[str, str]) -> tuple[bytes, bytes, str]:
+    def reload(self) -> None:
+        """Re-read the keyring file now, whatever its stamp says: before a wrapping is stored,
+        a rotation or retirement by another process must be seen for certain."""
+        if self.path is not None and not self.from_env:
+            self._keyring = self._load()
+
+    def wrap_under_primary(self, key: bytes, context: dict[str, str]) -> tuple[bytes, str]:
+        """Wrap a plaintext data key under the current primary; (wrapped, master_key_id)."""
         keyring = self._current()
+        return self._wrap(key, keyring.keys[keyring.primary], context), f"{LOCAL_PREFIX}{keyring.primary}"
+
+    def generate_data_key(self, context: dict[str, str]) -> tuple[bytes, bytes, str]:
         key = secrets.token_bytes(DATA_KEY_SIZE)
-        return key, self._wrap(key, keyring.primary, context), f"{LOCAL_PREFIX}{keyring.primary}"
+        wrapped, master_key_id = self.wrap_under_primary(key, context)
+        return key, wrapped, master_key_id
 
     def unwrap(self, wrapped: bytes, master_key_id: str, context: dict[str, str]) -> bytes:
         master = self._master_key(master_key_id)
@@ -254,9 +265,7 @@ class LocalKeyProvider:
             raise KeyUnavailable("the data key does not open: wrong master key or context") from None
 
     def rewrap(self, wrapped: bytes, master_key_id: str, context: dict[str, str]) -> tuple[bytes, str]:
-        key = self.unwrap(wrapped, master_key_id, context)
-        primary = self._current().primary
-        return self._wrap(key, primary, context), f"{LOCAL_PREFIX}{primary}"
+        return self.wrap_under_primary(self.unwrap(wrapped, master_key_id, context), context)
 
     # -- rotation
 

@@ -86,3 +86,13 @@ class StorageFull(DocumentError):
     """The server's blob storage is out of space (or a file size limit was hit): nothing was kept."""
 
     status = 507
+
+
+class ShredNotRecorded(DocumentError):
+    """The shred ledger cannot be written: the purge was refused, the file stays in the trash.
+
+    503: the server cannot do it now, for a reason of its own (ledger disk, path or
+    permissions) that an operator fixes; the request was valid and can be repeated as is.
+    """
+
+    status = 503

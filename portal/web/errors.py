@@ -32,6 +32,10 @@ ERROR_TEXTS = {
         _l("Trop de tentatives"),
         _l("Vous avez fait trop de tentatives. Patientez quelques minutes avant de réessayer."),
     ),
+    503: (
+        _l("Service indisponible"),
+        _l("Le serveur ne peut pas traiter cette demande pour le moment. Réessayez plus tard."),
+    ),
     507: (_l("Stockage plein"), _l("L'espace de stockage du serveur est plein. Prévenez l'administrateur.")),
     500: (
         _l("Erreur interne"),
@@ -54,6 +58,7 @@ PROBLEM_TYPES: dict[int, str] = {
     423: "/problems/locked",
     429: "/problems/rate-limited",
     500: "/problems/internal",
+    503: "/problems/unavailable",
     507: "/problems/insufficient-storage",
 }
 

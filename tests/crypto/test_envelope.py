@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from portal.crypto import cli as keys_cli
 from portal.crypto import envelope
-from portal.crypto.errors import KeyConfigError, KeyShredded, KeyUnavailable
+from portal.crypto.errors import KeyConfigError, KeyShredded, KeyUnavailable, LedgerUnavailable
 from portal.crypto.models import DataKey, ShredRecord
 from portal.extensions import db
 
@@ -84,12 +84,27 @@ def test_shredded_key_cannot_be_opened_and_is_logged(app, org) -> None:
     assert [line["uid"] for line in lines] == [row.uid]
 
 
-def test_rolled_back_shred_leaves_no_trace(app, org) -> None:
+def test_rolled_back_shred_keeps_the_key_but_not_its_ledger_line(app, org) -> None:
+    """The file entry is written before the commit and cannot be taken back: the ledger errs
+    toward destruction (a later apply-ledger destroys the key), never toward forgetting."""
     row, key = envelope.new_data_key(org.id, context(org.id, 1, 1))
     db.session.commit()
     envelope.shred_data_key(row, file_id=1, version_id=1, reason="file.purged")
     db.session.rollback()
-    assert envelope.read_ledger_file() == []
+    assert [line["uid"] for line in envelope.read_ledger_file()] == [row.uid]
+    assert db.session.execute(select(ShredRecord)).first() is None
+    assert envelope.open_data_key(db.session.get(DataKey, row.id), context(org.id, 1, 1)) == key
+
+
+def test_shred_with_an_unwritable_ledger_destroys_nothing(app, org) -> None:
+    row, key = envelope.new_data_key(org.id, context(org.id, 1, 1))
+    db.session.commit()
+    envelope.shred_ledger_path().parent.mkdir(parents=True, exist_ok=True)
+    envelope.shred_ledger_path().mkdir()  # open() fails for real, even as root
+    with pytest.raises(LedgerUnavailable, match="cannot be written"):
+        envelope.shred_data_key(row, file_id=1, version_id=1, reason="file.purged")
+    assert row.wrapped_key is not None and row.shredded_at is None  # untouched, even unflushed
+    db.session.commit()
     assert db.session.execute(select(ShredRecord)).first() is None
     assert envelope.open_data_key(db.session.get(DataKey, row.id), context(org.id, 1, 1)) == key
 

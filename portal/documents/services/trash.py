@@ -1,15 +1,14 @@
 """The trash and purge.
 
-A purge shreds the data keys in the transaction and deletes the blobs only after the commit:
-a crash in between leaves undecryptable orphans that ``flask documents check-storage --fix``
-removes.
+A purge records the data keys in the shred ledger file (fsynced) before anything else,
+shreds them in the transaction and deletes the blobs only after the commit: a crash in
+between leaves undecryptable orphans that ``flask documents check-storage --fix`` removes.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from flask_babel import gettext as _
 from sqlalchemy import select
@@ -17,17 +16,12 @@ from sqlalchemy import select
 from portal.audit.context import Actor
 from portal.audit.services import record
 from portal.database import utcnow
-from portal.documents.errors import (
-    NotFound,
-)
+from portal.documents.errors import NotFound, ShredNotRecorded
 from portal.documents.models import File
 from portal.documents.services.versions import list_versions, require_live
 from portal.extensions import db
 from portal.security.tenancy import scoped
 from portal.web.pagination import Page, paginate
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
@@ -60,16 +54,37 @@ def list_trash(organization_id: int, page: object = 1, per_page: int = 25) -> Pa
 
 
 def purge_file(actor: Actor, file: File, reason: str = "purge") -> list[str]:
-    """Crypto-shred every version of a trashed file; returns blob keys to delete after commit."""
-    from portal.crypto.envelope import shred_data_key
+    """Crypto-shred every version of a trashed file; returns blob keys to delete after commit.
+
+    Raises ShredNotRecorded, having changed nothing, when the shred ledger file cannot be
+    written: the file stays in the trash until it can be.
+    """
+    from portal.crypto.envelope import shred_data_keys
+    from portal.crypto.errors import LedgerUnavailable
 
     if file.purged_at is not None or file.deleted_at is None:
         raise NotFound(_("Seul un fichier de la corbeille peut être détruit."))
-    keys: list[str] = []
     versions = list_versions(file)
+    try:
+        shred_data_keys(
+            [
+                (version.data_key, file.id, version.id)
+                for version in versions
+                if version.data_key is not None and version.data_key.wrapped_key is not None
+            ],
+            reason=reason,
+        )
+    except LedgerUnavailable as error:
+        logger.error("file %s not purged: %s", file.id, error)
+        raise ShredNotRecorded(
+            _(
+                "« %(name)s » n'a pas été détruit : le registre des destructions ne peut pas être écrit "
+                "sur le serveur. Le fichier reste dans la corbeille ; prévenez l'administrateur.",
+                name=file.name,
+            )
+        ) from None
+    keys: list[str] = []
     for version in versions:
-        if version.data_key is not None and version.data_key.wrapped_key is not None:
-            shred_data_key(version.data_key, file_id=file.id, version_id=version.id, reason=reason)
         if version.storage_key:
             keys.append(version.storage_key)
             # No row names the blob any more: a crash before deletion leaves an orphan
@@ -89,12 +104,20 @@ def purge_file(actor: Actor, file: File, reason: str = "purge") -> list[str]:
 
 
 def purge_expired_trash(now: datetime, retention_days: int) -> list[str]:
-    """Purge every file trashed before ``now - retention_days`` (system actor per organisation)."""
+    """Purge every file trashed before ``now - retention_days`` (system actor per organisation).
+
+    A file whose destruction cannot be recorded is skipped (purge_file logged why) and
+    stays in the trash for the next run; the others are purged.
+    """
     limit = now - timedelta(days=retention_days)
     files = db.session.execute(
         select(File).where(File.deleted_at.is_not(None), File.deleted_at < limit, File.purged_at.is_(None))
     ).scalars()
     keys: list[str] = []
     for file in list(files):
-        keys.extend(purge_file(Actor.system(file.organization_id), file, reason="retention"))
+        try:
+            with db.session.begin_nested():
+                keys.extend(purge_file(Actor.system(file.organization_id), file, reason="retention"))
+        except ShredNotRecorded:
+            continue
     return keys
