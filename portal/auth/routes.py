@@ -98,7 +98,13 @@ def register():
                 login_link=absolute_url("auth.login"),
                 reset_link=absolute_url("auth.password_forgot"),
             )
-        return render_page_or_fragment("auth/register_sent.html", "auth/register_sent.html", email=email)
+        # Without SMTP (development only) the visitor could never read the link: show the
+        # message here. It tells whether the address has an account, which production, where
+        # SMTP is mandatory, never does.
+        sent = read_outbox(1, to=email) if dev_outbox_enabled() else []
+        return render_page_or_fragment(
+            "auth/register_sent.html", "auth/register_sent.html", email=email, dev_message=sent[0] if sent else None
+        )
     elif form.is_submitted():
         status = 422
     return render_page_or_fragment("auth/register.html", "auth/_register_form.html", status=status, form=form)

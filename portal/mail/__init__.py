@@ -100,7 +100,12 @@ def can_read(entry: dict[str, Any], viewer: Any) -> bool:
 
 
 def read_outbox(
-    limit: int = 50, *, viewer: Any = None, user_id: int | None = None, kind: str | None = None
+    limit: int = 50,
+    *,
+    viewer: Any = None,
+    user_id: int | None = None,
+    kind: str | None = None,
+    to: str | None = None,
 ) -> list[dict[str, Any]]:
     """The newest messages first; with ``viewer``, only those ``can_read`` lets them see."""
     path = outbox_path()
@@ -119,6 +124,8 @@ def read_outbox(
         if user_id is not None and entry.get("user_id") != user_id:
             continue
         if kind is not None and entry.get("kind") != kind:
+            continue
+        if to is not None and entry.get("to") != to:
             continue
         entries.append(entry)
         if len(entries) >= limit:

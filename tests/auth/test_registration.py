@@ -96,3 +96,25 @@ def test_registration_is_rate_limited(app_factory, smtp_server):
     statuses = [register(client, password="x").status_code for _ in range(6)]
     assert statuses[:5] == [422] * 5
     assert statuses[5] == 429
+
+
+def test_without_smtp_the_registration_page_shows_the_link_it_mailed(app_factory):
+    """The embedded default has no SMTP: a first visitor must still be able to finish."""
+    import re
+
+    app = app_factory(SMTP_HOST=None)
+    with app.app_context():
+        client = app.test_client()
+        response = register(client, email="koffi@mensah.tg", org="Mensah SARL", name="Koffi Mensah")
+        page = text(response)
+        assert response.status_code == 200 and 'id="dev-register-message"' in page, page
+        link = re.search(r'href="(http://[^"]*/auth/register/[^"]+)"', page).group(1)
+        path = link.split("localhost", 1)[1]
+        assert client.post(path, data={"csrf_token": csrf_of(client, path)}).status_code == 303
+        user = db.session.execute(select(User).where(User.email == "koffi@mensah.tg")).scalar_one()
+        assert user.role == "admin"
+
+
+def test_with_smtp_the_registration_page_shows_no_message(client, inbox):
+    page = text(register(client))
+    assert "dev-register-message" not in page and "/auth/register/" not in page
