@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 from portal.audit.context import Actor
 from portal.audit.models import AuditEntry
 from portal.auth.models import User
-from portal.documents import services as documents
 from portal.documents.models import File, FileVersion, Folder
+from portal.documents.services import armoires
 from portal.extensions import db
 from tests.conftest import TEST_PASSWORD, csrf_token_from
 from tests.edge.servers import GunicornServer, WerkzeugServer, send
@@ -51,8 +51,17 @@ def journal_count() -> int:
 
 
 def failed_logins(user: User) -> int:
+    """Failed sign-ins counted against the member's address (the account-wide row)."""
+    from portal.auth.models import LoginThrottle
+    from portal.auth.services import account_key
+
     db.session.rollback()
-    return db.session.scalar(select(User.failed_logins).where(User.id == user.id))
+    failures = db.session.scalar(
+        select(LoginThrottle.failures).where(
+            LoginThrottle.account_key == account_key(user.email), LoginThrottle.client == "*"
+        )
+    )
+    return failures or 0
 
 
 def padded(prefix: bytes, size: int, suffix: bytes = b"") -> bytes:
@@ -160,7 +169,7 @@ def test_token_endpoint_refuses_over_limit_chunked_json_with_a_problem(server, m
 
 @pytest.fixture
 def armoire(member):
-    armoire = documents.create_armoire(Actor(member.organization_id, member.id), "Comptabilité")
+    armoire = armoires.create_armoire(Actor(member.organization_id, member.id), "Comptabilité")
     db.session.commit()
     return armoire
 
