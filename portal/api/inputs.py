@@ -13,6 +13,7 @@ from flask import current_app, request
 from flask_babel import gettext as _
 
 from portal.api.problems import ApiProblem, validation_problem
+from portal.security.text import clean_name
 
 MAX_ID = 2**31 - 1
 # JSON and form bodies are a few hundred bytes; only the upload routes raise this.
@@ -80,6 +81,17 @@ class Validator:
             self.error(field, _("%(max)d caractères au plus.", max=max_length))
             return None
         return value
+
+    def name(self, field: str, *, required: bool = False, max_length: int = 255) -> str | None:
+        """A display name: a string, cleaned like every name (``clean_name``), still visible."""
+        value = self.string(field, required=required, max_length=max_length)
+        if value is None:
+            return None
+        cleaned = clean_name(value)
+        if not cleaned:
+            self.error(field, _("Le nom ne contient aucun caractère visible."))
+            return None
+        return cleaned
 
     def integer(self, field: str, *, required: bool = False, minimum: int = 1, maximum: int = MAX_ID) -> int | None:
         value = self.data.get(field)

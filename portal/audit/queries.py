@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -17,6 +16,7 @@ from portal.audit.actions import ACTIONS
 from portal.audit.models import AuditEntry
 from portal.extensions import db
 from portal.security.tenancy import scoped
+from portal.security.text import json_dumps, visible
 
 PAGE_SIZE = 50
 EXPORT_BATCH = 1000
@@ -216,7 +216,9 @@ _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 def _csv_cell(value: Any) -> str:
     if value is None:
         return ""
-    text = value if isinstance(value, str) else str(value)
+    # Entries keep what they were given; the export must not let CR/LF forge a line for a
+    # log reader, nor ESC, C1 or bidi codes drive the terminal that `cat`s it.
+    text = visible(value if isinstance(value, str) else str(value))
     # A spreadsheet would run a cell that starts like a formula (CSV injection).
     if text.startswith(_FORMULA_PREFIXES):
         return "'" + text
@@ -261,7 +263,7 @@ def export_csv(organization_id: int, journal_filter: JournalFilter) -> Iterator[
     for count, (entry, names) in enumerate(entries, start=1):
         record = _export_record(entry, names)
         if record["details"] is not None:
-            record["details"] = json.dumps(record["details"], ensure_ascii=False, sort_keys=True)
+            record["details"] = json_dumps(record["details"], sort_keys=True)
         writer.writerow([_csv_cell(record[name]) for name in EXPORT_FIELDS])
         if count % 200 == 0:
             yield buffer.getvalue()
@@ -276,7 +278,7 @@ def export_json(organization_id: int, journal_filter: JournalFilter) -> Iterator
     first = True
     chunk: list[str] = []
     for entry, names in _with_names(iter_entries(organization_id, journal_filter), organization_id):
-        chunk.append(("\n" if first else ",\n") + json.dumps(_export_record(entry, names), ensure_ascii=False))
+        chunk.append(("\n" if first else ",\n") + json_dumps(_export_record(entry, names)))
         first = False
         if len(chunk) >= 200:
             yield "".join(chunk)
