@@ -83,15 +83,16 @@ class Validator:
         return value
 
     def name(self, field: str, *, required: bool = False, max_length: int = 255) -> str | None:
-        """A display name: a string, cleaned like every name (``clean_name``), still visible."""
+        """A display name, cleaned like every name (``clean_name``).
+
+        A name with nothing visible left counts as absent, as a blank one always did: the
+        schema accepts any string there, so refusing it would reject schema-valid input.
+        """
         value = self.string(field, required=required, max_length=max_length)
-        if value is None:
-            return None
         cleaned = clean_name(value)
-        if not cleaned:
-            self.error(field, _("Le nom ne contient aucun caractère visible."))
-            return None
-        return cleaned
+        if value is not None and not cleaned and required:
+            self.error(field, _("Ce champ est obligatoire."))
+        return cleaned or None
 
     def integer(self, field: str, *, required: bool = False, minimum: int = 1, maximum: int = MAX_ID) -> int | None:
         value = self.data.get(field)
