@@ -46,6 +46,14 @@ def get_metadata():
     return target_db.metadata
 
 
+def include_object(object, name, type_, reflected, compare_to):
+    # The journal's search index (FTS5 tables, pg_trgm index) is made by hand in a
+    # migration: the models cannot declare it, so autogenerate must not drop it.
+    from portal.audit.search import is_search_object
+
+    return not (reflected and compare_to is None and is_search_object(name, type_))
+
+
 def run_migrations_offline():
     """Run migrations in 'offline' mode.
 
@@ -88,6 +96,8 @@ def run_migrations_online():
     conf_args = current_app.extensions['migrate'].configure_args
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
+    if conf_args.get("include_object") is None:
+        conf_args["include_object"] = include_object
 
     connectable = get_engine()
 

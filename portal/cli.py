@@ -12,6 +12,7 @@ from portal.audit.context import Actor
 from portal.audit.services import record
 from portal.config import load_or_create_secret
 from portal.extensions import db
+from portal.security.text import clean_name
 
 
 @click.command("create-admin")
@@ -31,6 +32,9 @@ def create_admin_command(email: str, name: str, organization: str, password: str
     from portal.security.passwords import hash_password
     from portal.security.permissions import Role
 
+    name, organization = clean_name(name), clean_name(organization)
+    if not name or not organization:
+        raise click.BadParameter("the name and the organisation need visible characters")
     if len(password) < 12:
         raise click.BadParameter("the password needs at least 12 characters", param_hint="password")
     if db.session.execute(select(User).where(User.email == email.lower())).scalar_one_or_none():

@@ -13,6 +13,7 @@ from flask import request
 from flask_babel import gettext as _
 
 from portal.api.problems import ApiProblem, validation_problem
+from portal.security.text import clean_name
 
 MAX_ID = 2**31 - 1
 # JSON and form bodies are a few hundred bytes; only the upload routes raise this.
@@ -74,6 +75,18 @@ class Validator:
             self.error(field, _("%(max)d caractères au plus.", max=max_length))
             return None
         return value
+
+    def name(self, field: str, *, required: bool = False, max_length: int = 255) -> str | None:
+        """A display name, cleaned like every name (``clean_name``).
+
+        A name with nothing visible left counts as absent, as a blank one always did: the
+        schema accepts any string there, so refusing it would reject schema-valid input.
+        """
+        value = self.string(field, required=required, max_length=max_length)
+        cleaned = clean_name(value)
+        if value is not None and not cleaned and required:
+            self.error(field, _("Ce champ est obligatoire."))
+        return cleaned or None
 
     def integer(self, field: str, *, required: bool = False, minimum: int = 1, maximum: int = MAX_ID) -> int | None:
         value = self.data.get(field)

@@ -73,7 +73,7 @@ def create_token() -> tuple[Response, int]:
     password = check.string("password", required=True, max_length=1024)
     code = check.string("code", max_length=64)
     challenge = check.string("challenge", max_length=100)
-    name = check.string("name", max_length=services.MAX_NAME)
+    name = check.name("name", max_length=services.MAX_NAME)
     days = check.integer("expires_in_days", maximum=services.MAX_DAYS)
     check.check()
     actor = current_actor()
@@ -100,7 +100,7 @@ def create_token() -> tuple[Response, int]:
         method = "password"
     accounts.complete_login(user, actor, f"api:{method}")
     token, secret = services.create_token(
-        user, actor, name=(name or DEFAULT_TOKEN_NAME).strip() or DEFAULT_TOKEN_NAME, days=days or services.DEFAULT_DAYS
+        user, actor, name=name or DEFAULT_TOKEN_NAME, days=days or services.DEFAULT_DAYS
     )
     db.session.commit()
     return jsonify(token_body(token) | {"token": secret, "token_type": "Bearer"}), 201

@@ -15,6 +15,7 @@ from portal.audit.services import record
 from portal.auth import clock
 from portal.auth.models import User
 from portal.extensions import db
+from portal.security.text import clean_name
 
 TOKEN_PREFIX = "cof_"  # noqa: S105 - a public marker, not a secret
 DEFAULT_DAYS = 30
@@ -39,7 +40,7 @@ def new_secret() -> str:
 
 def create_token(user: User, actor: Actor, *, name: str, days: int = DEFAULT_DAYS) -> tuple[ApiToken, str]:
     """Add a token for ``user`` (flushed, not committed); the clear secret is returned once."""
-    name = name.strip()
+    name = clean_name(name)
     if not name or len(name) > MAX_NAME:
         raise TokenError("name")
     if not 1 <= days <= MAX_DAYS:

@@ -54,6 +54,7 @@ ACTIONS: frozenset[str] = frozenset(
         # journal, backups, billing, compliance
         "journal.exported",
         "journal.verified",
+        "journal.checkpoint_refused",
         "backup.created",
         "backup.restored",
         "keys.rotated",

@@ -22,11 +22,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from flask import current_app
-from sqlalchemy import select
 
-from portal.audit.models import AuditChainHead
 from portal.database import utcnow
-from portal.extensions import db
 
 
 @dataclass(frozen=True)
@@ -150,14 +147,3 @@ def last_checkpointed_seqs() -> dict[int, int]:
         if checkpoint.valid_signature:
             latest[checkpoint.chain_id] = max(latest.get(checkpoint.chain_id, 0), checkpoint.seq)
     return latest
-
-
-def checkpoint_advanced_chains() -> int:
-    """Anchor the head of every chain that moved since its last checkpoint."""
-    latest = last_checkpointed_seqs()
-    written = 0
-    for head in db.session.execute(select(AuditChainHead).order_by(AuditChainHead.chain_id)).scalars():
-        if head.seq > latest.get(head.chain_id, 0):
-            write_checkpoint(head.chain_id, head.seq, head.head_hash)
-            written += 1
-    return written

@@ -8,9 +8,9 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from portal.audit.checkpoints import checkpoint_advanced_chains
 from portal.audit.services import chain_id_for
-from portal.audit.verification import chain_ids, verify_chain
+from portal.audit.verification import Problem, chain_ids, checkpoint_advanced_chains, verify_chain
+from portal.database import write_transaction
 from portal.extensions import db
 
 journal_cli = AppGroup("journal", help="Verify and anchor the activity journal's hash chains.")
@@ -33,11 +33,8 @@ def verify_command(organization_id: int | None, verify_all: bool) -> None:
             click.echo(f"chain {chain_id}: OK, {result.entries_checked} entries verified (head seq {result.head_seq})")
             continue
         broken += 1
-        problem = result.problem
-        assert problem is not None
-        where = f" at seq {problem.seq}" if problem.seq is not None else ""
-        entry = f" (entry id {problem.entry_id})" if problem.entry_id is not None else ""
-        click.echo(f"chain {chain_id}: BROKEN — {problem.kind}{where}{entry}: {problem.message}", err=True)
+        assert result.problem is not None
+        click.echo(f"chain {chain_id}: BROKEN — {_describe(result.problem)}", err=True)
     if not chains:
         click.echo("no journal chain yet")
     if broken:
@@ -46,10 +43,26 @@ def verify_command(organization_id: int | None, verify_all: bool) -> None:
 
 @journal_cli.command("checkpoint")
 def checkpoint_command() -> None:
-    """Anchor the head of every chain that advanced since its last checkpoint."""
-    written = checkpoint_advanced_chains()
-    db.session.rollback()
-    click.echo(f"{written} checkpoint(s) written")
+    """Verify, then anchor, every chain that advanced; exit code 1 when one is broken."""
+    # The refusals are journalled: on SQLite the transaction must hold the write lock first.
+    with write_transaction():
+        run = checkpoint_advanced_chains()
+        db.session.commit()
+    for result in run.refused:
+        assert result.problem is not None
+        click.echo(
+            f"chain {result.chain_id}: NOT CHECKPOINTED, BROKEN — {_describe(result.problem)}",
+            err=True,
+        )
+    click.echo(f"{run.written} checkpoint(s) written")
+    if run.refused:
+        sys.exit(1)
+
+
+def _describe(problem: Problem) -> str:
+    where = f" at seq {problem.seq}" if problem.seq is not None else ""
+    entry = f" (entry id {problem.entry_id})" if problem.entry_id is not None else ""
+    return f"{problem.kind}{where}{entry}: {problem.message}"
 
 
 def init_app(app: Flask) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from portal.audit.checkpoints import checkpoint_advanced_chains
+from portal.audit.verification import checkpoint_advanced_chains
 from portal.scheduler import scheduled_job
 
 logger = logging.getLogger(__name__)
@@ -12,6 +12,6 @@ logger = logging.getLogger(__name__)
 
 @scheduled_job("interval", minutes=15)
 def checkpoint_journal_chains() -> None:
-    written = checkpoint_advanced_chains()
-    if written:
-        logger.info("journal: %d chain checkpoint(s) written", written)
+    run = checkpoint_advanced_chains()
+    if run.written:
+        logger.info("journal: %d chain checkpoint(s) written", run.written)

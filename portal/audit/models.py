@@ -6,6 +6,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from portal.audit import search
 from portal.database import UTCDateTime, utcnow
 from portal.extensions import db
 
@@ -57,3 +58,6 @@ class AuditChainHead(db.Model):
     chain_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     head_hash: Mapped[str] = mapped_column(String(64))
+
+
+search.attach(AuditEntry.__table__)

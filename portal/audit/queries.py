@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import Select, func
+from sqlalchemy import ColumnElement, Select, func
 
+from portal.audit import search
 from portal.audit.actions import ACTIONS
 from portal.audit.models import AuditEntry
 from portal.extensions import db
 from portal.security.tenancy import scoped
+from portal.security.text import json_dumps, visible
 
 PAGE_SIZE = 50
 EXPORT_BATCH = 1000
@@ -116,9 +117,30 @@ def filtered(organization_id: int, journal_filter: JournalFilter) -> Select[tupl
         end = datetime.combine(journal_filter.date_to + timedelta(days=1), time.min, tzinfo=UTC)
         statement = statement.where(AuditEntry.created_at < end)
     if journal_filter.text:
-        pattern = f"%{_escape_like(journal_filter.text.lower())}%"
-        statement = statement.where(func.lower(AuditEntry.target_label).like(pattern, escape="\\"))
+        text = journal_filter.text.lower()
+        # On PostgreSQL this very predicate is served by the pg_trgm index; on SQLite the
+        # FTS5 table pre-selects and it decides, so every backend keeps today's results.
+        statement = statement.where(func.lower(AuditEntry.target_label).like(f"%{_escape_like(text)}%", escape="\\"))
+        if _uses_fts(journal_filter):
+            statement = statement.join(search.fts, search.fts.c.rowid == AuditEntry.id).where(
+                search.fts.c[search.FTS_TABLE].op("MATCH")(search.fts_query(text))
+            )
     return statement
+
+
+def _uses_fts(journal_filter: JournalFilter) -> bool:
+    text = journal_filter.text
+    return bool(text) and len(text) >= search.MIN_INDEXED_LENGTH and db.engine.dialect.name == "sqlite"
+
+
+def order_key(journal_filter: JournalFilter) -> ColumnElement[int]:
+    """The entry id to page and sort on.
+
+    With the FTS5 table it is the FTS rowid (the same value): SQLite then walks the
+    matches newest first and stops at the page size, instead of collecting every match
+    of a common word and sorting them.
+    """
+    return search.fts.c.rowid if _uses_fts(journal_filter) else AuditEntry.id  # type: ignore[return-value]
 
 
 @dataclass
@@ -137,9 +159,10 @@ def journal_page(
 ) -> KeysetPage:
     """One page, newest first, of entries older than ``before`` (an entry id)."""
     statement = filtered(organization_id, journal_filter)
+    key = order_key(journal_filter)
     if before is not None:
-        statement = statement.where(AuditEntry.id < before)
-    rows = list(db.session.execute(statement.order_by(AuditEntry.id.desc()).limit(size + 1)).scalars())
+        statement = statement.where(key < before)
+    rows = list(db.session.execute(statement.order_by(key.desc()).limit(size + 1)).scalars())
     next_before = rows[size - 1].id if len(rows) > size else None
     return KeysetPage(items=rows[:size], next_before=next_before, before=before)
 
@@ -173,8 +196,9 @@ def iter_entries(organization_id: int, journal_filter: JournalFilter, batch: int
     lock, and a long export must not stall the writers between its batches.
     """
     batch = batch or EXPORT_BATCH
+    key = order_key(journal_filter)
     top = db.session.execute(
-        filtered(organization_id, journal_filter).with_only_columns(func.max(AuditEntry.id))
+        filtered(organization_id, journal_filter).with_only_columns(key).order_by(key.desc()).limit(1)
     ).scalar()
     db.session.rollback()
     if top is None:
@@ -184,8 +208,8 @@ def iter_entries(organization_id: int, journal_filter: JournalFilter, batch: int
         rows = db.session.execute(
             filtered(organization_id, journal_filter)
             .with_only_columns(*_EXPORT_COLUMNS)
-            .where(AuditEntry.id < before)
-            .order_by(AuditEntry.id.desc())
+            .where(key < before)
+            .order_by(key.desc())
             .limit(batch)
         ).all()
         db.session.rollback()
@@ -216,7 +240,9 @@ _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 def _csv_cell(value: Any) -> str:
     if value is None:
         return ""
-    text = value if isinstance(value, str) else str(value)
+    # Entries keep what they were given; the export must not let CR/LF forge a line for a
+    # log reader, nor ESC, C1 or bidi codes drive the terminal that `cat`s it.
+    text = visible(value if isinstance(value, str) else str(value))
     # A spreadsheet would run a cell that starts like a formula (CSV injection).
     if text.startswith(_FORMULA_PREFIXES):
         return "'" + text
@@ -261,7 +287,7 @@ def export_csv(organization_id: int, journal_filter: JournalFilter) -> Iterator[
     for count, (entry, names) in enumerate(entries, start=1):
         record = _export_record(entry, names)
         if record["details"] is not None:
-            record["details"] = json.dumps(record["details"], ensure_ascii=False, sort_keys=True)
+            record["details"] = json_dumps(record["details"], sort_keys=True)
         writer.writerow([_csv_cell(record[name]) for name in EXPORT_FIELDS])
         if count % 200 == 0:
             yield buffer.getvalue()
@@ -276,7 +302,7 @@ def export_json(organization_id: int, journal_filter: JournalFilter) -> Iterator
     first = True
     chunk: list[str] = []
     for entry, names in _with_names(iter_entries(organization_id, journal_filter), organization_id):
-        chunk.append(("\n" if first else ",\n") + json.dumps(_export_record(entry, names), ensure_ascii=False))
+        chunk.append(("\n" if first else ",\n") + json_dumps(_export_record(entry, names)))
         first = False
         if len(chunk) >= 200:
             yield "".join(chunk)

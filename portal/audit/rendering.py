@@ -7,7 +7,6 @@ codes cannot forge a second line in the journal or an exported log.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,17 +15,7 @@ from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
 
 from portal.audit.models import AuditEntry
-
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
-_NAMED = {"\r": "\\r", "\n": "\\n", "\t": "\\t", "\x1b": "\\x1b"}
-
-
-def visible(text: str | None) -> str:
-    """``text`` with control and bidi characters replaced by a visible escape."""
-    if not text:
-        return ""
-    return _UNSAFE.sub(lambda match: _NAMED.get(match.group(), f"\\u{ord(match.group()):04x}"), text)
-
+from portal.security.text import visible
 
 SENTENCES: dict[str, Any] = {
     "armoire.created": _l("%(user)s a créé l'armoire %(target)s"),
@@ -75,6 +64,7 @@ SENTENCES: dict[str, Any] = {
     "security.not_found": _l("%(user)s a demandé un élément introuvable"),
     "journal.exported": _l("%(user)s a exporté le journal"),
     "journal.verified": _l("%(user)s a vérifié l'intégrité du journal"),
+    "journal.checkpoint_refused": _l("%(user)s a refusé un point de contrôle : le journal ne se vérifie plus"),
     "backup.created": _l("%(user)s a créé la sauvegarde %(target)s"),
     "backup.restored": _l("%(user)s a restauré la sauvegarde %(target)s"),
     "keys.rotated": _l("%(user)s a renouvelé les clés de chiffrement"),
@@ -127,6 +117,7 @@ ACTION_LABELS: dict[str, Any] = {
     "security.forbidden": _l("Accès refusé"),
     "journal.exported": _l("Journal exporté"),
     "journal.verified": _l("Journal vérifié"),
+    "journal.checkpoint_refused": _l("Point de contrôle refusé"),
     "backup.created": _l("Sauvegarde créée"),
     "backup.restored": _l("Sauvegarde restaurée"),
     "payment.succeeded": _l("Paiement réussi"),

@@ -6,16 +6,20 @@ is verified in constant memory. The first problem is named by kind and position.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 
-from portal.audit.checkpoints import read_checkpoints, write_checkpoint
+from portal.audit.checkpoints import last_checkpointed_seqs, read_checkpoints, write_checkpoint
+from portal.audit.context import Actor
 from portal.audit.models import AuditChainHead, AuditEntry
-from portal.audit.services import GENESIS_HASH, compute_hash, entry_content
+from portal.audit.services import GENESIS_HASH, PLATFORM_CHAIN, compute_hash, entry_content, record
 from portal.extensions import db
+
+logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
 
@@ -248,3 +252,48 @@ def chain_ids() -> list[int]:
 
 def chain_length(chain_id: int) -> int:
     return _head(chain_id)[0]
+
+
+@dataclass
+class CheckpointRun:
+    written: int = 0
+    refused: list[VerificationResult] = field(default_factory=list)
+
+
+def checkpoint_advanced_chains() -> CheckpointRun:
+    """Anchor the head of every chain that moved since its last checkpoint, once verified.
+
+    A signature vouches for everything up to the head, and the incremental badge starts
+    from the newest one: signing an unverified head would launder any tampering done since
+    the previous checkpoint. So each advanced chain is verified from its newest checkpoint
+    (from the genesis when it has none) and only signed when intact. A refusal is logged
+    and journalled in the current transaction (the caller commits).
+    """
+    run = CheckpointRun()
+    latest = last_checkpointed_seqs()
+    heads = db.session.execute(select(AuditChainHead.chain_id, AuditChainHead.seq).order_by(AuditChainHead.chain_id))
+    for chain_id, seq in heads.all():
+        if seq <= latest.get(chain_id, 0):
+            continue
+        result = verify_chain(chain_id, since_checkpoint=True)
+        if result.ok:
+            run.written += result.checkpoint is not None
+            continue
+        problem = result.problem
+        assert problem is not None
+        logger.error(
+            "journal: chain %d not checkpointed, verification failed: %s at seq %s (entry id %s): %s",
+            chain_id,
+            problem.kind,
+            problem.seq,
+            problem.entry_id,
+            problem.message,
+        )
+        organization_id = None if chain_id == PLATFORM_CHAIN else chain_id
+        record(
+            "journal.checkpoint_refused",
+            Actor.system(organization_id),
+            details={"kind": problem.kind, "seq": problem.seq, "entry_id": problem.entry_id},
+        )
+        run.refused.append(result)
+    return run

@@ -6,6 +6,7 @@ from wtforms import BooleanField, EmailField, HiddenField, PasswordField, String
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
 from portal.security.password_policy import MAX_LENGTH, password_problems
+from portal.security.text import name_filter
 
 
 class NewPassword:
@@ -33,8 +34,10 @@ class LoginForm(FlaskForm):
 
 
 class RegisterForm(FlaskForm):
-    organization_name = StringField(_l("Nom de l'organisation"), validators=[DataRequired(), Length(max=200)])
-    name = StringField(_l("Votre nom"), validators=[DataRequired(), Length(max=120)])
+    organization_name = StringField(
+        _l("Nom de l'organisation"), filters=[name_filter], validators=[DataRequired(), Length(max=200)]
+    )
+    name = StringField(_l("Votre nom"), filters=[name_filter], validators=[DataRequired(), Length(max=120)])
     email = EmailField(_l("Adresse e-mail"), validators=[DataRequired(), Email(), Length(max=254)])
     password = PasswordField(
         _l("Mot de passe"),
@@ -71,7 +74,7 @@ class ResetPasswordForm(FlaskForm):
 
 
 class AcceptInvitationForm(ResetPasswordForm):
-    name = StringField(_l("Votre nom"), validators=[DataRequired(), Length(max=120)])
+    name = StringField(_l("Votre nom"), filters=[name_filter], validators=[DataRequired(), Length(max=120)])
 
 
 class EmptyForm(FlaskForm):

@@ -8,10 +8,11 @@ from wtforms.validators import DataRequired, EqualTo, Length
 
 from portal.auth.forms import NewPassword
 from portal.security.password_policy import MAX_LENGTH
+from portal.security.text import name_filter
 
 
 class ProfileForm(FlaskForm):
-    name = StringField(_l("Nom"), validators=[DataRequired(), Length(max=120)])
+    name = StringField(_l("Nom"), filters=[name_filter], validators=[DataRequired(), Length(max=120)])
     locale = SelectField(_l("Langue"), choices=[SelectChoice("fr", "Français"), SelectChoice("en", "English")])
 
 

@@ -6,6 +6,8 @@ from wtforms import BooleanField, EmailField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length
 
+from portal.security.text import name_filter
+
 
 def role_choices() -> list[SelectChoice]:
     return [
@@ -26,7 +28,7 @@ ROLE_LABELS = {
 
 class InviteForm(FlaskForm):
     email = EmailField(_l("Adresse e-mail"), validators=[DataRequired(), Email(), Length(max=254)])
-    name = StringField(_l("Nom"), validators=[DataRequired(), Length(max=120)])
+    name = StringField(_l("Nom"), filters=[name_filter], validators=[DataRequired(), Length(max=120)])
     role = SelectField(_l("Rôle"), choices=role_choices, default="lecteur")
 
 

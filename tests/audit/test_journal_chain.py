@@ -13,7 +13,7 @@ from portal.audit import checkpoints
 from portal.audit.context import Actor
 from portal.audit.models import AuditChainHead, AuditEntry
 from portal.audit.services import GENESIS_HASH, canonical_content, compute_hash, record
-from portal.audit.verification import verify_chain
+from portal.audit.verification import checkpoint_advanced_chains, verify_chain
 from portal.extensions import db
 from tests.audit.helpers import add_entries
 
@@ -246,10 +246,10 @@ def test_scheduled_checkpoint_only_for_chains_that_moved(app, make_org, admin, o
     other = make_org("Organisation B")
     add_entries(org, admin, 2)
     add_entries(other, None, 1)
-    assert checkpoints.checkpoint_advanced_chains() == 2
-    assert checkpoints.checkpoint_advanced_chains() == 0
+    assert checkpoint_advanced_chains().written == 2
+    assert checkpoint_advanced_chains().written == 0
     add_entries(org, admin, 1)
-    assert checkpoints.checkpoint_advanced_chains() == 1
+    assert checkpoint_advanced_chains().written == 1
     latest = checkpoints.last_checkpointed_seqs()
     assert latest == {org.id: 3, other.id: 1}
 
@@ -271,7 +271,8 @@ def test_cli_verify_names_the_broken_entry(app, org, admin, make_org):
     assert broken.exit_code == 1
     assert f"altered at seq 2 (entry id {entries[1].id})" in broken.output
     checkpoint = runner.invoke(args=["journal", "checkpoint"])
-    assert checkpoint.exit_code == 0 and "checkpoint(s) written" in checkpoint.output
+    # Neither chain moved since `verify` anchored them: nothing to verify or sign.
+    assert checkpoint.exit_code == 0 and "0 checkpoint(s) written" in checkpoint.output
 
 
 def test_incremental_verification_starts_at_the_newest_checkpoint(app, org, admin):
@@ -305,3 +306,37 @@ def test_verification_streams_in_batches(app, org, admin, monkeypatch):
     _tamper("DELETE FROM journal_activite WHERE id = :id", id=entries[6].id)
     result = verify_chain(org.id, checkpoint=False)
     assert (result.problem.kind, result.problem.seq, result.entries_checked) == ("deleted", 7, 6)
+
+
+def test_checkpoint_refuses_to_sign_a_chain_tampered_since_the_last_checkpoint(app, org, admin):
+    add_entries(org, admin, 3)
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["journal", "checkpoint"])
+    assert first.exit_code == 0 and "1 checkpoint(s) written" in first.output
+    later = add_entries(org, admin, 3)  # seq 4 to 6
+    _tamper("UPDATE journal_activite SET target_label = 'x' WHERE id = :id", id=later[1].id)
+
+    refused = runner.invoke(args=["journal", "checkpoint"])
+
+    assert refused.exit_code == 1, refused.output
+    assert f"altered at seq 5 (entry id {later[1].id})" in refused.output
+    assert checkpoints.last_checkpointed_seqs() == {org.id: 3}  # seq 6 was not signed
+    # So the page's incremental badge, which starts from the newest checkpoint, still sees it.
+    badge = verify_chain(org.id, since_checkpoint=True, checkpoint=False)
+    assert (badge.problem.kind, badge.problem.seq) == ("altered", 5)
+    entry = db.session.execute(
+        sa.select(AuditEntry).where(AuditEntry.action == "journal.checkpoint_refused")
+    ).scalar_one()
+    assert entry.organization_id == org.id and entry.user_id is None
+    assert entry.details == {"kind": "altered", "seq": 5, "entry_id": later[1].id}
+
+
+def test_scheduled_checkpoint_logs_a_refusal(app, org, admin, caplog):
+    from portal.audit.jobs import checkpoint_journal_chains
+
+    entries = add_entries(org, admin, 2)
+    _tamper("UPDATE journal_activite SET action = 'file.deleted' WHERE id = :id", id=entries[0].id)
+    with caplog.at_level("ERROR", logger="portal.audit"):
+        checkpoint_journal_chains()
+    assert checkpoints.last_checkpointed_seqs() == {}
+    assert any(f"chain {org.id}" in message and "seq 1" in message for message in caplog.messages)

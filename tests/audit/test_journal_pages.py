@@ -283,3 +283,52 @@ def test_every_action_code_has_a_filter_label_and_a_sentence():
 
     assert sorted(ACTIONS - ACTION_LABELS.keys()) == []
     assert sorted(ACTIONS - SENTENCES.keys()) == []
+
+
+_FORGED_LABEL = "x\r\n[audit] admin deleted all\x1b[31m"
+_RAW_CONTROLS = ("\x1b", "\x9b", "\u202e", "\u2028", "\x85")
+
+
+def _forged_entry(org, admin) -> AuditEntry:
+    """Entries hold what was submitted (evidence); here a label, agent, name and detail forged for a terminal."""
+    db.session.execute(
+        sa.text("UPDATE utilisateurs SET name = :name WHERE id = :id"),
+        {"name": "Aminata\u202e nimda\x85", "id": admin.id},
+    )
+    entry = record(
+        "file.added",
+        Actor(org.id, admin.id, ip="127.0.0.1", user_agent="curl\x9b2J\u2028"),
+        target_type="file",
+        target_id=1,
+        target_label=_FORGED_LABEL,
+        details={"comment": "@SUM(1)\x1b]8;;http://evil\x07"},
+    )
+    db.session.commit()
+    return entry
+
+
+def test_csv_export_neutralises_control_characters(admin_client, admin, org):
+    _forged_entry(org, admin)
+    body = admin_client.get("/journal/export.csv?action=file.added").get_data(as_text=True).lstrip("\ufeff")
+    for raw in _RAW_CONTROLS:
+        assert raw not in body, repr(raw)
+    # One record, one physical line: no forged line for a log reader or `grep`.
+    lines = body.split("\r\n")
+    assert len(lines) == 3 and lines[-1] == "", lines
+    row = next(csv.DictReader(io.StringIO(body)))
+    assert row["target_label"] == "x\\r\\n[audit] admin deleted all\\x1b[31m"
+    assert row["user_agent"] == "curl\\u009b2J\\u2028"
+    assert row["user_name"] == "Aminata\\u202e nimda\\u0085"
+    assert "\\u001b]8;;http://evil\\u0007" in row["details"]
+
+
+def test_json_export_escapes_control_characters_and_round_trips(admin_client, admin, org):
+    _forged_entry(org, admin)
+    body = admin_client.get("/journal/export.json?action=file.added").get_data(as_text=True)
+    for raw in _RAW_CONTROLS:
+        assert raw not in body, repr(raw)
+    (record_,) = json.loads(body)
+    # JSON escapes keep the exact evidence for whoever parses the export.
+    assert record_["target_label"] == _FORGED_LABEL
+    assert record_["user_agent"] == "curl\x9b2J\u2028"
+    assert record_["user_name"] == "Aminata\u202e nimda\x85"

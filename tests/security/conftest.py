@@ -1,0 +1,1 @@
+from tests.auth.support import app, clock, inbox, smtp_server  # noqa: F401
