@@ -7,7 +7,7 @@ content, kept in step by triggers) that pre-selects rows containing every trigra
 text, the same LIKE then deciding exactly, so results are those of the plain scan.
 
 Neither object can be declared in the models: they are created with the table (so that
-``create_all`` in tests and benchmarks has them) and by the migration ``a1c0ff3e0005``,
+``create_all`` in tests and benchmarks has them) and by the migration ``a1c0ff3e0007``,
 and the model/migration comparison skips them (``is_search_object``).
 """
 

@@ -18,6 +18,7 @@ from portal.documents.models import Armoire, File, Folder
 from portal.documents.services.names import required_name
 from portal.extensions import db
 from portal.security.tenancy import scoped
+from portal.security.text import clean_name
 
 if TYPE_CHECKING:
     pass
@@ -40,7 +41,7 @@ def create_armoire(actor: Actor, name: str, description: str | None = None) -> A
     armoire = Armoire(
         organization_id=actor.organization_id,
         name=name,
-        description=(description or "").strip()[:500] or None,
+        description=clean_name(description)[:500] or None,
         created_by_id=actor.user_id,
     )
     db.session.add(armoire)

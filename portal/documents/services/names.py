@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import unicodedata
 from typing import TYPE_CHECKING
 
 import filetype
@@ -13,6 +12,7 @@ from portal.documents.errors import (
     InvalidName,
 )
 from portal.documents.models import NAME_MAX
+from portal.security.text import clean_name
 
 if TYPE_CHECKING:
     pass
@@ -26,11 +26,9 @@ PREVIEWABLE_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg", "im
 
 def sanitize_name(name: str | None, *, fallback: str = "sans-nom") -> str:
     """A display name: no path, no control characters, NFC, at most 255 chars (extension kept)."""
-    text = unicodedata.normalize("NFC", name or "")
     # Browsers and old clients send full paths; only the last component is a name.
-    text = text.replace("\\", "/").rsplit("/", 1)[-1]
-    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C")
-    text = " ".join(text.split()).strip(" .")
+    text = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    text = clean_name(text).strip(" .")
     if not text:
         return fallback
     if len(text) > NAME_MAX:

@@ -40,6 +40,7 @@ from portal.documents.services.quota import check_size, lock_organization, quota
 from portal.documents.services.reading import open_version_stream
 from portal.documents.services.versions import key_context, require_live
 from portal.extensions import db
+from portal.security.text import clean_name
 from portal.storage.blobs import delete_blobs
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def prepare_upload(
         file_id=None,
         filename=sanitize_name(filename),
         uploaded_name=None,
-        comment=(comment or "").strip()[:500] or None,
+        comment=clean_name(comment)[:500] or None,
         max_bytes=limits.max_bytes,
         quota_left=limits.quota_left,
         action="file.added",
@@ -148,7 +149,7 @@ def prepare_version(
         file_id=file.id,
         filename=file.name,
         uploaded_name=sanitize_name(filename) if filename else None,
-        comment=(comment or "").strip()[:500] or None,
+        comment=clean_name(comment)[:500] or None,
         max_bytes=limits.max_bytes,
         quota_left=limits.quota_left,
         action="version.restored" if restored_from is not None else "file.modified",

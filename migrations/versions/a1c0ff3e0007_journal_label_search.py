@@ -1,7 +1,7 @@
 """Journal free-text search: FTS5 trigram table (SQLite), pg_trgm GIN index (PostgreSQL)
 
-Revision ID: a1c0ff3e0005
-Revises: a1c0ff3e0004
+Revision ID: a1c0ff3e0007
+Revises: a1c0ff3e0006
 Create Date: 2026-12-03 13:40:00
 
 The statements are copied from portal/audit/search.py as they stand today: a migration is
@@ -11,8 +11,8 @@ from alembic import op
 
 
 # revision identifiers, used by Alembic.
-revision = 'a1c0ff3e0005'
-down_revision = 'a1c0ff3e0004'
+revision = 'a1c0ff3e0007'
+down_revision = 'a1c0ff3e0006'
 branch_labels = None
 depends_on = None
 
