@@ -103,7 +103,7 @@ def register():
         # SMTP is mandatory, never does.
         sent = read_outbox(1, to=email) if dev_outbox_enabled() else []
         return render_page_or_fragment(
-            "auth/register_sent.html", "auth/register_sent.html", email=email, dev_message=sent[0] if sent else None
+            "auth/register_sent.html", "auth/_register_sent.html", email=email, dev_message=sent[0] if sent else None
         )
     elif form.is_submitted():
         status = 422

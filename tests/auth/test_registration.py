@@ -118,3 +118,9 @@ def test_without_smtp_the_registration_page_shows_the_link_it_mailed(app_factory
 def test_with_smtp_the_registration_page_shows_no_message(client, inbox):
     page = text(register(client))
     assert "dev-register-message" not in page and "/auth/register/" not in page
+
+
+def test_htmx_registration_answers_a_fragment_not_a_nested_page(client, inbox):
+    response = register(client, **{"HX-Request": "true"})
+    assert response.status_code == 200
+    assert "<html" not in text(response) and 'id="register-sent"' in text(response)
