@@ -25,9 +25,13 @@ UNSAFE = re.compile(
 _NAMED = {"\r": "\\r", "\n": "\\n", "\t": "\\t", "\x1b": "\\x1b"}
 
 
+# Python counts the C0 separators \x1c-\x1f as white space; nobody types them as one.
+_SEPARATING = frozenset("\t\n\v\f\r\x85\u2028\u2029")
+
+
 def _drop(match: re.Match[str]) -> str:
     # A line break or tab between two words stays a separation, not a glued word.
-    return " " if match.group().isspace() else ""
+    return " " if match.group() in _SEPARATING else ""
 
 
 def clean_name(value: str | None) -> str:

@@ -73,7 +73,7 @@ def test_hostile_and_long_names_are_sanitised(contributor_client, armoire, stora
     cases = {
         "../../etc/passwd": "passwd",
         "..\\..\\x.txt": "x.txt",
-        "a\x00b\x1f\x7fc\t.txt": "abc.txt",
+        "a\x00b\x1f\x7fc\t.txt": "abc .txt",  # a tab separates, like a space
         long_name: "é" * 250 + ".docx",
         '"><img src=x onerror=alert(1)>.txt': '"><img src=x onerror=alert(1)>.txt',
     }
