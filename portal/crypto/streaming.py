@@ -71,6 +71,8 @@ _INDEX = struct.Struct(">IB")
 # logical block size; 4 KiB covers every common device.
 DIRECT_ALIGN = 4096
 DIRECT_FLUSH = 4 << 20
+# How far reads ask the kernel to read ahead of the segment being decrypted.
+READAHEAD = 16 << 20
 
 
 _UID = re.compile(r"[0-9a-f]{32}")
@@ -215,9 +217,13 @@ class _SegmentReader:
     buffer is free again as soon as ``decrypt`` returns and no allocation is made per read.
     """
 
-    def __init__(self, fd: int, size: int) -> None:
+    def __init__(self, fd: int, blob_size: int, advise) -> None:
         self._fd = fd
-        self._view = memoryview(bytearray(size))
+        self._view = memoryview(bytearray(min(blob_size, SEALED_SEGMENT_SIZE)))
+        self._size = blob_size
+        self._advise = advise
+        # [lo, hi): the bytes already asked for with WILLNEED.
+        self._lo = self._hi = 0
 
     @classmethod
     def open(cls, raw: BinaryIO, blob_size: int) -> _SegmentReader | None:
@@ -230,12 +236,27 @@ class _SegmentReader:
         advise = getattr(os, "posix_fadvise", None)
         if advise is not None:
             # Only a hint: a file system that ignores it reads with default readahead.
-            with contextlib.suppress(OSError):
+            try:
                 advise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
-        return cls(fd, min(blob_size, SEALED_SEGMENT_SIZE))
+            except OSError:
+                advise = None
+        return cls(fd, blob_size, advise)
+
+    def _read_ahead(self, offset: int, end: int) -> None:
+        if self._advise is None:
+            return
+        if not self._lo <= offset <= self._hi:
+            self._lo = self._hi = offset  # a jump (the last segment is checked first)
+        if self._hi >= min(end + READAHEAD // 2, self._size):
+            return
+        stop = min(end + READAHEAD, self._size)
+        with contextlib.suppress(OSError):
+            self._advise(self._fd, self._hi, stop - self._hi, os.POSIX_FADV_WILLNEED)
+        self._hi = stop
 
     def read(self, offset: int, size: int) -> memoryview:
         """The ``size`` bytes at ``offset`` (valid until the next call)."""
+        self._read_ahead(offset, offset + size)
         got = 0
         while got < size:
             count = os.preadv(self._fd, [self._view[got:size]], offset + got)

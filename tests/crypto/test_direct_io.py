@@ -165,19 +165,42 @@ def test_a_download_leaves_the_blob_in_the_page_cache(blob_path, nowait_probe):
     assert cached(blob_path, 0, size)
 
 
-def test_reads_ask_for_sequential_readahead(blob_path, monkeypatch):
-    real_advise, advice = os.posix_fadvise, []
+@pytest.mark.parametrize("start", [0, 5 * SEGMENT_SIZE + 3], ids=["whole", "range"])
+def test_reads_ask_for_readahead_beyond_the_segment_being_read(blob_path, start, monkeypatch):
+    # Without it a cold read waits for the disk on every segment; the hints are passed
+    # through to the kernel, the spies only note them.
+    real_advise, real_preadv, events = os.posix_fadvise, os.preadv, []
 
-    def spy(fd, offset, length, hint):  # passes the hint through, noting it
-        advice.append((os.fstat(fd).st_ino, hint))
+    def advise(fd, offset, length, hint):
+        events.append(("advise", offset, length, hint))
         return real_advise(fd, offset, length, hint)
 
-    monkeypatch.setattr(streaming.os, "posix_fadvise", spy)
-    plaintext = os.urandom(3 * SEGMENT_SIZE + 1)
+    def preadv(fd, buffers, offset, *flags):
+        events.append(("read", offset, sum(len(b) for b in buffers), None))
+        return real_preadv(fd, buffers, offset, *flags)
+
+    plaintext = os.urandom(2 * streaming.READAHEAD + 3 * SEGMENT_SIZE + 1)
     write_blob(blob_path, plaintext, direct=True)
+    size = blob_path.stat().st_size
+    monkeypatch.setattr(streaming.os, "posix_fadvise", advise)
+    monkeypatch.setattr(streaming.os, "preadv", preadv)
     with open(blob_path, "rb") as raw:
-        assert b"".join(decrypt_stream(raw, KEY, AAD, SEGMENT_SIZE, None)) == plaintext[SEGMENT_SIZE:]
-    assert (blob_path.stat().st_ino, os.POSIX_FADV_SEQUENTIAL) in advice
+        assert b"".join(decrypt_stream(raw, KEY, AAD, start, None)) == plaintext[start:]
+    assert ("advise", 0, 0, os.POSIX_FADV_SEQUENTIAL) in events
+    asked: list[tuple[int, int]] = []
+    reads = 0
+    for kind, offset, length, hint in events:
+        if kind == "advise" and hint == os.POSIX_FADV_WILLNEED:
+            asked.append((offset, offset + length))
+        elif kind == "read":
+            reads += 1
+            wanted_to = min(offset + length + streaming.READAHEAD // 2, size)
+            covered = offset
+            for lo, hi in sorted(asked):
+                if lo <= covered < hi:
+                    covered = hi
+            assert covered >= wanted_to, (offset, asked)
+    assert reads > 5
 
 
 def test_a_blob_truncated_while_it_streams_fails_authentication(blob_path):
