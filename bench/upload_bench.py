@@ -8,8 +8,13 @@ started on 127.0.0.1 with the bench-only routes, a contributor signs in, and:
   ``/bench/brut-readinto`` (``readinto`` one reused buffer: a stricter floor, added by this
   script's app factory) and ``/armoires/<id>/televerser`` (streaming parser -> SHA-256 and
   AES-GCM segments in two workers -> O_DIRECT blob, fsynced -> rows); best and median;
-- download (one run): ``/fichiers/<id>/telecharger`` (decrypting stream) vs
-  ``/bench/brut?octets=N`` (zero bytes from a generator).
+- download: ``--download-repeat`` rounds (default 5), each one, interleaved, without and then
+  with the client hashing what it receives (SHA-256, as a client checking the file would),
+  with a lean client (``lean_get``: http.client reading into one reused buffer):
+  ``/bench/brut?octets=N`` (zero bytes from a generator: the floor), the decrypting
+  ``/fichiers/<id>/telecharger`` with the blob in the page cache ("warm", left there by the
+  previous download) and with the blob evicted first (``posix_fadvise(DONTNEED)`` on that
+  file only: "cold", read from the disk); median ratios against the floor of the same round.
 
 It prints MiB/s, the ratios, the workers' peak RSS (VmHWM), which must stay flat between
 sizes, and per GiB uploaded the CPU seconds of the server workers and of the client and the
@@ -25,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import http.client
 import os
 import re
 import secrets
@@ -143,6 +150,78 @@ def get_body(client: httpx.Client, path: str) -> tuple[float, int]:
     return time.perf_counter() - started, received
 
 
+def lean_get(client: httpx.Client, path: str, *, hashing: bool = False) -> tuple[float, int]:
+    """GET with http.client, ``readinto`` one reused 1 MiB buffer, optionally hashing it.
+
+    Why not httpx: its response iterator costs ≈ 2.3 s of CPU per GiB on the bench machine
+    (64 KiB reads joined into new chunks), so the client, not the server, set both the
+    floor and the portal figure (≈ 440 MiB/s). This client costs ≈ 0.2 s/GiB.
+    """
+    url = client.base_url
+    connection = http.client.HTTPConnection(url.host, url.port, timeout=900)
+    cookies = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
+    buffer = memoryview(bytearray(MIB))
+    digest = hashlib.sha256() if hashing else None
+    received = 0
+    try:
+        started = time.perf_counter()
+        connection.request("GET", path, headers={"Cookie": cookies})
+        response = connection.getresponse()
+        assert response.status == 200, response.status
+        while count := response.readinto(buffer):
+            received += count
+            if digest is not None:
+                digest.update(buffer[:count])
+        return time.perf_counter() - started, received
+    finally:
+        connection.close()
+
+
+def evict(path: Path) -> None:
+    """Drop one file's pages from the page cache (clean pages only: the blob is fsynced)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def blob_path(instance: Path) -> Path:
+    """The only blob of this size in the bench instance (the last upload's)."""
+    blobs = sorted((p for p in (instance / "storage").glob("??/??/*") if p.is_file()), key=lambda p: p.stat().st_mtime)
+    return blobs[-1]
+
+
+DOWNLOAD_KINDS = ("floor", "warm", "cold")
+
+
+def measure_downloads(
+    portal: Portal, file_id: int, size: int, repeat: int
+) -> tuple[dict[str, list[float]], dict[str, list[tuple[float, ...]]]]:
+    """Seconds per download and (server CPU, client CPU, server page faults) per download, by
+    (hashing, kind); floor and portal runs interleaved."""
+    blob = blob_path(portal.instance)
+    times: dict[str, list[float]] = {f"{h}-{k}": [] for h in ("plain", "hash") for k in DOWNLOAD_KINDS}
+    costs: dict[str, list[tuple[float, ...]]] = {name: [] for name in times}
+    portal_path = f"/fichiers/{file_id}/telecharger"
+    # Leaves the blob in the page cache for the first "warm" run, as a previous download would.
+    get_body(portal.client, portal_path)
+    for _ in range(repeat):
+        for hashing in (False, True):
+            label = "hash" if hashing else "plain"
+            for kind in DOWNLOAD_KINDS:
+                if kind == "cold":
+                    evict(blob)
+                path = f"/bench/brut?octets={size}" if kind == "floor" else portal_path
+                (seconds, received), cpu = measured(
+                    portal.server.pid, lambda path=path, hashing=hashing: lean_get(portal.client, path, hashing=hashing)
+                )
+                assert received == size
+                times[f"{label}-{kind}"].append(seconds)
+                costs[f"{label}-{kind}"].append(cpu)
+    return times, costs
+
+
 def cpu_seconds(master_pid: int) -> tuple[float, float, float]:
     """(CPU seconds of the gunicorn workers, of this client process, user + system; minor
     page faults of the workers), so far."""
@@ -180,6 +259,7 @@ class Portal:
     client: httpx.Client
     token: str
     info: dict[str, int | str]
+    instance: Path
 
 
 @contextlib.contextmanager
@@ -213,7 +293,7 @@ def running_portal(backend: str, max_upload_mib: int) -> Iterator[Portal]:
         try:
             client = httpx.Client(base_url=base, timeout=httpx.Timeout(900.0))
             token = sign_in(client, info["email"])
-            yield Portal(server=server, client=client, token=token, info=info)
+            yield Portal(server=server, client=client, token=token, info=info, instance=instance)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -227,7 +307,7 @@ def upload_path(portal: Portal) -> str:
     return f"/armoires/{portal.info['armoire']}/televerser"
 
 
-def run_size(backend: str, size_mib: int, repeat: int) -> dict[str, float]:
+def run_size(backend: str, size_mib: int, repeat: int, download_repeat: int) -> dict[str, float]:
     size = size_mib * MIB
     with running_portal(backend, size_mib + 16) as portal:
         block = os.urandom(MIB)
@@ -250,10 +330,7 @@ def run_size(backend: str, size_mib: int, repeat: int) -> dict[str, float]:
             assert response.status_code == 201, response.text[:300]
             upload_runs.append((seconds, cpu))
         file_id = int(re.search(r"/fichiers/(\d+)", response.text).group(1))
-        raw_down, received = get_body(portal.client, f"/bench/brut?octets={size}")
-        assert received == size
-        portal_down, received = get_body(portal.client, f"/fichiers/{file_id}/telecharger")
-        assert received == size
+        downloads, download_costs = measure_downloads(portal, file_id, size, download_repeat)
         peaks = worker_peak_rss_kib(portal.server.pid)
     mib = size / MIB
     ratios = sorted(floor[0] / upload[0] for floor, upload in zip(floor_runs, upload_runs, strict=True))
@@ -269,8 +346,21 @@ def run_size(backend: str, size_mib: int, repeat: int) -> dict[str, float]:
         ),
         "portal_up_median": mib / statistics.median(seconds for seconds, _ in upload_runs),
         "ratio_median": statistics.median(ratios),
-        "raw_down": mib / raw_down,
-        "portal_down": mib / portal_down,
+        # Download: median MiB/s of each kind, and the median of the per-round ratios.
+        **{f"down_{name}": mib / statistics.median(runs) for name, runs in downloads.items()},
+        **{
+            f"down_ratio_{label}-{kind}": statistics.median(
+                floor / run
+                for floor, run in zip(downloads[f"{label}-floor"], downloads[f"{label}-{kind}"], strict=True)
+            )
+            for label in ("plain", "hash")
+            for kind in ("warm", "cold")
+        },
+        "down_raw": {name: [round(mib / t) for t in runs] for name, runs in downloads.items()},
+        "down_cpu": {
+            name: median_cpu(list(zip(downloads[name], costs, strict=True)), mib)
+            for name, costs in download_costs.items()
+        },
         "peak_rss_mib": max(peaks) / 1024,
         # Median CPU seconds per GiB uploaded (server workers, client), to see what saturates.
         "raw_cpu": median_cpu(floor_runs, mib),
@@ -288,31 +378,52 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1024", help="comma-separated sizes in MiB")
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--repeat", type=int, default=3, help="floor/upload pairs per size")
+    parser.add_argument("--download-repeat", type=int, default=5, help="interleaved download rounds per size")
     args = parser.parse_args()
     print(f"backend={args.backend}, gunicorn -w 2 (sync), client httpx on the same 2-core machine")
-    print(f"upload: best of {args.repeat} alternating floor/upload pairs (median in brackets); download: one run")
+    print(f"upload: best of {args.repeat} alternating floor/upload pairs (median in brackets)")
     print(
-        f"{'size':>8} {'upload MiB/s':>16} {'floor':>12} {'ratio':>12} {'download MiB/s':>15} {'floor':>8} "
-        f"{'ratio':>6} {'peak RSS':>9}   upload CPU s/GiB server+client (floor); server page faults/GiB (floor)"
+        f"{'size':>8} {'upload MiB/s':>16} {'floor':>12} {'ratio':>12} {'peak RSS':>9}   "
+        "upload CPU s/GiB server+client (floor); server page faults/GiB (floor)"
     )
     results = []
     for size in (int(s) for s in args.sizes.split(",")):
-        r = run_size(args.backend, size, args.repeat)
+        r = run_size(args.backend, size, args.repeat, args.download_repeat)
         results.append(r)
         print(
             f"{size:>5} MiB {r['portal_up']:>5.0f} ({r['portal_up_median']:>4.0f}) {r['raw_up']:>5.0f} "
             f"({r['raw_up_median']:>4.0f}) {r['portal_up'] / r['raw_up']:>5.2f} ({r['ratio_median']:.2f}) "
-            f"{r['portal_down']:>15.0f} {r['raw_down']:>8.0f} {r['portal_down'] / r['raw_down']:>6.2f} "
             f"{r['peak_rss_mib']:>6.0f} MiB   {r['portal_cpu'][0]:.2f}+{r['portal_cpu'][1]:.2f} "
             f"({r['raw_cpu'][0]:.2f}+{r['raw_cpu'][1]:.2f}); {r['portal_cpu'][2]:.0f} ({r['raw_cpu'][2]:.0f})",
             flush=True,
         )
+    print_downloads(results, args.download_repeat)
     print("strict floor (readinto a reused buffer), upload best (median):")
     for r in results:
         print(
             f"{r['size_mib']:>5} MiB floor {r['strict_up']:>5.0f} ({r['strict_up_median']:>4.0f})  ratio "
             f"{r['portal_up'] / r['strict_up']:.2f} ({r['strict_ratio_median']:.2f})"
         )
+
+
+def print_downloads(results: list[dict], repeat: int) -> None:
+    print(f"download, median of {repeat} interleaved rounds, MiB/s (ratio to the floor of the same round, median):")
+    print(f"{'size':>8} {'client':>8} {'floor':>7} {'warm':>7} {'ratio':>6} {'cold':>7} {'ratio':>6}")
+    for r in results:
+        for label, name in (("plain", "no hash"), ("hash", "SHA-256")):
+            print(
+                f"{r['size_mib']:>5} MiB {name:>8} {r[f'down_{label}-floor']:>7.0f} {r[f'down_{label}-warm']:>7.0f} "
+                f"{r[f'down_ratio_{label}-warm']:>6.2f} {r[f'down_{label}-cold']:>7.0f} "
+                f"{r[f'down_ratio_{label}-cold']:>6.2f}"
+            )
+    print("download, median per GiB: server CPU s + client CPU s; server page faults")
+    for r in results:
+        for name, (server, client, faults) in r["down_cpu"].items():
+            print(f"{r['size_mib']:>5} MiB {name:>12}: {server:.2f} + {client:.2f}; {faults:.0f}")
+    print("raw download figures, MiB/s per round:")
+    for r in results:
+        for name, runs in r["down_raw"].items():
+            print(f"{r['size_mib']:>5} MiB {name:>12}: {runs}")
 
 
 if __name__ == "__main__":

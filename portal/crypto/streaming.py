@@ -31,7 +31,7 @@ import os
 import re
 import secrets
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
@@ -71,6 +71,8 @@ _INDEX = struct.Struct(">IB")
 # logical block size; 4 KiB covers every common device.
 DIRECT_ALIGN = 4096
 DIRECT_FLUSH = 4 << 20
+# How far reads ask the kernel to read ahead of the segment being decrypted.
+READAHEAD = 16 << 20
 
 
 _UID = re.compile(r"[0-9a-f]{32}")
@@ -203,68 +205,70 @@ class _DirectSink:
             self._memory.close()
 
 
-class _DirectReader:
-    """Reads sealed segments of a large blob with O_DIRECT into page-aligned memory (each
-    segment is decrypted into a new bytes object, so the memory is reused at once). Falls
-    back to ordinary reads if the file system refuses O_DIRECT."""
+class _SegmentReader:
+    """Reads sealed segments of a blob file with ``pread`` into one reused buffer, through the
+    page cache, which the kernel is asked to read ahead aggressively (POSIX_FADV_SEQUENTIAL).
 
-    def __init__(self, fd: int, flags: int) -> None:
+    Why not O_DIRECT, as for writes: a synchronous O_DIRECT read keeps one request in flight
+    and waits for the disk on every segment (measured 1.2–1.5 GiB/s on the bench machine,
+    against up to 2.4 GiB/s for readahead from the same disk), and it never serves a second
+    download of the same file from memory. Readahead fills the next pages while the previous
+    segment is decrypted and sent. Each segment is decrypted into a new bytes object, so the
+    buffer is free again as soon as ``decrypt`` returns and no allocation is made per read.
+    """
+
+    def __init__(self, fd: int, blob_size: int, advise: Callable[[int, int, int, int], None] | None) -> None:
         self._fd = fd
-        self._flags = flags
-        self._direct = True
-        self._memory = mmap.mmap(-1, SEALED_SEGMENT_SIZE + 2 * DIRECT_ALIGN)
-        self._view = memoryview(self._memory)
+        self._view = memoryview(bytearray(min(blob_size, SEALED_SEGMENT_SIZE)))
+        self._size = blob_size
+        self._advise = advise
+        # [lo, hi): the bytes already asked for with WILLNEED.
+        self._lo = self._hi = 0
 
     @classmethod
-    def open(cls, raw: BinaryIO) -> _DirectReader | None:
-        direct = getattr(os, "O_DIRECT", 0)
-        if not direct or not isinstance(raw, io.FileIO | io.BufferedReader):
-            return None
+    def open(cls, raw: BinaryIO, blob_size: int) -> _SegmentReader | None:
+        """A reader for ``raw`` when it is backed by a file descriptor; None otherwise (the
+        caller then reads through ``raw``)."""
         try:
-            import fcntl
-
             fd = raw.fileno()
-            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-            fcntl.fcntl(fd, fcntl.F_SETFL, flags | direct)
-        except (OSError, ValueError):
+        except (AttributeError, OSError, ValueError):
             return None
-        return cls(fd, flags & ~direct)
+        advise = getattr(os, "posix_fadvise", None)
+        if advise is not None:
+            # Only a hint: a file system that ignores it reads with default readahead.
+            try:
+                advise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            except OSError:
+                advise = None
+        return cls(fd, blob_size, advise)
 
-    def _buffered(self) -> None:
-        import fcntl
-
-        if self._direct:
-            fcntl.fcntl(self._fd, fcntl.F_SETFL, self._flags)
-            self._direct = False
+    def _read_ahead(self, offset: int, end: int) -> None:
+        if self._advise is None:
+            return
+        if not self._lo <= offset <= self._hi:
+            self._lo = self._hi = offset  # a jump (the last segment is checked first)
+        if self._hi >= min(end + READAHEAD // 2, self._size):
+            return
+        stop = min(end + READAHEAD, self._size)
+        with contextlib.suppress(OSError):
+            self._advise(self._fd, self._hi, stop - self._hi, os.POSIX_FADV_WILLNEED)
+        self._hi = stop
 
     def read(self, offset: int, size: int) -> memoryview:
         """The ``size`` bytes at ``offset`` (valid until the next call)."""
-        start = offset - offset % DIRECT_ALIGN
-        stop = -(-(offset + size) // DIRECT_ALIGN) * DIRECT_ALIGN
-        wanted = offset + size - start
+        self._read_ahead(offset, offset + size)
         got = 0
-        while got < wanted:
-            # After a short read the next one is unaligned: only ordinary reads continue it.
-            try:
-                count = os.preadv(self._fd, [self._view[got : stop - start]], start + got)
-            except OSError as error:
-                if error.errno != errno.EINVAL or not self._direct:
-                    raise
-                self._buffered()
-                continue
+        while got < size:
+            count = os.preadv(self._fd, [self._view[got:size]], offset + got)
             if count == 0:
                 raise IntegrityError("blob ended early")
             got += count
-            if got < wanted:
-                self._buffered()
-        return self._view[offset - start : offset - start + size]
+        return self._view[:size]
 
     def close(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self._buffered()
-        self._view.release()
+        # A slice may still be alive (in a traceback being raised): the buffer then goes with it.
         with contextlib.suppress(BufferError):
-            self._memory.close()
+            self._view.release()
 
 
 class EncryptingWriter:
@@ -435,7 +439,8 @@ def decrypt_stream(raw: BinaryIO, key: bytes, aad: bytes, start: int = 0, end: i
         raise IntegrityError("unknown blob format version")
     salt = header[len(MAGIC) + 1 : len(MAGIC) + 1 + SALT_SIZE]
     prefix = header[len(MAGIC) + 1 + SALT_SIZE :]
-    segments, last_size = _segment_count(_raw_size(raw))
+    raw_size = _raw_size(raw)
+    segments, last_size = _segment_count(raw_size)
     if segments > MAX_SEGMENTS:
         raise IntegrityError("blob has too many segments")
     total = (segments - 1) * SEGMENT_SIZE + last_size
@@ -443,15 +448,14 @@ def decrypt_stream(raw: BinaryIO, key: bytes, aad: bytes, start: int = 0, end: i
     if start < 0 or end > total or start > end:
         raise ValueError(f"range [{start}, {end}) outside 0..{total}")
     aead = _segment_aead(key, salt, aad)
-    # Large blobs are read around the page cache, like they were written (see _DirectSink).
-    direct = _DirectReader.open(raw) if segments * SEALED_SEGMENT_SIZE >= DIRECT_FLUSH else None
+    reader = _SegmentReader.open(raw, raw_size)
 
     def open_segment(index: int) -> bytes:
         last = index == segments - 1
         offset = HEADER_SIZE + index * SEALED_SEGMENT_SIZE
         size = (last_size if last else SEGMENT_SIZE) + TAG_SIZE
-        if direct is not None:
-            sealed: bytes | memoryview = direct.read(offset, size)
+        if reader is not None:
+            sealed: bytes | memoryview = reader.read(offset, size)
         else:
             raw.seek(offset)
             sealed = _read_exact(raw, size)
@@ -475,5 +479,5 @@ def decrypt_stream(raw: BinaryIO, key: bytes, aad: bytes, start: int = 0, end: i
             hi = end - index * SEGMENT_SIZE if index == final else len(plaintext)
             yield plaintext if (lo == 0 and hi == len(plaintext)) else plaintext[lo:hi]
     finally:
-        if direct is not None:
-            direct.close()
+        if reader is not None:
+            reader.close()

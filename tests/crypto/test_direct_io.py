@@ -1,5 +1,6 @@
-"""Blobs written and read around the page cache (O_DIRECT): same format, same checks, and a
-fallback to ordinary I/O when the file system refuses it."""
+"""Blobs written around the page cache (O_DIRECT) and read through it with sequential
+readahead: same format, same checks, a fallback to ordinary writes when the file system
+refuses O_DIRECT, and downloads that leave the blob in the page cache."""
 
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ def test_direct_blob_round_trips_through_both_readers(blob_path, size, monkeypat
     assert all(n % 4096 == 0 for n in direct_writes)
     assert writer.sha256 == hashlib.sha256(plaintext).hexdigest()
     assert blob_path.stat().st_size == ciphertext_length(size)
-    # The file read with O_DIRECT (large blobs) and the same bytes read from memory.
+    # The file read through the page cache and the same bytes read from memory.
     with open(blob_path, "rb") as raw:
         assert b"".join(decrypt_stream(raw, KEY, AAD)) == plaintext
         assert not fcntl.fcntl(raw.fileno(), fcntl.F_GETFL) & O_DIRECT
@@ -90,15 +91,152 @@ def test_direct_blob_round_trips_through_both_readers(blob_path, size, monkeypat
     assert b"".join(decrypt_stream(io.BytesIO(blob), KEY, AAD)) == plaintext
 
 
-def test_buffered_blob_reads_with_o_direct_and_ranges(blob_path):
+def evict(path) -> None:
+    """Drop the file's (clean) pages from the page cache, as if it had never been read."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def cached(path, start: int, stop: int) -> bool:
+    """Whether bytes [start, stop) of the file are all in the page cache: RWF_NOWAIT makes a
+    buffered read fail (EAGAIN) or stop short instead of waiting for the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        buffer = bytearray(1 << 20)
+        at = start
+        while at < stop:
+            view = memoryview(buffer)[: min(len(buffer), stop - at)]
+            try:
+                count = os.preadv(fd, [view], at, os.RWF_NOWAIT)
+            except BlockingIOError:
+                return False
+            if count < len(view):
+                return False
+            at += count
+        return True
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def nowait_probe(blob_path):
+    """Skip where the page cache cannot be probed (no RWF_NOWAIT) or a file not evicted."""
+    if not hasattr(os, "RWF_NOWAIT"):
+        pytest.skip("no RWF_NOWAIT on this platform")
+    blob_path.write_bytes(os.urandom(1 << 16))
+    evict(blob_path)
+    if cached(blob_path, 0, 1 << 16):
+        pytest.skip("this file system keeps evicted pages (or ignores DONTNEED)")
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["written-direct", "written-buffered"])
+def test_reads_never_use_o_direct_and_serve_ranges(blob_path, direct, monkeypatch):
+    real_preadv, direct_reads = os.preadv, []
+
+    def spy(fd, buffers, offset, *flags):  # passes every read through, noting O_DIRECT ones
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & O_DIRECT:
+            direct_reads.append(offset)
+        return real_preadv(fd, buffers, offset, *flags)
+
+    monkeypatch.setattr(streaming.os, "preadv", spy)
     plaintext = os.urandom(6 * SEGMENT_SIZE + 999)
-    write_blob(blob_path, plaintext, direct=False)
+    write_blob(blob_path, plaintext, direct=direct)
     for start, end in [(0, None), (5, 6), (SEGMENT_SIZE - 2, SEGMENT_SIZE + 2), (4 * SEGMENT_SIZE + 1, None)]:
         with open(blob_path, "rb") as raw:
             assert b"".join(decrypt_stream(raw, KEY, AAD, start, end)) == plaintext[start:end]
+            assert not fcntl.fcntl(raw.fileno(), fcntl.F_GETFL) & O_DIRECT
+    assert not direct_reads
 
 
-def test_tampering_is_still_detected_on_the_direct_read(blob_path):
+def test_a_download_leaves_the_blob_in_the_page_cache(blob_path, nowait_probe):
+    # Blobs are written around the page cache; the first download reads them from the disk
+    # and a second one must be served from memory.
+    plaintext = os.urandom(DIRECT_FLUSH + 3 * SEGMENT_SIZE + 5)
+    write_blob(blob_path, plaintext, direct=True)
+    evict(blob_path)
+    size = blob_path.stat().st_size
+    assert not cached(blob_path, 0, size)
+    with open(blob_path, "rb") as raw:
+        assert b"".join(decrypt_stream(raw, KEY, AAD)) == plaintext
+    assert cached(blob_path, 0, size)
+
+
+@pytest.mark.parametrize("start", [0, 5 * SEGMENT_SIZE + 3], ids=["whole", "range"])
+def test_reads_ask_for_readahead_beyond_the_segment_being_read(blob_path, start, monkeypatch):
+    # Without it a cold read waits for the disk on every segment; the hints are passed
+    # through to the kernel, the spies only note them.
+    real_advise, real_preadv, events = os.posix_fadvise, os.preadv, []
+
+    def advise(fd, offset, length, hint):
+        events.append(("advise", offset, length, hint))
+        return real_advise(fd, offset, length, hint)
+
+    def preadv(fd, buffers, offset, *flags):
+        events.append(("read", offset, sum(len(b) for b in buffers), None))
+        return real_preadv(fd, buffers, offset, *flags)
+
+    plaintext = os.urandom(2 * streaming.READAHEAD + 3 * SEGMENT_SIZE + 1)
+    write_blob(blob_path, plaintext, direct=True)
+    size = blob_path.stat().st_size
+    monkeypatch.setattr(streaming.os, "posix_fadvise", advise)
+    monkeypatch.setattr(streaming.os, "preadv", preadv)
+    with open(blob_path, "rb") as raw:
+        assert b"".join(decrypt_stream(raw, KEY, AAD, start, None)) == plaintext[start:]
+    assert ("advise", 0, 0, os.POSIX_FADV_SEQUENTIAL) in events
+    asked: list[tuple[int, int]] = []
+    reads = 0
+    for kind, offset, length, hint in events:
+        if kind == "advise" and hint == os.POSIX_FADV_WILLNEED:
+            asked.append((offset, offset + length))
+        elif kind == "read":
+            reads += 1
+            wanted_to = min(offset + length + streaming.READAHEAD // 2, size)
+            covered = offset
+            for lo, hi in sorted(asked):
+                if lo <= covered < hi:
+                    covered = hi
+            assert covered >= wanted_to, (offset, asked)
+    assert reads > 5
+
+
+def test_a_blob_truncated_while_it_streams_fails_authentication(blob_path):
+    plaintext = os.urandom(6 * SEGMENT_SIZE)
+    write_blob(blob_path, plaintext, direct=True)
+    with open(blob_path, "rb") as raw:
+        chunks = decrypt_stream(raw, KEY, AAD)
+        assert next(chunks) == plaintext[:SEGMENT_SIZE]
+        os.truncate(blob_path, 3 * SEGMENT_SIZE)
+        with pytest.raises(IntegrityError):
+            for _ in chunks:
+                pass
+
+
+def test_streaming_a_large_blob_keeps_memory_flat(blob_path):
+    # One sealed segment buffer and the segment being yielded, whatever the blob's size.
+    import tracemalloc
+
+    block = os.urandom(SEGMENT_SIZE)
+    with open(blob_path, "wb", buffering=0) as raw:
+        writer = EncryptingWriter(raw, KEY, AAD, direct_io=True)
+        for _ in range(48):
+            writer.write(block)
+        writer.finish()
+    tracemalloc.start()
+    try:
+        with open(blob_path, "rb") as raw:
+            total = sum(len(chunk) for chunk in decrypt_stream(raw, KEY, AAD))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total == 48 * SEGMENT_SIZE
+    assert peak < 4 * SEGMENT_SIZE
+
+
+def test_tampering_is_still_detected_on_a_blob_written_direct(blob_path):
     plaintext = os.urandom(5 * SEGMENT_SIZE)
     write_blob(blob_path, plaintext, direct=True)
     with open(blob_path, "r+b") as raw:
