@@ -95,6 +95,8 @@ def _wants_immediate() -> bool:
     if _WRITE_INTENT.get():
         return True
     if has_request_context():
+        if g.get("sqlite_reads_first"):
+            return False
         return request.method in _UNSAFE_METHODS or bool(g.get("sqlite_write_intent"))
     return False
 
@@ -135,6 +137,30 @@ def writes_on_get(view):
     return wrapper
 
 
+def reads_first(view):
+    """Mark an unsafe view whose first transaction only reads and which ends it itself with
+    ``end_read_phase`` before it writes anything (an upload: T0 checks the target, the body
+    is encrypted with no transaction open, T1 adds the rows).
+
+    On SQLite that first transaction then begins DEFERRED: it neither waits for nor holds the
+    write lock, so other writers' commits overlap this request's reads, body and blob fsyncs.
+    A write-first statement in it (the session touch, a refusal's journal entry after its
+    rollback) still waits for the lock as usual; a write after a read would fail with
+    SQLITE_BUSY under contention, which is why only views whose first phase never writes are
+    marked.
+    """
+    view.__coffre_reads_first__ = True
+    return view
+
+
+def end_read_phase() -> None:
+    """The ``reads_first`` phase is over: the next SQLite transaction begins IMMEDIATE."""
+    from flask import g, has_request_context
+
+    if has_request_context():
+        g.sqlite_reads_first = False
+
+
 def init_app(app) -> None:
     from flask import g, request
 
@@ -142,6 +168,7 @@ def init_app(app) -> None:
     def _declare_write_intent() -> None:
         view = app.view_functions.get(request.endpoint or "")
         g.sqlite_write_intent = bool(getattr(view, "__coffre_writes__", False))
+        g.sqlite_reads_first = bool(getattr(view, "__coffre_reads_first__", False))
 
 
 def render_migration_item(type_: str, obj: object, autogen_context) -> str | bool:
