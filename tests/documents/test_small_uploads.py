@@ -17,14 +17,31 @@ from tests.documents.conftest import blob_files, multipart, post_multipart, uplo
 
 
 class StatementLog:
-    """Every statement the engine sends (BEGIN included), and the commits and rollbacks."""
+    """Every statement the engine sends (BEGIN included), and the commits and rollbacks.
+
+    SQLite's BEGIN is sent on the driver's connection (portal.database), out of SQLAlchemy's
+    sight: there the driver's own trace callback sees the statements."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self.sqlite = engine.dialect.name == "sqlite"
         self.entries: list[str] = []
 
-    def _statement(self, conn, cursor, statement, params, context, executemany):
+    def _note(self, statement: str) -> None:
         self.entries.append(" ".join(statement.split())[:200])
+
+    def _statement(self, conn, cursor, statement, params, context, executemany):
+        self._note(statement)
+
+    def _trace(self, statement: str) -> None:
+        if not statement.startswith(("PRAGMA", "COMMIT", "ROLLBACK")):
+            self._note(statement)
+
+    def _checkout(self, dbapi_connection, record, proxy):
+        dbapi_connection.set_trace_callback(self._trace)
+
+    def _checkin(self, dbapi_connection, record):
+        dbapi_connection.set_trace_callback(None)
 
     def _commit(self, conn):
         self.entries.append("COMMIT")
@@ -33,21 +50,27 @@ class StatementLog:
         self.entries.append("ROLLBACK")
 
     def _begin(self, conn):
-        if conn.dialect.name != "sqlite":
+        if not self.sqlite:
             self.entries.append("BEGIN")
 
+    def _listeners(self):
+        if self.sqlite:
+            yield self.engine.pool, "checkout", self._checkout
+            yield self.engine.pool, "checkin", self._checkin
+        else:
+            yield self.engine, "before_cursor_execute", self._statement
+        yield self.engine, "commit", self._commit
+        yield self.engine, "rollback", self._rollback
+        yield self.engine, "begin", self._begin
+
     def __enter__(self) -> StatementLog:
-        sa.event.listen(self.engine, "before_cursor_execute", self._statement)
-        sa.event.listen(self.engine, "commit", self._commit)
-        sa.event.listen(self.engine, "rollback", self._rollback)
-        sa.event.listen(self.engine, "begin", self._begin)
+        for target, name, fn in self._listeners():
+            sa.event.listen(target, name, fn)
         return self
 
     def __exit__(self, *exc) -> None:
-        sa.event.remove(self.engine, "before_cursor_execute", self._statement)
-        sa.event.remove(self.engine, "commit", self._commit)
-        sa.event.remove(self.engine, "rollback", self._rollback)
-        sa.event.remove(self.engine, "begin", self._begin)
+        for target, name, fn in self._listeners():
+            sa.event.remove(target, name, fn)
 
     def queries(self) -> list[str]:
         return [e for e in self.entries if e not in ("COMMIT", "ROLLBACK") and not e.startswith("BEGIN")]
