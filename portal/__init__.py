@@ -128,6 +128,8 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _init_templates(app: Flask) -> None:
+    from flask_babel import get_locale
+
     from portal.security.permissions import Permission, has_permission
     from portal.web.navigation import nav_items
 
@@ -136,7 +138,9 @@ def _init_templates(app: Flask) -> None:
         return {
             "Permission": Permission,
             "can": lambda permission: has_permission(current_user, permission),
-            "current_locale": select_locale(),
+            # Babel's choice, resolved once per request (select_locale reads the signed-in user,
+            # which a commit has expired by the time most answers are rendered).
+            "current_locale": str(get_locale() or app.config["BABEL_DEFAULT_LOCALE"]),
             "languages": app.config["LANGUAGES"],
             "nav_items": nav_items,
             "config_view_functions": app.view_functions,

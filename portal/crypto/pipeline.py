@@ -18,6 +18,8 @@ from typing import Any, BinaryIO
 # Chunks (about 1 MiB each) in flight between the reading thread and each crypto worker:
 # enough to keep them busy, small enough to keep memory flat.
 PIPELINE_DEPTH = 3
+# A stream up to this size is hashed and sealed by the calling thread alone.
+INLINE_BYTES = 256 * 1024
 
 
 @dataclass
@@ -38,6 +40,7 @@ def encrypt_pipelined(
     check_size: Callable[[int], None],
     depth: int = PIPELINE_DEPTH,
     head_bytes: int = 8192,
+    inline_bytes: int = INLINE_BYTES,
 ) -> EncryptResult:
     """Encrypt ``chunks`` into ``raw``: this thread reads the chunks (the multipart parser,
     pure Python, holds the GIL); one worker hashes them (SHA-256), another seals (AES-GCM)
@@ -45,6 +48,11 @@ def encrypt_pipelined(
     write() release the GIL, so hashing and sealing+writing (about the same cost, measured)
     run on both cores while this thread waits for the socket. Both workers read the same
     chunk objects, which nobody modifies once handed out.
+
+    The first ``inline_bytes`` are hashed and buffered in this thread, and the workers start
+    only when the stream grows past them: for a small file, starting and joining two threads
+    cost more than its crypto (see docs/performance.md, small files). The hash and the
+    writer are the same objects either way, so the blob does not depend on the path taken.
 
     The workers are always joined before returning or raising: a client that disconnects
     leaves no thread behind.
@@ -72,11 +80,13 @@ def encrypt_pipelined(
             failure.append(error)
             stop.set()
 
-    # Both named like the single worker they replace: tests look for leftover "coffre-encrypt" threads.
-    for name, handle in (("coffre-encrypt", writer.write), ("coffre-encrypt", digest.update)):
-        work: queue.Queue[object] = queue.Queue(maxsize=depth)
-        queues.append(work)
-        threads.append(threading.Thread(target=consume, args=(work, handle), name=name, daemon=True))
+    def start_workers() -> None:
+        # Both named like the single worker they replace: tests look for leftover "coffre-encrypt" threads.
+        for name, handle in (("coffre-encrypt", writer.write), ("coffre-encrypt", digest.update)):
+            work: queue.Queue[object] = queue.Queue(maxsize=depth)
+            queues.append(work)
+            threads.append(threading.Thread(target=consume, args=(work, handle), name=name, daemon=True))
+            threads[-1].start()
 
     def hand_over(item: object) -> None:
         for work in queues:
@@ -89,8 +99,6 @@ def encrypt_pipelined(
                 except queue.Full:
                     continue
 
-    for thread in threads:
-        thread.start()
     head = bytearray()
     written = 0
     finished = False
@@ -102,13 +110,20 @@ def encrypt_pipelined(
             check_size(written)
             if len(head) < head_bytes:
                 head.extend(chunk[: head_bytes - len(head)])
-            hand_over(chunk)
+            if not threads and written <= inline_bytes:
+                digest.update(chunk)
+                writer.write(chunk)
+            else:
+                if not threads:
+                    start_workers()
+                hand_over(chunk)
             del chunk
-        hand_over(_DONE)
-        for thread in threads:
-            thread.join()
-        if failure:
-            raise failure[0]
+        if threads:
+            hand_over(_DONE)
+            for thread in threads:
+                thread.join()
+            if failure:
+                raise failure[0]
         writer.finish()
         finished = True
     finally:

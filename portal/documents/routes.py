@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import logging
 import unicodedata
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from flask import Response, current_app, flash, g, request, url_for
-from flask_babel import format_decimal, ngettext
+from flask_babel import format_decimal, get_locale, ngettext
 from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf.csrf import validate_csrf
@@ -14,7 +15,7 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 from wtforms import ValidationError
 
 from portal.audit.context import Actor
-from portal.database import writes_on_get
+from portal.database import reads_first, writes_on_get
 from portal.documents import bp
 from portal.documents.errors import (
     DocumentError,
@@ -25,7 +26,7 @@ from portal.documents.errors import (
     UnsupportedMedia,
 )
 from portal.documents.forms import ArmoireForm, ConfirmForm, FolderForm, MoveForm, RenameForm
-from portal.documents.models import Armoire, File, FileVersion, Folder
+from portal.documents.models import Armoire, File, Folder
 from portal.documents.services import armoires as armoire_services
 from portal.documents.services import files, folders, listing, names, reading, uploads
 from portal.documents.services import trash as trash_services
@@ -261,12 +262,26 @@ def _csrf_valid(token: str | None) -> bool:
     return True
 
 
-def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list[FileVersion]:
+@dataclass(frozen=True)
+class _Stored:
+    """What the answer to an upload shows of one stored file, read before the commit: the
+    commit expires the rows, and reloading them opened a third transaction (on SQLite an
+    IMMEDIATE one, holding the write lock while the answer was rendered)."""
+
+    id: int
+    name: str
+    size: int
+    number: int
+
+
+def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list[_Stored]:
     """Stream every file part of the body into sealed blobs, then add all rows in one short
     transaction and commit once.
 
     No transaction is open while the body is read (uploads.seal_upload ends the read-only
-    one first): a slow client must not hold the database's write lock. The CSRF token
+    one first): a slow client must not hold the database's write lock. The answer's language
+    is settled first, while the signed-in user is loaded: after the commits it would cost a
+    reload of that row (and a transaction). The CSRF token
     (header, or a field placed before the file) is checked before any file byte is accepted;
     on any failure the transaction rolls back and every blob of this request is deleted.
     """
@@ -275,12 +290,13 @@ def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list
         raise FileTooLarge(
             _("Le fichier dépasse la taille maximale autorisée (%(size)s Mio).", size=max_bytes // (1024 * 1024))
         )
+    get_locale()
     reader = upload_reader(request, max_bytes)
     csrf_ok = _csrf_valid(request.headers.get("X-CSRFToken"))
     actor = current_actor()
     comment: str | None = None
     sealed: list[uploads.SealedUpload] = []
-    versions: list[FileVersion] = []
+    stored: list[_Stored] = []
     try:
         for part in reader.parts():
             if isinstance(part, FieldPart):
@@ -304,44 +320,47 @@ def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list
             raise InvalidName(_("Aucun fichier reçu : choisissez au moins un fichier."))
         # T1: the whole body has been read; only short database work from here.
         for item in sealed:
-            versions.append(uploads.finish_upload(item))
+            version = uploads.finish_upload(item)
+            stored.append(_Stored(version.file_id, item.plan.filename, version.size, version.number))
         db.session.commit()
     except BaseException:
         db.session.rollback()
         delete_blobs([item.storage_key for item in sealed])
         raise
-    return versions
+    return stored
 
 
 @bp.route("/armoires/<int:armoire_id>/televerser", methods=["POST"])
 @streams_body
 @csrf.exempt
 @requires(Permission.DOCUMENT_WRITE)
+@reads_first
 def upload(armoire_id: int):
     folder = _folder_from_arg(g.armoire, request.args.get("dossier"))
-    versions = _receive(g.armoire, folder, None)
-    files = [db.session.get(File, version.file_id) for version in versions]
+    location = _location(g.armoire, folder)
+    stored = _receive(g.armoire, folder, None)
     if is_htmx():
         return render_page_or_fragment(
-            "documents/upload_result.html", "documents/_upload_result.html", status=201, files=files
+            "documents/upload_result.html", "documents/_upload_result.html", status=201, files=stored
         )
-    flash(ngettext("%(num)d fichier ajouté.", "%(num)d fichiers ajoutés.", len(files)), "success")
-    return redirect_or_hx(_location(g.armoire, folder))
+    flash(ngettext("%(num)d fichier ajouté.", "%(num)d fichiers ajoutés.", len(stored)), "success")
+    return redirect_or_hx(location)
 
 
 @bp.route("/fichiers/<int:file_id>/version", methods=["POST"])
 @streams_body
 @csrf.exempt
 @requires(Permission.DOCUMENT_WRITE)
+@reads_first
 def add_version(file_id: int):
-    file = g.file
-    (version,) = _receive(file.armoire, None, file)
+    location = url_for("documents.file", file_id=g.file.id)
+    (stored,) = _receive(g.file.armoire, None, g.file)
     if is_htmx():
         return render_page_or_fragment(
-            "documents/upload_result.html", "documents/_upload_result.html", status=201, files=[file]
+            "documents/upload_result.html", "documents/_upload_result.html", status=201, files=[stored]
         )
-    flash(_("Version %(number)s ajoutée.", number=version.number), "success")
-    return redirect_or_hx(url_for("documents.file", file_id=file.id))
+    flash(_("Version %(number)s ajoutée.", number=stored.number), "success")
+    return redirect_or_hx(location)
 
 
 # ---------------------------------------------------------------- file page

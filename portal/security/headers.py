@@ -33,8 +33,9 @@ def _set_headers(response: Response) -> Response:
     headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
     if current_app.config["COFFRE_ENV"] == "production":
         headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
-    # Authenticated content must never sit in a shared or browser cache.
-    if request.endpoint != "static" and (current_user.is_authenticated or request.path.startswith("/api/")):
+    # Authenticated content must never sit in a shared or browser cache. ``is_anonymous`` reads
+    # no column: ``is_authenticated`` (``active``) would reload a user the view's commit expired.
+    if request.endpoint != "static" and (not current_user.is_anonymous or request.path.startswith("/api/")):
         headers["Cache-Control"] = "no-store"
         headers["Pragma"] = "no-cache"
     return response

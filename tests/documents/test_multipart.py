@@ -378,3 +378,57 @@ def test_same_parts_as_werkzeug(parts, preamble, epilogue, cuts, read_size):
             entry[3] = entry[3].decode("utf-8", "replace").encode()
     assert ours == expected
     assert theirs == expected
+
+
+def _request(body: bytes, content_length: bool = True):
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}"}
+    builder = EnvironBuilder(method="POST", input_stream=io.BytesIO(body), headers=headers)
+    environ = builder.get_environ()
+    if content_length:
+        environ["CONTENT_LENGTH"] = str(len(body))
+    else:
+        environ.pop("CONTENT_LENGTH", None)
+        environ["wsgi.input_terminated"] = True
+    return Request(environ)
+
+
+def _parse_traced(request) -> tuple[list, int]:
+    import tracemalloc
+
+    from portal.documents.upload import upload_reader
+
+    tracemalloc.start()
+    try:
+        out = []
+        for item in upload_reader(request, 1 << 30).parts():
+            if isinstance(item, FilePart):
+                out.append(b"".join(bytes(c) for c in item.chunks))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return out, peak
+
+
+def test_a_small_body_is_read_with_buffers_its_size():
+    """Two 1 MiB read buffers, zeroed page by page, cost a small upload more than parsing it:
+    a body whose Content-Length is small gets buffers to match."""
+    content = os.urandom(8192)
+    out, peak = _parse_traced(_request(body_of(part("file", content, "petit.txt"))))
+    assert out == [content]
+    assert peak < 512 * 1024, peak
+
+
+@pytest.mark.parametrize("size", [70_000, 1 << 20, 3 * (1 << 20) + 5])
+def test_bodies_of_any_declared_size_parse_whole(size):
+    content = os.urandom(size)
+    out, _peak = _parse_traced(_request(body_of(part("a", b"1"), part("file", content, "f.bin"), part("b", b"2"))))
+    assert out == [content]
+
+
+def test_a_body_without_content_length_still_parses():
+    content = os.urandom(200_000)
+    out, _peak = _parse_traced(_request(body_of(part("file", content, "f.bin")), content_length=False))
+    assert out == [content]

@@ -65,7 +65,10 @@ def check_size(limits: Limits | UploadPlan, size: int) -> None:
         )
 
 
-def lock_organization(organization_id: int) -> None:
+def lock_organization(organization_id: int) -> int | None:
     """Serialise quota checks of one organisation (PostgreSQL: row lock; SQLite: the write
-    transaction is IMMEDIATE already, FOR UPDATE is not rendered)."""
-    db.session.execute(select(Organization.id).where(Organization.id == organization_id).with_for_update())
+    transaction is IMMEDIATE already, FOR UPDATE is not rendered) and return its quota, read
+    under the lock (one statement instead of two)."""
+    return db.session.execute(
+        select(Organization.storage_quota_bytes).where(Organization.id == organization_id).with_for_update()
+    ).scalar_one_or_none()

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from portal.audit.context import Actor
 from portal.audit.services import record
 from portal.crypto.pipeline import encrypt_pipelined
-from portal.database import utcnow
+from portal.database import end_read_phase, utcnow
 from portal.documents.errors import (
     NotFound,
     QuotaExceeded,
@@ -36,7 +36,7 @@ from portal.documents.errors import (
 )
 from portal.documents.models import Armoire, File, FileVersion, Folder
 from portal.documents.services.names import MIME_SNIFF_BYTES, detect_mime, sanitize_name
-from portal.documents.services.quota import check_size, lock_organization, quota_bytes, upload_limits, used_bytes
+from portal.documents.services.quota import check_size, lock_organization, upload_limits, used_bytes
 from portal.documents.services.reading import open_version_stream
 from portal.documents.services.versions import key_context, require_live
 from portal.extensions import db
@@ -94,9 +94,11 @@ def release_transaction() -> None:
     Services never commit, except here: a transaction left open while a client sends its body
     would hold SQLite's write lock (unsafe requests begin IMMEDIATE) or leave PostgreSQL
     "idle in transaction" with row locks for minutes. Only reads happened since the
-    request began, so committing publishes nothing half-done; the rows come in T1.
+    request began, so committing publishes nothing half-done; the rows come in T1, which
+    begins IMMEDIATE again on SQLite even in a ``reads_first`` view.
     """
     db.session.commit()
+    end_read_phase()
 
 
 def prepare_upload(
@@ -201,8 +203,7 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
 
     plan = sealed.plan
     try:
-        lock_organization(plan.organization_id)
-        quota = quota_bytes(plan.organization_id)
+        quota = lock_organization(plan.organization_id)
         if quota is not None and used_bytes(plan.organization_id) + sealed.size > quota:
             raise QuotaExceeded(
                 _("Le quota de stockage de votre organisation est atteint : ce fichier ne peut pas être ajouté.")
@@ -238,7 +239,8 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
             uid=plan.version_uid,
             organization_id=plan.organization_id,
             file_id=file.id,
-            number=_next_number(file),
+            # A file created just above has no version yet.
+            number=1 if plan.file_id is None else _next_number(file),
             author_id=plan.actor.user_id,
             comment=plan.comment,
             restored_from_version=plan.restored_from,

@@ -1,0 +1,160 @@
+"""The encryption pipeline's small-body path: a body that fits in ``INLINE_BYTES`` is hashed
+and sealed in the calling thread (no worker is started), with the same result, the same
+size checks and nothing left behind."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import os
+import threading
+import tracemalloc
+
+import pytest
+
+from portal.crypto import pipeline, streaming
+from portal.crypto.pipeline import INLINE_BYTES, encrypt_pipelined
+from portal.crypto.streaming import HEADER_SIZE, SEGMENT_SIZE, EncryptingWriter, decrypt_stream
+
+KEY = bytes(range(32))
+AAD = b"coffre/v2|org=1|version=" + b"b" * 32
+
+
+def workers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "coffre-encrypt"]
+
+
+@pytest.fixture
+def fixed_randomness(monkeypatch):
+    """Salt and nonce prefix come from secrets.token_bytes; replaying the same bytes for both
+    runs is the only way to compare two blobs byte for byte."""
+
+    def install():
+        counter = itertools.count()
+        monkeypatch.setattr(
+            streaming.secrets, "token_bytes", lambda n: bytes((next(counter) + i) % 256 for i in range(n))
+        )
+
+    return install
+
+
+def run(chunks, *, inline_bytes: int, check=lambda size: None, tmp_path=None, seen=None):
+    """Encrypt ``chunks`` into a real file; ``seen`` collects the worker threads alive at each
+    size check (the checks run in the calling thread, between chunks)."""
+
+    def checking(size: int) -> None:
+        if seen is not None:
+            seen.append(len(workers()))
+        check(size)
+
+    path = tmp_path / f"blob-{inline_bytes}"
+    with open(path, "wb", buffering=0) as raw:
+        result = encrypt_pipelined(raw, KEY, AAD, iter(chunks), checking, inline_bytes=inline_bytes)
+    return result, path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [[0], [1], [4096], [8192], [100, 0, 3000], [INLINE_BYTES], [INLINE_BYTES - 1, 1], [INLINE_BYTES, 1]],
+)
+def test_small_bodies_are_sealed_in_the_calling_thread_byte_for_byte_as_by_the_workers(
+    sizes, tmp_path, fixed_randomness
+):
+    chunks = [os.urandom(n) for n in sizes]
+    plaintext = b"".join(chunks)
+    fixed_randomness()
+    seen: list[int] = []
+    inline, inline_blob = run(chunks, inline_bytes=INLINE_BYTES, tmp_path=tmp_path, seen=seen)
+    fixed_randomness()
+    threaded, threaded_blob = run(chunks, inline_bytes=0, tmp_path=tmp_path)
+    assert inline_blob == threaded_blob
+    assert (inline.size, inline.sha256, inline.head) == (threaded.size, threaded.sha256, threaded.head)
+    assert (inline.size, inline.sha256) == (len(plaintext), hashlib.sha256(plaintext).hexdigest())
+    assert inline.head == plaintext[:8192]
+    assert b"".join(decrypt_stream(io.BytesIO(inline_blob), KEY, AAD)) == plaintext
+    # Within the limit no worker ever ran (past it they take over: the next test).
+    if len(plaintext) <= INLINE_BYTES:
+        assert not any(seen)
+    assert not workers()
+
+
+def test_a_large_body_starts_inline_and_hands_over_to_the_workers(tmp_path, fixed_randomness):
+    chunks = [os.urandom(n) for n in (1000, INLINE_BYTES, SEGMENT_SIZE, 3 * SEGMENT_SIZE + 5, 7)]
+    fixed_randomness()
+    seen: list[int] = []
+    handed_over, blob = run(chunks, inline_bytes=INLINE_BYTES, tmp_path=tmp_path, seen=seen)
+    fixed_randomness()
+    _, threaded_blob = run(chunks, inline_bytes=0, tmp_path=tmp_path)
+    assert blob == threaded_blob
+    assert handed_over.sha256 == hashlib.sha256(b"".join(chunks)).hexdigest()
+    assert seen[0] == 0 and seen[-1] == 2
+    assert not workers()
+
+
+class TooBigError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("inline_bytes", [INLINE_BYTES, 0])
+def test_size_checks_refuse_the_same_chunk_on_both_paths(tmp_path, inline_bytes):
+    checked: list[int] = []
+
+    def check(size: int) -> None:
+        checked.append(size)
+        if size > 5000:
+            raise TooBigError
+
+    path = tmp_path / "blob"
+    with open(path, "wb", buffering=0) as raw, pytest.raises(TooBigError):
+        encrypt_pipelined(raw, KEY, AAD, iter([b"a" * 3000, b"b" * 3000, b"c"]), check, inline_bytes=inline_bytes)
+    assert checked == [3000, 6000]
+    assert not workers()
+
+
+def test_a_failing_stream_on_the_small_path_leaves_no_thread_and_writes_nothing(tmp_path):
+    def chunks():
+        yield b"secret" * 100
+        raise OSError("client went away")
+
+    path = tmp_path / "blob"
+    with open(path, "wb", buffering=0) as raw, pytest.raises(OSError, match="went away"):
+        encrypt_pipelined(raw, KEY, AAD, chunks(), lambda size: None)
+    assert not workers()
+    # Nothing past the header reached the file (the caller deletes it).
+    assert len(path.read_bytes()) <= HEADER_SIZE
+
+
+def test_a_small_writer_does_not_allocate_whole_segments():
+    """Two zeroed 1 MiB buffers per blob (a page fault per 4 KiB) were most of the cost of
+    sealing a small file; a writer now holds only what it was given."""
+    tracemalloc.start()
+    try:
+        writer = EncryptingWriter(io.BytesIO(), KEY, AAD)
+        writer.write(os.urandom(8192))
+        writer.finish()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 1024, peak
+
+
+@pytest.mark.parametrize("step", [1, 4095, 65_536, SEGMENT_SIZE - 1, SEGMENT_SIZE, SEGMENT_SIZE + 1])
+def test_a_growing_segment_buffer_gives_the_same_blob(step, fixed_randomness):
+    """The segment buffer grows with the data; the blob must not depend on how it was fed."""
+    plaintext = os.urandom(2 * SEGMENT_SIZE + 12_345)
+    blobs = []
+    for feed in (len(plaintext), step):
+        fixed_randomness()
+        sink = io.BytesIO()
+        writer = EncryptingWriter(sink, KEY, AAD)
+        for at in range(0, len(plaintext), feed):
+            writer.write(plaintext[at : at + feed])
+        writer.finish()
+        blobs.append(sink.getvalue())
+    assert blobs[0] == blobs[1]
+    assert b"".join(decrypt_stream(io.BytesIO(blobs[0]), KEY, AAD)) == plaintext
+
+
+def test_pipeline_module_exposes_its_threshold():
+    assert pipeline.INLINE_BYTES >= 64 * 1024
