@@ -171,8 +171,9 @@ def verify_id_token(provider: Provider, id_token: Any, nonce: str | None, now: f
     try:
         try:
             token = _decode(id_token, app_client.fetch_jwk_set(), algorithms)
-        except (InvalidKeyIdError, ValueError):
-            # The provider may have rotated its keys: fetch the JWKS once more, never more.
+        except (InvalidKeyIdError, BadSignatureError, ValueError):
+            # The provider may have rotated its keys (a new kid, or a token without kid that
+            # the cached key cannot verify): fetch the JWKS once more, never more.
             token = _decode(id_token, app_client.fetch_jwk_set(force=True), algorithms)
     except UnsupportedAlgorithmError:
         raise IdTokenError("bad_algorithm") from None

@@ -274,8 +274,11 @@ class LastWayInError(Exception):
 
 
 def unlink(user: User, identity_id: int, actor: Actor) -> bool:
+    # Lock the member's row: two concurrent unlinks of their last two identities would
+    # otherwise both see "one left" and leave none.
+    db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
     identity = db.session.execute(
-        select(SsoIdentity).where(SsoIdentity.id == identity_id, SsoIdentity.user_id == user.id).with_for_update()
+        select(SsoIdentity).where(SsoIdentity.id == identity_id, SsoIdentity.user_id == user.id)
     ).scalar_one_or_none()
     if identity is None:
         return False

@@ -55,6 +55,8 @@ def _tampered(id_token: str, mode: str, own_key: dict) -> str:
     claims = json.loads(base64.urlsafe_b64decode(payload_part + "=" * (-len(payload_part) % 4)))
     header = json.loads(base64.urlsafe_b64decode(header_part + "=" * (-len(header_part) % 4)))
     key = RSAKey.import_key(own_key)
+    kid = header.get("kid") or own_key.get("kid")
+    signed_header = {"alg": "RS256", **({"kid": kid} if kid else {})}
     now = int(time.time())
     if mode == "aud":
         claims["aud"] = "someone-else"
@@ -67,14 +69,14 @@ def _tampered(id_token: str, mode: str, own_key: dict) -> str:
     elif mode == "none":
         return f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
     elif mode == "hs256":
-        return jwt.encode({"alg": "HS256", "kid": header.get("kid")}, claims, OctKey.import_key(CLIENT_SECRET))
+        return jwt.encode({**signed_header, "alg": "HS256"}, claims, OctKey.import_key(CLIENT_SECRET))
     elif mode == "foreign_key":
         return jwt.encode({"alg": "RS256", "kid": OTHER_KEY.kid}, claims, OTHER_KEY)
     elif mode == "foreign_key_same_kid":
-        return jwt.encode({"alg": "RS256", "kid": header.get("kid")}, claims, OTHER_KEY)
+        return jwt.encode(signed_header, claims, OTHER_KEY)
     elif mode.startswith("claims:"):
         claims.update(json.loads(mode[len("claims:") :]))
-    return jwt.encode({"alg": "RS256", "kid": header.get("kid")}, claims, key)
+    return jwt.encode(signed_header, claims, key)
 
 
 def _start(name: str) -> tuple[ProviderServer, werkzeug.serving.BaseWSGIServer, threading.Thread]:
