@@ -177,6 +177,12 @@ def login():
             db.session.commit()
             form.password.errors.append(_("Adresse e-mail ou mot de passe incorrect."))
             status = 422
+        elif _sso_hooks().password_login_refused(user, current_actor(), "web"):
+            db.session.commit()
+            form.password.errors.append(
+                _("Votre organisation exige la connexion par SSO : utilisez le bouton de votre fournisseur.")
+            )
+            status = 403
         elif user.has_two_factor:
             link = _sso_hooks().take_pending_link()
             start_pending(user, remember=form.remember.data, **_client())

@@ -19,6 +19,10 @@ from portal.sso import providers, services
 LINK_KEY = "sso_link"
 
 
+def password_login_refused(user: User, actor: Actor, channel: str) -> bool:
+    return services.password_login_refused(user, actor, channel)
+
+
 def take_pending_link() -> Any:
     return session.pop(LINK_KEY, None)
 

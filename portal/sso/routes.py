@@ -6,6 +6,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from requests import RequestException
+from wtforms.fields.choices import SelectChoice
 
 from portal.auth import services as auth_services
 from portal.auth.forms import EmptyForm
@@ -15,10 +16,11 @@ from portal.auth.sessions import pending_binding, start_pending, start_session
 from portal.extensions import db, limiter
 from portal.security.permissions import Permission, public, requires
 from portal.sso import bp, providers, services
+from portal.sso.forms import PolicyForm, split_domains
 from portal.sso.hooks import LINK_KEY
 from portal.web.context import current_actor
 from portal.web.errors import render_error
-from portal.web.htmx import redirect_or_hx
+from portal.web.htmx import redirect_or_hx, render_page_or_fragment
 
 # What the visitor reads; the journal keeps the precise reason code.
 MESSAGES = {
@@ -180,3 +182,47 @@ def unlink(identity_id: int):
     db.session.commit()
     flash(_("Identité déliée."), "success")
     return redirect_or_hx(url_for("profile.index"))
+
+
+def _policy_form(policy) -> PolicyForm:
+    data = {}
+    if policy is not None:
+        data = {
+            "allowed_providers": sorted(policy.providers),
+            "allowed_domains": "\n".join(sorted(policy.domains)),
+            "jit_enabled": policy.jit_enabled,
+            "default_role": policy.default_role,
+            "sso_required": policy.sso_required,
+            "trust_provider_mfa": policy.trust_provider_mfa,
+        }
+    form = PolicyForm(formdata=None, data=data) if request.method == "GET" else PolicyForm()
+    form.allowed_providers.choices = [SelectChoice(p.name, p.label) for p in providers.configured()]
+    return form
+
+
+@bp.route("/organisation/sso", methods=["GET", "POST"])
+@requires(Permission.ORGANIZATION_MANAGE)
+def policy():
+    org_id = current_user.organization_id
+    current = services.policy_for(org_id)
+    form = _policy_form(current)
+    status = 200
+    if request.method == "POST":
+        if form.validate_on_submit():
+            services.save_policy(
+                org_id,
+                current_actor(),
+                allowed_providers=form.allowed_providers.data or [],
+                allowed_domains=split_domains(form.allowed_domains.data),
+                jit_enabled=form.jit_enabled.data,
+                default_role=form.default_role.data,
+                sso_required=form.sso_required.data,
+                trust_provider_mfa=form.trust_provider_mfa.data,
+            )
+            db.session.commit()
+            flash(_("Politique SSO enregistrée."), "success")
+            return redirect_or_hx(url_for("sso.policy"))
+        status = 422
+    return render_page_or_fragment(
+        "sso/policy.html", "sso/_policy_form.html", status=status, form=form, providers=providers.configured()
+    )

@@ -308,3 +308,57 @@ def record_login(
         target_label=user.email,
         details=_details(provider, claims, outcome="second_factor_due" if second_factor_due else "signed_in"),
     )
+
+
+def save_policy(
+    organization_id: int,
+    actor: Actor,
+    *,
+    allowed_providers: list[str],
+    allowed_domains: list[str],
+    jit_enabled: bool,
+    default_role: str,
+    sso_required: bool,
+    trust_provider_mfa: bool,
+) -> SsoPolicy:
+    policy = db.session.execute(
+        select(SsoPolicy).where(SsoPolicy.organization_id == organization_id).with_for_update()
+    ).scalar_one_or_none()
+    if policy is None:
+        policy = SsoPolicy(organization_id=organization_id, allowed_providers="", allowed_domains="")
+        db.session.add(policy)
+    values = {
+        "allowed_providers": " ".join(sorted(set(allowed_providers))),
+        "allowed_domains": " ".join(sorted(set(allowed_domains))),
+        "jit_enabled": bool(jit_enabled),
+        "default_role": Role(default_role).value if default_role != Role.ADMIN.value else Role.READER.value,
+        "sso_required": bool(sso_required),
+        "trust_provider_mfa": bool(trust_provider_mfa),
+    }
+    changes = {key: value for key, value in values.items() if getattr(policy, key, None) != value}
+    for key, value in values.items():
+        setattr(policy, key, value)
+    policy.updated_at = clock.now()
+    db.session.flush()
+    if changes:
+        record("sso.policy_changed", actor, target_type="organization", target_id=organization_id, details=changes)
+    return policy
+
+
+def password_login_refused(user: User, actor: Actor, channel: str) -> bool:
+    """SSO required: members other than admins may not use their password (web or API).
+
+    Admins keep it as the break-glass way in when the provider is down.
+    """
+    policy = policy_for(user.organization_id)
+    if policy is None or not policy.sso_required or user.role == Role.ADMIN.value:
+        return False
+    record(
+        "user.login_failed",
+        _for(user, actor),
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
+        details={"reason": "sso_required", "channel": channel},
+    )
+    return True
