@@ -11,8 +11,9 @@ from wtforms.fields.choices import SelectChoice
 from portal.auth import services as auth_services
 from portal.auth.forms import EmptyForm
 from portal.auth.models import TwoFactorMethod
+from portal.auth.reauth import mark_reauthenticated
 from portal.auth.routes import NEXT_KEY, _client, _send_email_code
-from portal.auth.sessions import pending_binding, start_pending, start_session
+from portal.auth.sessions import current_session, pending_binding, start_pending, start_session
 from portal.extensions import db, limiter
 from portal.security.permissions import Permission, public, requires
 from portal.sso import bp, providers, services
@@ -20,7 +21,9 @@ from portal.sso.forms import PolicyForm, split_domains
 from portal.sso.hooks import LINK_KEY
 from portal.web.context import current_actor
 from portal.web.errors import render_error
-from portal.web.htmx import redirect_or_hx, render_page_or_fragment
+from portal.web.htmx import redirect_or_hx, render_page_or_fragment, safe_next
+
+REAUTH_KEY = "sso_reauth_next"
 
 # What the visitor reads; the journal keeps the precise reason code.
 MESSAGES = {
@@ -40,6 +43,7 @@ MESSAGES = {
     "email_unverified": _l("Le fournisseur ne garantit pas cette adresse e-mail."),
     "provider_not_allowed": _l("Votre organisation n'autorise pas ce fournisseur d'identité."),
     "inactive": _l("Ce compte est désactivé."),
+    "reauth_mismatch": _l("Cette identité ne confirme pas le compte connecté."),
 }
 DEFAULT_MESSAGE = _l("La preuve d'identité a été refusée. Recommencez depuis la page de connexion.")
 POLICY_REASONS = {
@@ -73,6 +77,11 @@ def start(name: str):
     provider = _provider_or_404(name)
     if providers.load_metadata(provider) is None:
         return render_error(503, str(MESSAGES["provider_unavailable"]))
+    if current_user.is_authenticated:
+        # Re-authentication of a member who has no password nor second factor to offer.
+        session[REAUTH_KEY] = safe_next(request.form.get("next"), url_for("main.index"))
+    else:
+        session.pop(REAUTH_KEY, None)
     return providers.client(provider).authorize_redirect(url_for("sso.callback", name=name, _external=True))
 
 
@@ -128,6 +137,9 @@ def callback(name: str):
     if outcome.kind == "refused":
         return _refused(outcome.reason or "refused")
     user = outcome.user
+    reauth_next = session.pop(REAUTH_KEY, None)
+    if current_user.is_authenticated and reauth_next is not None:
+        return _reauthenticate(user, outcome, provider, claims, reauth_next)
     if outcome.kind == "link_required":
         session[LINK_KEY] = services.pending_link(provider, claims, user)
         db.session.commit()
@@ -159,6 +171,19 @@ def callback(name: str):
     start_session(user, remember=False, **_client())
     db.session.commit()
     return redirect(url_for("main.index"))
+
+
+def _reauthenticate(user, outcome, provider, claims, next_url: str):
+    row = current_session()
+    if outcome.kind != "login" or user.id != current_user.id or row is None or not services.may_reauth_by_sso(user):
+        # Nothing resolving the identity did (a just-in-time member) may outlive the refusal.
+        db.session.rollback()
+        services.refuse("reauth_mismatch", provider, current_actor(), claims=claims, user=current_user)
+        return _refused("reauth_mismatch")
+    mark_reauthenticated(row)
+    services.record_login(user, provider, claims, current_actor(), second_factor_due=False, outcome="reauthenticated")
+    db.session.commit()
+    return redirect(next_url)
 
 
 def _tid(issuer: str) -> str | None:

@@ -297,8 +297,20 @@ def unlink(user: User, identity_id: int, actor: Actor) -> bool:
     return True
 
 
+def may_reauth_by_sso(user: User) -> bool:
+    """Only a member with neither password nor second factor re-proves through the provider:
+    for anyone else that would be a weaker proof than the one Coffre asks."""
+    return user.password_hash is None and not user.has_two_factor
+
+
 def record_login(
-    user: User, provider: Provider, claims: dict[str, Any], actor: Actor, *, second_factor_due: bool
+    user: User,
+    provider: Provider,
+    claims: dict[str, Any],
+    actor: Actor,
+    *,
+    second_factor_due: bool,
+    outcome: str | None = None,
 ) -> None:
     record(
         "sso.login",
@@ -306,7 +318,9 @@ def record_login(
         target_type="user",
         target_id=user.id,
         target_label=user.email,
-        details=_details(provider, claims, outcome="second_factor_due" if second_factor_due else "signed_in"),
+        details=_details(
+            provider, claims, outcome=outcome or ("second_factor_due" if second_factor_due else "signed_in")
+        ),
     )
 
 
