@@ -137,10 +137,25 @@ def client(provider: Provider):
 def load_metadata(provider: Provider) -> dict[str, Any] | None:
     """The discovery document, fetched at start-up and again on use while it failed."""
     try:
-        return client(provider).load_server_metadata()
+        metadata = client(provider).load_server_metadata()
     except Exception as error:  # a provider that is down must not stop Coffre
         log.warning("sso.discovery_failed provider=%s error=%s", provider.name, type(error).__name__)
         return None
+    endpoint = metadata.get("authorization_endpoint")
+    if isinstance(endpoint, str):
+        origin = _origin(endpoint)
+        if origin:
+            current_app.config.setdefault("CSP_FORM_ACTION_SOURCES", set()).add(origin)
+    return metadata
+
+
+def _origin(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname or any(c in url for c in " ;,'\""):
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def issuer_matches(provider: Provider, iss: Any, claims: dict[str, Any]) -> bool:

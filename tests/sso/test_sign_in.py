@@ -119,7 +119,7 @@ def test_existing_member_links_only_after_password_and_totp(client, make_user, m
     identity = db.session.execute(select(SsoIdentity)).scalar_one()
     assert identity.user_id == member.id and identity.subject == "alpha-binta"
     assert len(_entries("sso.linked")) == 1
-    assert "alpha" in text(client.get("/me"))
+    assert "<td>Alpha</td>" in text(client.get("/me"))
 
     # Next time the provider signs the member in, and Coffre still asks its own TOTP.
     client.post("/auth/logout", data={"csrf_token": _csrf(client)})
