@@ -98,7 +98,8 @@ def _import_models() -> None:
     import portal.auth.models
     import portal.crypto.models
     import portal.documents.models
-    import portal.organizations.models  # noqa: F401
+    import portal.organizations.models
+    import portal.sso.models  # noqa: F401
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -109,6 +110,7 @@ def _register_blueprints(app: Flask) -> None:
     from portal.documents import bp as documents_bp
     from portal.main import bp as main_bp
     from portal.profile import bp as profile_bp
+    from portal.sso import bp as sso_bp
     from portal.users import bp as users_bp
 
     app.register_blueprint(main_bp)
@@ -118,6 +120,11 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(audit_bp)
     app.register_blueprint(documents_bp)
     app.register_blueprint(api_tokens_bp, url_prefix="/me/jetons")
+    app.register_blueprint(sso_bp)
+    from portal.sso import providers as sso_providers
+
+    sso_providers.init_app(app)
+    app.context_processor(sso_providers.template_context)
     # The API authenticates with bearer tokens and ignores cookies, so CSRF does not apply.
     csrf.exempt(api_bp)
     app.register_blueprint(api_bp, url_prefix="/api/v1")

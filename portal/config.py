@@ -111,6 +111,8 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
         "RATELIMIT_ENABLED": _env_bool("COFFRE_RATELIMIT", True),
         "API_RATE_LIMIT": os.environ.get("COFFRE_API_RATE_LIMIT", "600/minute"),
         "API_UPLOAD_RATE_LIMIT": os.environ.get("COFFRE_API_UPLOAD_RATE_LIMIT", "60/minute"),
+        # A JSON list of OpenID providers (README "Single sign-on"); parsed by portal.sso.providers.
+        "COFFRE_SSO_PROVIDERS": os.environ.get("COFFRE_SSO_PROVIDERS"),
         "SMTP_HOST": os.environ.get("SMTP_HOST"),
         "SMTP_PORT": _env_int("SMTP_PORT", 587),
         "SMTP_USER": os.environ.get("SMTP_USER"),

@@ -20,6 +20,7 @@ STATUS_TYPES = PROBLEM_TYPES
 TWO_FACTOR_REQUIRED = "/problems/two-factor-required"
 TWO_FACTOR_ENROLMENT_REQUIRED = "/problems/two-factor-enrollment-required"
 INVALID_CREDENTIALS = "/problems/invalid-credentials"
+SSO_REQUIRED = "/problems/sso-required"
 QUOTA_EXCEEDED = "/problems/quota-exceeded"
 PROBLEM_TYPES: frozenset[str] = frozenset(
     {*STATUS_TYPES.values(), TWO_FACTOR_REQUIRED, TWO_FACTOR_ENROLMENT_REQUIRED, INVALID_CREDENTIALS, QUOTA_EXCEEDED}

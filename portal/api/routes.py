@@ -15,6 +15,7 @@ from portal.api.auth import current_token
 from portal.api.inputs import Validator, json_or_form_body
 from portal.api.problems import (
     INVALID_CREDENTIALS,
+    SSO_REQUIRED,
     TWO_FACTOR_ENROLMENT_REQUIRED,
     TWO_FACTOR_REQUIRED,
     ApiProblem,
@@ -86,6 +87,14 @@ def create_token() -> tuple[Response, int]:
         raise problem from None
     if user is None:
         raise _refuse(401, _("Adresse e-mail ou mot de passe incorrect."), INVALID_CREDENTIALS)
+    from portal.sso import services as sso_services  # portal.sso imports the auth views
+
+    if sso_services.password_login_refused(user, actor, "api"):
+        raise _refuse(
+            403,
+            _("Votre organisation exige la connexion par SSO : créez un jeton depuis la page Jetons du portail."),
+            SSO_REQUIRED,
+        )
     actor = Actor(user.organization_id, user.id, actor.ip, actor.user_agent)
     if user.has_two_factor:
         method = _second_factor(user, code, challenge, actor)

@@ -46,6 +46,13 @@ ACTIONS: frozenset[str] = frozenset(
         "user.deactivated",
         "user.reactivated",
         "user.sessions_revoked",
+        "sso.login",
+        "sso.login_failed",
+        "sso.link_requested",
+        "sso.linked",
+        "sso.unlinked",
+        "sso.member_created",
+        "sso.policy_changed",
         "token.created",
         "token.revoked",
         # security

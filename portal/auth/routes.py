@@ -37,6 +37,15 @@ from portal.web.context import current_actor
 from portal.web.errors import render_error
 from portal.web.htmx import redirect_or_hx, render_page_or_fragment, safe_next
 
+
+def _sso_hooks():
+    # portal.sso imports this module (its callback reuses the login helpers), so the
+    # import waits until a request needs it.
+    from portal.sso import hooks
+
+    return hooks
+
+
 NEXT_KEY = "login_next"
 
 
@@ -174,8 +183,16 @@ def login():
             db.session.commit()
             form.password.errors.append(_("Adresse e-mail ou mot de passe incorrect."))
             status = 422
+        elif _sso_hooks().password_login_refused(user, current_actor(), "web"):
+            db.session.commit()
+            form.password.errors.append(
+                _("Votre organisation exige la connexion par SSO : utilisez le bouton de votre fournisseur.")
+            )
+            status = 403
         elif user.has_two_factor:
+            link = _sso_hooks().take_pending_link()
             start_pending(user, remember=form.remember.data, **_client())
+            _sso_hooks().keep_pending_link(link)
             code = None
             if user.two_factor_method == TwoFactorMethod.EMAIL:
                 code = services.issue_email_code(user, "login", pending_binding())
@@ -186,7 +203,9 @@ def login():
             return redirect_or_hx(url_for("auth.two_factor_verify"))
         else:
             services.complete_login(user, current_actor(), "password")
+            link = _sso_hooks().take_pending_link()
             start_session(user, remember=form.remember.data, **_client())
+            _sso_hooks().complete_pending_link(user, link, current_actor())
             db.session.commit()
             return redirect_or_hx(next_url)
     elif form.is_submitted():
@@ -216,7 +235,9 @@ def two_factor_verify():
             services.complete_login(user, actor, method)
             row.revoked_at = services.clock.now()
             next_url = safe_next(session.get(NEXT_KEY), url_for("main.index"))
+            link = _sso_hooks().take_pending_link()
             start_session(user, remember=row.remember, **_client())
+            _sso_hooks().complete_pending_link(user, link, actor)
             db.session.commit()
             if method == "recovery":
                 flash(_("Code de secours utilisé : il ne fonctionnera plus."), "warning")

@@ -213,7 +213,8 @@ def _forget_stale_session() -> Response | None:
     Without this an expired member would silently see public pages as a stranger, and an
     HTMX request would swap a login form into a fragment.
     """
-    if SESSION_TOKEN not in session or (request.endpoint or "").startswith("auth."):
+    # The SSO flow is a way back in, like the login page: a stale cookie must not break it.
+    if SESSION_TOKEN not in session or (request.endpoint or "").startswith(("auth.", "sso.start", "sso.callback")):
         return None
     session.clear()
     if not is_htmx() and not request.path.startswith("/api/"):

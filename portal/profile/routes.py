@@ -17,6 +17,7 @@ from portal.profile import bp
 from portal.profile.forms import DisableTwoFactorForm, PasswordChangeForm, ProfileForm
 from portal.security.permissions import Permission, requires
 from portal.security.tenancy import get_scoped_or_404
+from portal.sso import services as sso_services
 from portal.web.context import current_actor
 from portal.web.errors import render_error
 from portal.web.htmx import redirect_or_hx, render_page_or_fragment
@@ -48,6 +49,7 @@ def _context(**forms) -> dict:
         "current_session_id": row.id if row else None,
         "recovery_left": auth_services.remaining_recovery_codes(user) if user.has_two_factor else 0,
         "TwoFactorMethod": TwoFactorMethod,
+        "identities": sso_services.identities_of(user),
     }
     context.update({key: value for key, value in forms.items() if value is not None})
     return context

@@ -24,7 +24,13 @@ CONTENT_SECURITY_POLICY = "; ".join(
 
 def _set_headers(response: Response) -> Response:
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    # SSO buttons post to Coffre, which redirects to the provider: browsers check that
+    # redirect against form-action too, so the providers' origins are added (portal.sso).
+    extra = current_app.config.get("CSP_FORM_ACTION_SOURCES")
+    policy = CONTENT_SECURITY_POLICY
+    if extra:
+        policy = policy.replace("form-action 'self'", "form-action 'self' " + " ".join(sorted(extra)))
+    headers.setdefault("Content-Security-Policy", policy)
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("X-Frame-Options", "DENY")
