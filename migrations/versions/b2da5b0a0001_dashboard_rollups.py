@@ -1,0 +1,58 @@
+"""Dashboard daily rollups of the journal
+
+Revision ID: b2da5b0a0001
+Revises: a1c0ff3e0006
+Create Date: 2026-12-03 14:30:00.000000
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = 'b2da5b0a0001'
+down_revision = 'a1c0ff3e0006'
+branch_labels = None
+depends_on = None
+
+_ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+
+
+def upgrade():
+    op.create_table('tableau_bord_activite',
+    sa.Column('id', _ID, nullable=False),
+    sa.Column('organization_id', sa.Integer(), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('user_id', _ID, nullable=False),
+    sa.Column('action', sa.String(length=40), nullable=False),
+    sa.Column('count', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['organization_id'], ['organisations.id'], name=op.f('fk_tableau_bord_activite_organization_id_organisations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tableau_bord_activite')),
+    sa.UniqueConstraint('organization_id', 'day', 'user_id', 'action', name=op.f('uq_tableau_bord_activite_organization_id'))
+    )
+    op.create_table('tableau_bord_armoires',
+    sa.Column('id', _ID, nullable=False),
+    sa.Column('organization_id', sa.Integer(), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('armoire_id', _ID, nullable=False),
+    sa.Column('count', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['organization_id'], ['organisations.id'], name=op.f('fk_tableau_bord_armoires_organization_id_organisations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tableau_bord_armoires')),
+    sa.UniqueConstraint('organization_id', 'day', 'armoire_id', name=op.f('uq_tableau_bord_armoires_organization_id'))
+    )
+    op.create_table('tableau_bord_fichiers',
+    sa.Column('id', _ID, nullable=False),
+    sa.Column('organization_id', sa.Integer(), nullable=False),
+    sa.Column('user_id', _ID, nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('file_id', _ID, nullable=False),
+    sa.ForeignKeyConstraint(['organization_id'], ['organisations.id'], name=op.f('fk_tableau_bord_fichiers_organization_id_organisations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tableau_bord_fichiers')),
+    sa.UniqueConstraint('organization_id', 'user_id', 'day', 'file_id', name=op.f('uq_tableau_bord_fichiers_organization_id'))
+    )
+
+
+def downgrade():
+    op.drop_table('tableau_bord_fichiers')
+    op.drop_table('tableau_bord_armoires')
+    op.drop_table('tableau_bord_activite')
