@@ -30,6 +30,8 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tableau_bord_activite')),
     sa.UniqueConstraint('organization_id', 'day', 'user_id', 'action', name=op.f('uq_tableau_bord_activite_organization_id'))
     )
+    op.create_index('ix_tableau_bord_activite_org_action_day', 'tableau_bord_activite', ['organization_id', 'action', 'day', 'count'], unique=False)
+    op.create_index('ix_tableau_bord_activite_org_user_day', 'tableau_bord_activite', ['organization_id', 'user_id', 'day'], unique=False)
     op.create_table('tableau_bord_armoires',
     sa.Column('id', _ID, nullable=False),
     sa.Column('organization_id', sa.Integer(), nullable=False),
@@ -55,4 +57,6 @@ def upgrade():
 def downgrade():
     op.drop_table('tableau_bord_fichiers')
     op.drop_table('tableau_bord_armoires')
+    op.drop_index('ix_tableau_bord_activite_org_user_day', table_name='tableau_bord_activite')
+    op.drop_index('ix_tableau_bord_activite_org_action_day', table_name='tableau_bord_activite')
     op.drop_table('tableau_bord_activite')
