@@ -8,4 +8,4 @@ from flask import Blueprint
 
 bp = Blueprint("dashboard", __name__)
 
-from portal.dashboard import api, cli, routes  # noqa: E402,F401
+from portal.dashboard import api, cli, routes, storage  # noqa: E402,F401

@@ -61,3 +61,18 @@ class DailyArmoireActivity(db.Model):
     day: Mapped[date] = mapped_column(Date)
     armoire_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ArmoireStorage(db.Model):
+    """What one armoire holds now: live files, their versions, and the bytes counted against
+    the quota (every version of every file not purged, the trash included)."""
+
+    __tablename__ = "tableau_bord_stockage"
+    __table_args__ = (UniqueConstraint("organization_id", "armoire_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
+    armoire_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    files: Mapped[int] = mapped_column(BigInteger, default=0)
+    versions: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -108,7 +108,8 @@ def _entry_armoires(organization_id: int) -> Any:
 
 
 def rebuild(organization_id: int) -> None:
-    """Replace an organisation's rollups by a full recount of its journal (flushed).
+    """Replace an organisation's rollups by a full recount of its journal, and its storage
+    counters by a sum of its files (flushed).
 
     Files are attributed to their armoire of now, not of the entry's day: a rebuild after
     a file moved between armoires counts its past entries in the new one.
@@ -139,6 +140,9 @@ def rebuild(organization_id: int) -> None:
             .group_by(AuditEntry.user_id, day, AuditEntry.target_id),
         )
     )
+    from portal.dashboard import storage
+
+    storage.rebuild(organization_id)
     armoires = _entry_armoires(organization_id)
     db.session.execute(
         DailyArmoireActivity.__table__.insert().from_select(

@@ -1,4 +1,5 @@
-"""The dashboards' figures: storage counted live, journal activity read from the rollups.
+"""The dashboards' figures, read from counters kept up to date as things happen: storage per
+armoire (``portal.dashboard.storage``) and the journal's daily rollups.
 
 Days are UTC days. A period of N days ends today and includes it. Definitions (also in
 docs/dashboard.md): documents are files neither in the trash nor purged; versions are
@@ -19,7 +20,7 @@ from sqlalchemy import and_, func, select
 
 from portal.audit.models import AuditEntry
 from portal.auth.models import User
-from portal.dashboard.models import DailyActivity, DailyArmoireActivity, DailyFileTouch
+from portal.dashboard.models import ArmoireStorage, DailyActivity, DailyArmoireActivity, DailyFileTouch
 from portal.database import utcnow
 from portal.documents.models import Armoire, File, FileVersion, Folder
 from portal.documents.services.quota import quota_bytes
@@ -111,23 +112,20 @@ def _count(statement: Any) -> int:
     return int(db.session.execute(statement).scalar_one())
 
 
-def _storage(organization_id: int) -> tuple[int, int, list[ArmoireFigure]]:
-    """(bytes used, live versions, top armoires by bytes) in one pass over the versions."""
-    live = and_(File.deleted_at.is_(None))
+def _storage(organization_id: int) -> tuple[int, int, int, list[ArmoireFigure]]:
+    """(documents, versions, bytes used, top armoires by bytes) from the per-armoire counters."""
     rows = db.session.execute(
-        select(
-            File.armoire_id,
-            func.coalesce(func.sum(FileVersion.size), 0),
-            func.count(FileVersion.id).filter(live),
+        select(ArmoireStorage.armoire_id, ArmoireStorage.files, ArmoireStorage.versions, ArmoireStorage.bytes).where(
+            ArmoireStorage.organization_id == organization_id
         )
-        .join(File, File.id == FileVersion.file_id)
-        .where(FileVersion.organization_id == organization_id, File.purged_at.is_(None))
-        .group_by(File.armoire_id)
     ).all()
-    used = sum(int(row[1]) for row in rows)
-    versions = sum(int(row[2]) for row in rows)
-    ranked = sorted(rows, key=lambda row: (-int(row[1]), row[0]))[:TOP]
-    return used, versions, _named([(row[0], int(row[1])) for row in ranked], organization_id)
+    ranked = sorted((row for row in rows if row.bytes), key=lambda row: (-row.bytes, row.armoire_id))[:TOP]
+    return (
+        sum(row.files for row in rows),
+        sum(row.versions for row in rows),
+        sum(row.bytes for row in rows),
+        _named([(row.armoire_id, int(row.bytes)) for row in ranked], organization_id),
+    )
 
 
 def _named(pairs: list[tuple[int, int]], organization_id: int) -> list[ArmoireFigure]:
@@ -188,16 +186,12 @@ def global_figures(organization_id: int, period: int, today: date | None = None)
         .group_by(User.role)
     ):
         members[role] = int(count)
-    used, versions, top_size = _storage(organization_id)
+    documents, versions, used, top_size = _storage(organization_id)
     return GlobalFigures(
         period=period,
         armoires=_count(select(func.count(Armoire.id)).where(Armoire.organization_id == organization_id)),
         folders=_count(select(func.count(Folder.id)).where(Folder.organization_id == organization_id)),
-        documents=_count(
-            select(func.count(File.id)).where(
-                File.organization_id == organization_id, File.deleted_at.is_(None), File.purged_at.is_(None)
-            )
-        ),
+        documents=documents,
         versions=versions,
         members=members,
         bytes_used=used,

@@ -89,3 +89,35 @@ def test_concurrent_writers_add_up(app, org, admin):
     ).scalar_one()
     assert counted == threads * per_thread
     _assert_equal_to_recount(org_id)
+
+
+def test_storage_counters_follow_every_change_of_a_file(app, org, admin, docs):
+    from portal.dashboard import storage
+    from portal.documents.services import files, trash
+
+    def check() -> dict:
+        db.session.commit()
+        assert storage.stored(org.id) == storage.recount(org.id)
+        return storage.stored(org.id)
+
+    compta, rh = docs.armoire(admin, "Comptabilité"), docs.armoire(admin, "RH")
+    bilan = docs.upload(admin, compta, "bilan.pdf", b"b" * 100)
+    assert check() == {compta.id: (1, 1, 100)}
+    docs.new_version(admin, bilan, b"v" * 50)
+    assert check() == {compta.id: (1, 2, 150)}
+    files.move_file(Actor(org.id, admin.id), bilan, rh, None)
+    assert check() == {rh.id: (1, 2, 150)}
+    docs.trash(admin, bilan)
+    assert check() == {rh.id: (0, 0, 150)}  # the trash still counts against the quota
+    trash.restore_from_trash(Actor(org.id, admin.id), bilan)
+    assert check() == {rh.id: (1, 2, 150)}
+    docs.trash(admin, bilan)
+    trash.purge_file(Actor(org.id, admin.id), bilan)
+    assert check() == {}
+    # A change rolled back takes its counts with it.
+    docs.upload(admin, compta, "garde.pdf", b"g" * 5)
+    trash.trash_file(Actor(org.id, admin.id), db.session.get(type(bilan), bilan.id + 1))
+    db.session.rollback()
+    assert check() == {compta.id: (1, 1, 5)}
+    storage.rebuild(org.id)
+    assert check() == {compta.id: (1, 1, 5)}
