@@ -97,6 +97,7 @@ def _import_models() -> None:
     import portal.audit.models
     import portal.auth.models
     import portal.crypto.models
+    import portal.dashboard.models
     import portal.documents.models
     import portal.organizations.models
     import portal.sso.models  # noqa: F401
@@ -107,6 +108,7 @@ def _register_blueprints(app: Flask) -> None:
     from portal.api import tokens_bp as api_tokens_bp
     from portal.audit import bp as audit_bp
     from portal.auth import bp as auth_bp
+    from portal.dashboard import bp as dashboard_bp
     from portal.documents import bp as documents_bp
     from portal.main import bp as main_bp
     from portal.profile import bp as profile_bp
@@ -119,6 +121,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(users_bp, url_prefix="/users")
     app.register_blueprint(audit_bp)
     app.register_blueprint(documents_bp)
+    app.register_blueprint(dashboard_bp)
     app.register_blueprint(api_tokens_bp, url_prefix="/me/jetons")
     app.register_blueprint(sso_bp)
     from portal.sso import providers as sso_providers

@@ -49,6 +49,14 @@ def _problems(*statuses: int) -> dict[str, Any]:
 
 PATH_ID = {"in": "path", "required": True, "schema": ID_SCHEMA}
 AUTHED = (400, 401, 403, 429)
+PERIOD = {
+    "name": "periode",
+    "in": "query",
+    "schema": {"type": "integer", "enum": [7, 30, 90, 365]},
+    "description": "Days ending today (365 = 12 months); 30 if absent",
+}
+_COUNT = {"type": "integer", "minimum": 0}
+_COUNTS = {"type": "object", "additionalProperties": _COUNT}
 
 
 def _upload_body(with_armoire: bool) -> dict[str, Any]:
@@ -152,6 +160,80 @@ SCHEMAS: dict[str, Any] = {
             "token": {"oneOf": [_ref("TokenInfo"), {"type": "null"}]},
         },
         "additionalProperties": False,
+    },
+    "DashboardGlobal": {
+        "type": "object",
+        "required": [
+            "armoires",
+            "folders",
+            "documents",
+            "versions",
+            "members",
+            "bytes_used",
+            "quota_bytes",
+            "activity",
+        ],
+        "properties": {
+            "periode": {"type": "integer"},
+            "armoires": _COUNT,
+            "folders": _COUNT,
+            "documents": _COUNT,
+            "versions": _COUNT,
+            "members": {
+                "type": "object",
+                "required": ["admin", "contributeur", "lecteur"],
+                "properties": {"admin": _COUNT, "contributeur": _COUNT, "lecteur": _COUNT},
+            },
+            "bytes_used": _COUNT,
+            "quota_bytes": {"type": ["integer", "null"]},
+            "two_factor": {"type": "object", "properties": {"enabled": _COUNT, "members": _COUNT}},
+            "activity": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["date", "uploads", "downloads", "deletions"],
+                    "properties": {
+                        "date": {"type": "string", "format": "date"},
+                        "uploads": _COUNT,
+                        "downloads": _COUNT,
+                        "deletions": _COUNT,
+                    },
+                },
+            },
+            "top_armoires_by_size": {"type": "array", "items": {"type": "object"}},
+            "top_armoires_by_activity": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "DashboardMember": {
+        "type": "object",
+        "required": ["user_id", "actions", "per_day", "files_touched", "last_logins"],
+        "properties": {
+            "periode": {"type": "integer"},
+            "user_id": {"type": "integer"},
+            "actions": _COUNTS,
+            "per_day": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["date", "total", "actions"],
+                    "properties": {"date": {"type": "string", "format": "date"}, "total": _COUNT, "actions": _COUNTS},
+                },
+            },
+            "files_touched": _COUNT,
+            "last_logins": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["at", "ip", "device"],
+                    "properties": {
+                        "at": STAMP,
+                        "ip": {"type": ["string", "null"]},
+                        "user_agent": {"type": ["string", "null"]},
+                        "device": {"type": "string"},
+                    },
+                },
+            },
+        },
     },
     "Armoire": {
         "type": "object",
@@ -349,6 +431,24 @@ def _paths() -> dict[str, Any]:
                 "responses": {"201": _json("Receipt", "Stored durably")}
                 | _problems(*AUTHED, 404, 409, 413, 415, 422, 423),
             },
+        },
+        "/dashboard/global": {
+            "get": {
+                "operationId": "dashboardGlobal",
+                "summary": "The organisation's figures over a period (admin)",
+                "security": secured,
+                "parameters": [PERIOD],
+                "responses": {"200": _json("DashboardGlobal", "Figures")} | _problems(*AUTHED, 422),
+            }
+        },
+        "/dashboard/utilisateur/{user_id}": {
+            "get": {
+                "operationId": "dashboardMember",
+                "summary": "One member's activity over a period (admin, or the member themself)",
+                "security": secured,
+                "parameters": [PATH_ID | {"name": "user_id"}, PERIOD],
+                "responses": {"200": _json("DashboardMember", "Activity")} | _problems(*AUTHED, 404, 422),
+            }
         },
         "/openapi.json": {
             "get": {

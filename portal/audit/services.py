@@ -150,6 +150,11 @@ def record(
     db.session.add(entry)
     db.session.execute(update(AuditChainHead).where(AuditChainHead.chain_id == chain_id).values(head_hash=entry_hash))
     db.session.flush()
+    # Imported here: the dashboard's models import the documents', which record entries.
+    from portal.dashboard.rollups import count_entry
+
+    # In this transaction, so the dashboard's figures never disagree with the journal.
+    count_entry(entry)
     return entry
 
 

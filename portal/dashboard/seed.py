@@ -1,0 +1,175 @@
+"""Benchmark data for the dashboards: one organisation with a large journal and many files.
+
+Rows are inserted in bulk (no blobs are written: the files are figures only, their
+versions have no storage key, so they cannot be downloaded) and the journal keeps a real
+SHA-256 chain, so ``flask journal verify`` still passes. The rollups are then recounted
+once with ``rollups.rebuild``, as after any bulk import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import insert
+
+from portal.audit.models import AuditChainHead, AuditEntry
+from portal.audit.services import GENESIS_HASH, canonical_content
+from portal.auth.models import User
+from portal.dashboard import rollups
+from portal.documents.models import Armoire, File, FileVersion
+from portal.extensions import db
+from portal.organizations.models import Organization
+from portal.security.passwords import hash_password
+
+ACTIONS = (
+    "file.downloaded",
+    "file.downloaded",
+    "file.downloaded",
+    "file.added",
+    "file.modified",
+    "file.renamed",
+    "file.deleted",
+    "user.login",
+)
+AGENTS = (
+    "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+    "coffre-desktop/1",
+)
+BATCH = 10_000
+
+
+@dataclass
+class Seeded:
+    organization_id: int
+    user_ids: list[int]
+    armoire_ids: list[int]
+    file_ids: tuple[int, int]
+
+
+def seed(*, entries: int, files: int, members: int = 20, armoires: int = 20, password: str | None = None) -> Seeded:
+    """Create and commit the organisation, its members, armoires, files and journal."""
+    org = Organization(name=f"Banc d'essai {secrets.token_hex(2)}", require_2fa=False)
+    db.session.add(org)
+    db.session.flush()
+    password_hash = hash_password(password or secrets.token_urlsafe(16))
+    users = [
+        User(
+            organization_id=org.id,
+            email=f"membre{number}-{org.id}@bench.test",
+            name=f"Membre {number}",
+            role="admin" if number == 0 else ("contributeur" if number % 2 else "lecteur"),
+            password_hash=password_hash,
+            two_factor_method="totp" if number % 3 == 0 else None,
+        )
+        for number in range(members)
+    ]
+    boxes = [Armoire(organization_id=org.id, name=f"Armoire {number:02d}") for number in range(armoires)]
+    db.session.add_all(users + boxes)
+    db.session.commit()
+    org_id = org.id
+    user_ids = [user.id for user in users]
+    armoire_ids = [box.id for box in boxes]
+    now = datetime.now(UTC)
+    file_ids = _files(org_id, user_ids, armoire_ids, files, now)
+    _journal(org_id, user_ids, armoire_ids, file_ids, entries, now)
+    rollups.rebuild(org_id)
+    db.session.commit()
+    return Seeded(org_id, user_ids, armoire_ids, file_ids)
+
+
+def _files(org_id: int, user_ids: list[int], armoire_ids: list[int], count: int, now: datetime) -> tuple[int, int]:
+    first = None
+    last = None
+    for start in range(0, count, BATCH):
+        numbers = range(start, min(start + BATCH, count))
+        file_rows = [
+            {
+                "organization_id": org_id,
+                "armoire_id": armoire_ids[n % len(armoire_ids)],
+                "name": f"document-{n:06d}.pdf",
+                # Sizes spread from 1 KiB to about 5 MiB, a few armoires larger than others.
+                "size": 1024 + (n * 7919) % (5 * 1024 * 1024) * (1 + n % 3),
+                "mime_type": "application/pdf",
+                "created_by_id": user_ids[n % len(user_ids)],
+                "created_at": now - timedelta(minutes=n),
+                "updated_at": now - timedelta(minutes=n),
+                "deleted_at": now if n % 50 == 0 else None,
+            }
+            for n in numbers
+        ]
+        ids = list(
+            db.session.execute(insert(File).returning(File.id, sort_by_parameter_order=True), file_rows).scalars()
+        )
+        first = ids[0] if first is None else first
+        last = ids[-1]
+        db.session.execute(
+            insert(FileVersion),
+            [
+                {
+                    "organization_id": org_id,
+                    "uid": secrets.token_hex(16),
+                    "file_id": file_id,
+                    "number": 1,
+                    "size": row["size"],
+                    "mime_type": row["mime_type"],
+                    "author_id": row["created_by_id"],
+                    "created_at": row["created_at"],
+                }
+                for file_id, row in zip(ids, file_rows, strict=True)
+            ],
+        )
+        db.session.commit()
+    return (first or 0, last or 0)
+
+
+def _journal(
+    org_id: int,
+    user_ids: list[int],
+    armoire_ids: list[int],
+    file_ids: tuple[int, int],
+    count: int,
+    now: datetime,
+) -> None:
+    """``count`` entries over the last 365 days, oldest first, with a real hash chain."""
+    start = now - timedelta(days=365)
+    step = timedelta(days=365) / max(count, 1)
+    first_file, last_file = file_ids
+    span = max(last_file - first_file + 1, 1)
+    prev = GENESIS_HASH
+    rows = []
+    for seq in range(1, count + 1):
+        action = ACTIONS[seq % len(ACTIONS)]
+        user_id = user_ids[(seq * 31) % len(user_ids)]
+        file_id = first_file + (seq * 104729) % span
+        login = action == "user.login"
+        fields = {
+            "chain_id": org_id,
+            "seq": seq,
+            "organization_id": org_id,
+            "user_id": user_id,
+            "action": action,
+            "target_type": "user" if login else "file",
+            "target_id": user_id if login else file_id,
+            "target_label": None if login else f"document-{file_id - first_file:06d}.pdf",
+            "created_at": start + step * seq,
+            "ip": f"192.0.2.{seq % 250 + 1}",
+            "user_agent": AGENTS[seq % len(AGENTS)],
+            "details": {"armoire": armoire_ids[(file_id - first_file) % len(armoire_ids)]}
+            if action == "file.added"
+            else None,
+        }
+        entry_hash = hashlib.sha256(prev.encode() + b"\n" + canonical_content(**fields)).hexdigest()
+        rows.append({**fields, "prev_hash": prev, "entry_hash": entry_hash})
+        prev = entry_hash
+        if len(rows) >= BATCH:
+            db.session.execute(insert(AuditEntry), rows)
+            db.session.commit()
+            rows = []
+    if rows:
+        db.session.execute(insert(AuditEntry), rows)
+    db.session.add(AuditChainHead(chain_id=org_id, seq=count, head_hash=prev))
+    db.session.commit()
