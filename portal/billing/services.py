@@ -36,7 +36,7 @@ from portal.billing.models import (
     Subscription,
 )
 from portal.database import utcnow
-from portal.documents.services.quota import lock_organization, used_bytes
+from portal.documents.services.quota import lock_organization, quota_bytes, used_bytes
 from portal.extensions import db
 from portal.organizations.models import Organization
 
@@ -101,22 +101,25 @@ def subscription_for(organization_id: int) -> Subscription:
 @dataclass(frozen=True)
 class Usage:
     storage_bytes: int
-    storage_quota_bytes: int
+    storage_quota_bytes: int | None
     members: int
-    member_quota: int
+    member_quota: int | None
 
     @property
     def storage_percent(self) -> int:
         return min(100, round(100 * self.storage_bytes / self.storage_quota_bytes)) if self.storage_quota_bytes else 0
 
 
-def quotas(subscription: Subscription) -> tuple[int, int]:
-    """(storage bytes, members) granted by the plan in force; the trial has the smallest plan's."""
+def quotas(subscription: Subscription) -> tuple[int | None, int | None]:
+    """(storage bytes, members) granted by the plan in force; the trial has the smallest plan's.
+
+    None is no limit: COFFRE_TRIAL_STORAGE_MB=0, or no plan defined at all (billing unused).
+    """
     plan = db.session.get(Plan, subscription.plan_id) if subscription.plan_id else None
     if plan is None:
         smallest = smallest_plan()
         storage_mb = int(current_app.config.get("COFFRE_TRIAL_STORAGE_MB", 1024))
-        return storage_mb * 1024 * 1024, smallest.member_quota if smallest else 3
+        return storage_mb * 1024 * 1024 or None, smallest.member_quota if smallest else None
     return plan.storage_quota_mb * 1024 * 1024, plan.member_quota
 
 
@@ -127,8 +130,31 @@ def member_count(organization_id: int) -> int:
 
 
 def usage(subscription: Subscription) -> Usage:
-    storage, members = quotas(subscription)
+    _plan_storage, members = quotas(subscription)
+    storage = quota_bytes(subscription.organization_id)  # what uploads are actually checked against
     return Usage(used_bytes(subscription.organization_id), storage, member_count(subscription.organization_id), members)
+
+
+class MemberQuotaError(BillingError):
+    pass
+
+
+def check_member_quota(organization_id: int) -> None:
+    """Refuse one more member beyond the plan's quota; under the organisation lock, so parallel invitations queue."""
+    lock_organization(organization_id)
+    subscription = db.session.execute(
+        select(Subscription).where(Subscription.organization_id == organization_id)
+    ).scalar_one_or_none()
+    _storage, members = quotas(subscription or Subscription(organization_id=organization_id, status=STATUS_TRIAL))
+    if members is not None and member_count(organization_id) >= members:
+        raise MemberQuotaError(
+            _(
+                "Votre formule permet %(n)s membres et ce nombre est atteint : "
+                "passez à une formule supérieure depuis la page Abonnement.",
+                n=members,
+            ),
+            "email",
+        )
 
 
 # ---------------------------------------------------------------- choosing
