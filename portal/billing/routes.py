@@ -18,7 +18,7 @@ from portal.extensions import csrf, db
 from portal.security.permissions import Permission, public, requires
 from portal.security.tenancy import get_scoped_or_404, scoped
 from portal.web.context import current_actor
-from portal.web.htmx import redirect_or_hx, render_page_or_fragment
+from portal.web.htmx import redirect_or_hx, render_page_or_fragment, wants_fragment
 
 COUNTRY_NAMES = {
     "229": "Bénin",
@@ -91,6 +91,10 @@ def choose() -> Response:
         db.session.rollback()
         return _refused(error.message, error.field)
     db.session.commit()
+    if wants_fragment():  # a same-page redirect would be a mere hash change: swap the section instead
+        return render_page_or_fragment(
+            "billing/subscription.html", "billing/_subscription.html", **_page_context(current_user.organization_id)
+        )
     return redirect_or_hx(url_for("billing.subscription_page") + "#paiement")
 
 

@@ -82,8 +82,7 @@ class Simulator:
     def start(self) -> Simulator:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
-        if self.notify_url:
-            threading.Thread(target=self._notifier, daemon=True).start()
+        threading.Thread(target=self._notifier, daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -156,6 +155,8 @@ class Simulator:
     def _notifier(self) -> None:
         """Deliver a notification once each transaction settles, as the merchant webhook would."""
         while not self._stop.wait(0.3):
+            if not self.notify_url:
+                continue
             with self.lock:
                 due = [t for t in self.transactions.values() if not t.notified and self.current_status(t) != "PENDING"]
                 for transaction in due:
