@@ -143,6 +143,18 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
         "SCHEDULER_ENABLED": _env_bool("COFFRE_SCHEDULER", True),
         # Raw read-and-discard routes used by bench/upload_bench.py as the throughput floor.
         "BENCH_ROUTES": _env_bool("COFFRE_BENCH_ROUTES", False),
+        # Billing (portal/billing): FeexPay, trial, TVA and the invoice issuer.
+        "FEEXPAY_BASE_URL": os.environ.get("FEEXPAY_BASE_URL") or "https://api-v2.feexpay.me",
+        "FEEXPAY_API_KEY": os.environ.get("FEEXPAY_API_KEY", ""),
+        "FEEXPAY_SHOP_ID": os.environ.get("FEEXPAY_SHOP_ID", ""),
+        "FEEXPAY_TIMEOUT": _env_int("FEEXPAY_TIMEOUT", 15),
+        "COFFRE_TRIAL_DAYS": _env_int("COFFRE_TRIAL_DAYS", 14),
+        "COFFRE_TRIAL_STORAGE_MB": _env_int("COFFRE_TRIAL_STORAGE_MB", 1024),
+        "COFFRE_TVA_PERCENT": _env_int("COFFRE_TVA_PERCENT", 18),
+        "COFFRE_ISSUER_NAME": os.environ.get("COFFRE_ISSUER_NAME", "Coffre SAS"),
+        "COFFRE_ISSUER_ADDRESS": os.environ.get("COFFRE_ISSUER_ADDRESS", "Cotonou, Bénin"),
+        "COFFRE_ISSUER_IFU": os.environ.get("COFFRE_ISSUER_IFU", ""),
+        "COFFRE_ISSUER_RCCM": os.environ.get("COFFRE_ISSUER_RCCM", ""),
     }
 
     secret_key = os.environ.get("SECRET_KEY")

@@ -5,7 +5,7 @@
 set -euo pipefail
 source "$(dirname "$0")/_env.sh"
 cd "$ROOT"
-apt_install chromium fonts-dejavu-core
+apt_install chromium fonts-dejavu-core poppler-utils
 ensure_venv requirements-dev.txt
 
 echo "== ruff"

@@ -450,6 +450,44 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json("DashboardMember", "Activity")} | _problems(*AUTHED, 404, 422),
             }
         },
+        "/abonnement": {
+            "get": {
+                "operationId": "getSubscription",
+                "summary": "Plan, status, period end, usage and quotas (admins)",
+                "security": secured,
+                "responses": {
+                    "200": {"description": "The subscription", "content": {JSON: {"schema": {"type": "object"}}}}
+                }
+                | _problems(*AUTHED),
+            }
+        },
+        "/factures": {
+            "get": {
+                "operationId": "listInvoices",
+                "security": secured,
+                "responses": {
+                    "200": {
+                        "description": "Invoices and credit notes, newest first",
+                        "content": {JSON: {"schema": {"type": "object"}}},
+                    }
+                }
+                | _problems(*AUTHED),
+            }
+        },
+        "/factures/{invoice_id}/pdf": {
+            "get": {
+                "operationId": "downloadInvoice",
+                "security": secured,
+                "parameters": [PATH_ID | {"name": "invoice_id"}],
+                "responses": {
+                    "200": {
+                        "description": "The invoice as stored",
+                        "content": {"application/pdf": {"schema": {"type": "string"}}},
+                    }
+                }
+                | _problems(*AUTHED, 404),
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",

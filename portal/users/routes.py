@@ -9,6 +9,7 @@ from portal.auth.forms import EmptyForm
 from portal.auth.models import User
 from portal.auth.reauth import requires_recent_auth
 from portal.auth.services import EmailTakenError
+from portal.billing.services import MemberQuotaError
 from portal.extensions import db
 from portal.mail import absolute_url, dev_outbox_enabled, send_template_safely
 from portal.security.permissions import Permission, requires
@@ -56,6 +57,12 @@ def invite():
         try:
             user, token = services.invite(
                 current_user.organization_id, form.email.data, form.name.data, form.role.data, current_actor()
+            )
+        except MemberQuotaError as error:
+            db.session.rollback()
+            form.email.errors.append(error.message)
+            return render_page_or_fragment(
+                "users/index.html", "users/_invite_form.html", status=403, **_list_context(form)
             )
         except (EmailTakenError, IntegrityError):  # IntegrityError: a concurrent twin won
             db.session.rollback()

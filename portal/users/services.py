@@ -89,6 +89,9 @@ def invite(organization_id: int, email: str, name: str, role: str, actor: Actor)
     email = normalise_email(email)
     if find_user_by_email(email) is not None:
         raise EmailTakenError(email)
+    from portal.billing.services import check_member_quota
+
+    check_member_quota(organization_id)  # raises MemberQuotaError
     user = User(
         organization_id=organization_id,
         email=email,

@@ -34,9 +34,14 @@ def used_bytes(organization_id: int) -> int:
 
 
 def quota_bytes(organization_id: int) -> int | None:
-    return db.session.execute(
+    quota = db.session.execute(
         select(Organization.storage_quota_bytes).where(Organization.id == organization_id)
     ).scalar_one_or_none()
+    if quota is None:
+        # Billing sets the column when a plan is paid; until then the trial's quota applies (0: none).
+        trial_mb = int(current_app.config.get("COFFRE_TRIAL_STORAGE_MB", 0))
+        return trial_mb * 1024 * 1024 or None
+    return quota
 
 
 @dataclass

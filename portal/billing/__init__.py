@@ -1,0 +1,7 @@
+"""Subscriptions and payments: plans, FeexPay settlement by re-query, invoices."""
+
+from flask import Blueprint
+
+bp = Blueprint("billing", __name__)
+
+from portal.billing import api, jobs, routes  # noqa: E402,F401

@@ -1,0 +1,70 @@
+"""Billing fixtures: the FeexPay simulator (a real HTTP server on loopback) and the seeded plans."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+
+from portal.billing.simulator import API_KEY, SHOP_ID, Simulator
+from portal.extensions import db
+from tests.conftest import ROOT, csrf
+
+
+def migration_plans() -> list[dict]:
+    """The plans the migration seeds: tests build the schema with create_all, so they seed the same rows."""
+    path = ROOT / "migrations" / "versions" / "b2b111e50001_billing.py"
+    spec = importlib.util.spec_from_file_location("billing_migration", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.PLANS
+
+
+@pytest.fixture
+def simulator() -> Iterator[Simulator]:
+    sim = Simulator(settle_after=0).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def app(app_factory, simulator: Simulator) -> Iterator[Flask]:
+    from portal.billing.models import Plan
+
+    app = app_factory(
+        FEEXPAY_BASE_URL=simulator.base_url, FEEXPAY_API_KEY=API_KEY, FEEXPAY_SHOP_ID=SHOP_ID, FEEXPAY_TIMEOUT=2
+    )
+    with app.app_context():
+        for row in migration_plans():
+            db.session.add(Plan(**row))
+        db.session.commit()
+        yield app
+
+
+def choose(client, plan: str = "essentiel", period: str = "mensuel"):
+    return client.post(
+        "/abonnement/choisir", data={"csrf_token": csrf(client, "/abonnement"), "plan": plan, "period": period}
+    )
+
+
+def pay(
+    client,
+    plan: str = "essentiel",
+    period: str = "mensuel",
+    phone: str = "2290197123456",
+    network: str = "mtn",
+    method: str = "mobile",
+):
+    return client.post(
+        "/abonnement/payer",
+        data={
+            "csrf_token": csrf(client, "/abonnement"),
+            "plan": plan,
+            "period": period,
+            "method": method,
+            "network": network,
+            "phone": phone,
+        },
+    )
