@@ -96,6 +96,7 @@ def _import_models() -> None:
     import portal.api.models
     import portal.audit.models
     import portal.auth.models
+    import portal.backups.models
     import portal.crypto.models
     import portal.documents.models
     import portal.organizations.models  # noqa: F401
@@ -106,6 +107,7 @@ def _register_blueprints(app: Flask) -> None:
     from portal.api import tokens_bp as api_tokens_bp
     from portal.audit import bp as audit_bp
     from portal.auth import bp as auth_bp
+    from portal.backups import bp as backups_bp
     from portal.documents import bp as documents_bp
     from portal.main import bp as main_bp
     from portal.profile import bp as profile_bp
@@ -117,6 +119,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(users_bp, url_prefix="/users")
     app.register_blueprint(audit_bp)
     app.register_blueprint(documents_bp)
+    app.register_blueprint(backups_bp)
     app.register_blueprint(api_tokens_bp, url_prefix="/me/jetons")
     # The API authenticates with bearer tokens and ignores cookies, so CSRF does not apply.
     csrf.exempt(api_bp)
