@@ -194,6 +194,18 @@ class Repository:
             raise ManifestError(f"manifest {relative_path} has a bad signature") from None
         return body
 
+    def sweep_temp(self, older_than_seconds: int = 6 * 3600) -> int:
+        """Remove partial writes of killed backups (recent ones may belong to a running backup)."""
+        import time
+
+        removed = 0
+        for entry in self.tmp.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - entry.stat().st_mtime >= older_than_seconds:
+                    entry.unlink()
+                    removed += 1
+        return removed
+
     def hash_object(self, digest: str) -> str | None:
         """The actual sha256 of a stored object, None when it is missing."""
         try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask_babel import gettext as _
@@ -135,10 +135,37 @@ def _snapshot(organization_id: int) -> dict[str, Any]:
     }
 
 
+STALE_AFTER = timedelta(hours=6)
+
+
+def fail_interrupted(organization_id: int, keep_id: int) -> int:
+    """Mark as failed the rows a killed backup left ``en_cours``: none has a manifest."""
+    stale = db.session.execute(
+        select(Backup).where(
+            Backup.organization_id == organization_id,
+            Backup.id != keep_id,
+            Backup.status == "en_cours",
+            Backup.created_at < utcnow() - STALE_AFTER,
+        )
+    ).scalars()
+    count = 0
+    for row in stale:
+        row.status = "echouee"
+        row.error = "interrupted"
+        row.finished_at = utcnow()
+        count += 1
+    return count
+
+
 def run_backup(backup_id: int) -> Backup:
     """Do the work of a started backup (see the module docstring); commits its own steps."""
     from portal.storage.blobs import get_blob_store
 
+    with write_transaction():
+        backup = db.session.get(Backup, backup_id)
+        if backup is not None and fail_interrupted(backup.organization_id, backup_id):
+            db.session.commit()
+        get_repository().sweep_temp()
     backup = db.session.get(Backup, backup_id)
     if backup is None or backup.status != "en_cours":
         raise BackupError(f"backup {backup_id} is not waiting to run")
