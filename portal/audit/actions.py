@@ -58,6 +58,7 @@ ACTIONS: frozenset[str] = frozenset(
         "backup.restored",
         "backup.verified",
         "backup.failed",
+        "backup.pruned",
         "file.restored_from_backup",
         "keys.rotated",
         "keys.retired",

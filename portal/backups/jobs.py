@@ -9,7 +9,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from portal.audit.context import Actor
-from portal.backups import services
+from portal.backups import retention, services
 from portal.backups.models import Backup
 from portal.extensions import db
 from portal.organizations.models import Organization
@@ -23,6 +23,8 @@ def scheduled_backups() -> None:
     ids = list(db.session.execute(select(Organization.id).order_by(Organization.id)).scalars())
     db.session.commit()
     for organization_id in ids:
+        if retention.policy_for(organization_id).schedule != "quotidien":
+            continue
         try:
             services.backup_now(Actor.system(organization_id), "planifie")
         except Exception:
@@ -39,3 +41,13 @@ def verify_sample() -> None:
         if backup is not None:
             services.verify_backup(backup)
             db.session.commit()
+
+
+@scheduled_job("cron", hour=3, minute=30)
+def prune_backups() -> None:
+    """Apply each organisation's retention, then remove what no kept backup references."""
+    ids = list(db.session.execute(select(Backup.organization_id).distinct()).scalars())
+    for organization_id in ids:
+        retention.prune(organization_id)
+        db.session.commit()
+    retention.collect_garbage()

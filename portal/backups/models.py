@@ -54,3 +54,18 @@ class Restore(OrgOwned, db.Model):
     total: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(String(500), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class BackupSettings(OrgOwned, db.Model):
+    """An organisation's backup schedule and retention; absent means the defaults."""
+
+    __tablename__ = "reglages_sauvegardes"
+    __table_args__ = (db.UniqueConstraint("organization_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # "quotidien" or "aucun": the nightly job skips an organisation that opted out.
+    schedule: Mapped[str] = mapped_column(String(20), default="quotidien")
+    keep_daily: Mapped[int] = mapped_column(default=7)
+    keep_weekly: Mapped[int] = mapped_column(default=4)
+    keep_monthly: Mapped[int] = mapped_column(default=12)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

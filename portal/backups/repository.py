@@ -113,6 +113,7 @@ class Repository:
                     # Deduplicated: the same ciphertext is already stored (immutable).
                     out.close()
                     temp.unlink()
+                    self.touch(final)
                     return name, size, 0
                 out.flush()
                 os.fsync(out.fileno())
@@ -126,12 +127,22 @@ class Repository:
         return name, size, size
 
     def has_object(self, digest: str) -> bool:
-        return self.object_path(digest).is_file()
+        """True when stored; refreshes its mtime, which keeps garbage collection off an object
+        a backup still being written reuses (its manifest does not exist yet)."""
+        return self.touch(self.object_path(digest))
+
+    @staticmethod
+    def touch(path: Path) -> bool:
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return False
+        return True
 
     def put_key(self, organization_id: int, uid: str, record: dict[str, Any]) -> int:
         """Store a wrapped key once; returns the bytes written (0 when already there)."""
         path = self.key_path(organization_id, uid)
-        if path.is_file():
+        if self.touch(path):
             return 0
         payload = canonical(record)
         with self._atomic(path) as handle:

@@ -10,7 +10,8 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from portal.auth.reauth import requires_recent_auth
-from portal.backups import bp, executor, services
+from portal.backups import bp, executor, retention, services
+from portal.backups.forms import SettingsForm
 from portal.backups.models import Backup, Restore
 from portal.extensions import db, limiter
 from portal.security.permissions import Permission, requires
@@ -37,10 +38,38 @@ def _list_context() -> dict[str, Any]:
     return {"backups": backups, "running": any(b.status == "en_cours" for b in backups)}
 
 
+def _settings_form() -> SettingsForm:
+    policy = retention.policy_for(current_user.organization_id)
+    return SettingsForm(
+        schedule=policy.schedule,
+        keep_daily=policy.keep_daily,
+        keep_weekly=policy.keep_weekly,
+        keep_monthly=policy.keep_monthly,
+    )
+
+
 @bp.route("/sauvegardes")
 @requires(Permission.BACKUP_MANAGE)
 def index():
-    return render_page_or_fragment("backups/index.html", "backups/_list.html", **_list_context())
+    return render_page_or_fragment(
+        "backups/index.html", "backups/_list.html", settings_form=_settings_form(), **_list_context()
+    )
+
+
+@bp.route("/sauvegardes/reglages", methods=["POST"])
+@requires(Permission.BACKUP_MANAGE)
+def settings():
+    form = SettingsForm()
+    if not form.validate_on_submit():
+        return render_page_or_fragment(
+            "backups/settings.html", "backups/_settings.html", status=422, settings_form=form
+        )
+    retention.save_policy(
+        current_actor(),
+        retention.Policy(form.keep_daily.data, form.keep_weekly.data, form.keep_monthly.data, form.schedule.data),
+    )
+    db.session.commit()
+    return render_page_or_fragment("backups/settings.html", "backups/_settings.html", settings_form=form, saved=True)
 
 
 @bp.route("/sauvegardes", methods=["POST"])

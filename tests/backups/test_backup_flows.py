@@ -119,3 +119,77 @@ def test_a_killed_backup_claims_nothing_and_the_next_one_completes(app, admin, m
     assert db.session.get(Backup, killed.id).status == "echouee"
     assert not partial.exists()
     assert db.session.get(File, file.id).purged_at is None
+
+
+def test_retention_keeps_days_weeks_months_and_prunes_only_unreferenced_objects(
+    app, admin, admin_client, make_armoire, store_file
+):
+    from portal.audit.context import Actor
+    from portal.backups import retention, services
+    from portal.documents.services import uploads
+
+    armoire = make_armoire(admin.organization)
+    shared = store_file(admin, armoire, "commun.txt", b"toujours la\n" * 10)
+    actor = Actor(admin.organization_id, admin.id)
+    token = csrf(admin_client, "/sauvegardes")
+    bad = admin_client.post(
+        "/sauvegardes/reglages",
+        data={
+            "csrf_token": token,
+            "schedule": "quotidien",
+            "keep_daily": "-1",
+            "keep_weekly": "1",
+            "keep_monthly": "0",
+        },
+        headers={"HX-Request": "true"},
+    )
+    assert bad.status_code == 422
+    saved = admin_client.post(
+        "/sauvegardes/reglages",
+        data={"csrf_token": token, "schedule": "quotidien", "keep_daily": "2", "keep_weekly": "1", "keep_monthly": "0"},
+        headers={"HX-Request": "true"},
+    )
+    assert saved.status_code == 200
+    now = utcnow()
+    ages = [timedelta(hours=2), timedelta(days=1, hours=1), timedelta(days=2, hours=1), timedelta(days=3, hours=1)]
+    rows = []
+    for number, age in enumerate(reversed(ages)):
+        # Each backup also holds a version that only it references.
+        uploads.add_version(actor, db.session.get(File, shared.id), None, iter([f"v{number}".encode()]), 2)
+        db.session.commit()
+        backup = services.backup_now(actor, "manuel")
+        db.session.get(Backup, backup.id).created_at = now - age
+        db.session.commit()
+        rows.append(backup.id)
+    oldest, _third, _second, newest = rows
+    repo = get_repository()
+    for path in repo.root.rglob("*"):
+        if path.is_file():
+            os.utime(path, (time.time() - 3 * 86400, time.time() - 3 * 86400))
+    oldest_body = repo.read_manifest(db.session.get(Backup, oldest).path)
+    newest_body = repo.read_manifest(db.session.get(Backup, newest).path)
+    only_oldest = {v["object"] for v in oldest_body["versions"]} - {v["object"] for v in newest_body["versions"]}
+    assert not only_oldest  # incremental: every object of the oldest is still referenced
+
+    deleted = retention.prune(admin.organization_id, now=now)
+    db.session.commit()
+    # Kept: younger than a day (newest), 2 daily (newest, -1 day), 1 weekly (newest). Pruned: -2, -3 days.
+    assert sorted(deleted) == sorted(rows[:2])
+    removed = retention.collect_garbage()
+    assert removed["objects"] == 0  # every object is still used by a kept backup
+    for backup_id in rows[2:]:
+        result = services.verify_backup(db.session.get(Backup, backup_id))
+        assert result.ok, result.problems
+    db.session.commit()
+    # Once the last backups go, their objects go too.
+    for backup_id in rows[2:]:
+        db.session.get(Backup, backup_id).created_at = now - timedelta(days=400)
+    db.session.execute(update(Backup).values(created_at=now - timedelta(days=400)))
+    from portal.backups.models import BackupSettings
+
+    db.session.execute(update(BackupSettings).values(keep_daily=0, keep_weekly=0, keep_monthly=0))
+    db.session.commit()
+    assert len(retention.prune(admin.organization_id, now=now)) == 2
+    db.session.commit()
+    assert retention.collect_garbage()["objects"] == len({v["object"] for v in newest_body["versions"]})
+    assert not list((repo.root / "objects").rglob("*/*/*"))
