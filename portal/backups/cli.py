@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 from flask import Flask
@@ -57,6 +58,39 @@ def run_command(organization_id: int) -> None:
     click.echo(f"backup {backup.id}: {backup.status} {backup.summary}")
     if backup.status != "reussie":
         sys.exit(1)
+
+
+@backups_cli.command("export-all")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def export_all_command(directory: Path) -> None:
+    """Export the whole instance (every table, the blobs, checkpoints, shred ledger) into DIRECTORY."""
+    from portal.backups.instance import ExportError, export_all
+
+    try:
+        listing = export_all(directory)
+    except ExportError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"exported {sum(listing['tables'].values())} rows and {len(listing['files'])} files to {directory}")
+
+
+@backups_cli.command("restore-all")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+def restore_all_command(directory: Path) -> None:
+    """Load an export into a new, empty instance, then replay the shred ledger."""
+    from portal.audit.services import record
+    from portal.backups.instance import ExportError, restore_all
+
+    try:
+        with write_transaction():
+            result = restore_all(directory)
+            record("keys.ledger_applied", Actor.system(None), target_type="master_key", details=result)
+            db.session.commit()
+    except ExportError as error:
+        db.session.rollback()
+        raise click.ClickException(str(error)) from None
+    click.echo(
+        f"restored {result['rows']} rows; shred ledger replayed: {result['destroyed']} data keys destroyed again"
+    )
 
 
 def init_app(app: Flask) -> None:
