@@ -185,11 +185,8 @@ class Repository:
         """The manifest's body, once its signature is checked against this instance's key."""
         from portal.audit.checkpoints import key_id_of, signing_key
 
-        path = (self.root / relative_path).resolve()
-        if self.root.resolve() not in path.parents:
-            raise ManifestError("the manifest path leaves the backup directory")
         try:
-            envelope = json.loads(path.read_bytes())
+            envelope = json.loads(self._manifest_bytes(relative_path))
             body = envelope["body"]
             signature = base64.b64decode(envelope["signature"])
         except FileNotFoundError:
@@ -205,6 +202,35 @@ class Repository:
             raise ManifestError(f"manifest {relative_path} has a bad signature") from None
         return body
 
+    def open_object(self, digest: str) -> BinaryIO:
+        """A seekable reader of a stored object (raises FileNotFoundError)."""
+        return self.object_path(digest).open("rb")
+
+    def delete_manifest(self, relative_path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / relative_path).unlink()
+
+    def iter_manifests(self) -> Iterator[str]:
+        for path in sorted((self.root / "manifests").rglob("*.json")):
+            yield self.relative(path)
+
+    def iter_objects(self) -> Iterator[tuple[str, float]]:
+        """(name, mtime) of every stored object."""
+        for path in (self.root / "objects").rglob("*"):
+            if path.is_file() and HASH_PATTERN.fullmatch(path.name):
+                with contextlib.suppress(FileNotFoundError):
+                    yield path.name, path.stat().st_mtime
+
+    def delete_object(self, digest: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.object_path(digest).unlink()
+
+    def iter_keys(self) -> Iterator[tuple[str, str, float]]:
+        """(organisation, uid, mtime) of every stored wrapped key."""
+        for path in (self.root / "keys").rglob("*.json"):
+            with contextlib.suppress(FileNotFoundError):
+                yield path.parent.name, path.stem, path.stat().st_mtime
+
     def sweep_temp(self, older_than_seconds: int = 6 * 3600) -> int:
         """Remove partial writes of killed backups (recent ones may belong to a running backup)."""
         import time
@@ -217,10 +243,16 @@ class Repository:
                     removed += 1
         return removed
 
+    def _manifest_bytes(self, relative_path: str) -> bytes:
+        path = (self.root / relative_path).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ManifestError("the manifest path leaves the backup directory")
+        return path.read_bytes()
+
     def hash_object(self, digest: str) -> str | None:
         """The actual sha256 of a stored object, None when it is missing."""
         try:
-            handle = self.object_path(digest).open("rb")
+            handle = self.open_object(digest)
         except FileNotFoundError:
             return None
         with handle:

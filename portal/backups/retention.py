@@ -7,18 +7,16 @@ organisation: objects are shared by hash), so a kept backup never loses an objec
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import select
 
 from portal.audit.context import Actor
 from portal.audit.services import record
 from portal.backups.models import Backup, BackupSettings
-from portal.backups.repository import HASH_PATTERN, ManifestError, get_repository
+from portal.backups.repository import ManifestError, get_repository
 from portal.database import utcnow
 from portal.extensions import db
 
@@ -102,8 +100,7 @@ def prune(organization_id: int, now: datetime | None = None) -> list[int]:
         if backup.id in keep or now - backup.created_at < MIN_AGE or backup.status == "en_cours":
             continue
         if backup.path:
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                (repository.root / backup.path).unlink()
+            repository.delete_manifest(backup.path)
         deleted.append(backup.id)
         db.session.delete(backup)
     if deleted:
@@ -126,9 +123,9 @@ def collect_garbage() -> dict[str, int]:
     repository = get_repository()
     objects: set[str] = set()
     keys: set[tuple[str, str]] = set()
-    for manifest in (repository.root / "manifests").rglob("*.json"):
+    for manifest in repository.iter_manifests():
         try:
-            body = repository.read_manifest(str(manifest.relative_to(repository.root)))
+            body = repository.read_manifest(manifest)
         except ManifestError:
             # An unreadable manifest protects nothing but must not make us delete blindly.
             return {"objects": 0, "keys": 0}
@@ -139,19 +136,12 @@ def collect_garbage() -> dict[str, int]:
                 keys.add((str(body["organization_id"]), version["data_key_uid"]))
     cutoff = utcnow().timestamp() - MIN_AGE.total_seconds()
     removed = {"objects": 0, "keys": 0}
-    for path in (repository.root / "objects").rglob("*"):
-        if path.is_file() and HASH_PATTERN.fullmatch(path.name) and path.name not in objects and _older(path, cutoff):
-            path.unlink()
+    for name, mtime in list(repository.iter_objects()):
+        if name not in objects and mtime < cutoff:
+            repository.delete_object(name)
             removed["objects"] += 1
-    for path in (repository.root / "keys").rglob("*.json"):
-        if (path.parent.name, path.stem) not in keys and _older(path, cutoff):
-            path.unlink()
+    for organization, uid, mtime in list(repository.iter_keys()):
+        if (organization, uid) not in keys and mtime < cutoff:
+            repository.delete_key(int(organization), uid)
             removed["keys"] += 1
     return removed
-
-
-def _older(path: Path, cutoff: float) -> bool:
-    try:
-        return path.stat().st_mtime < cutoff
-    except FileNotFoundError:
-        return False

@@ -424,7 +424,7 @@ def _backup_chunks(repository: Repository, organization_id: int, version: dict[s
     key = open_data_key(transient, context)
     file_id = int(context["file"]) if "file" in context else None
     aad = associated_data(organization_id, version["uid"], file_id)
-    raw = repository.object_path(version["object"]).open("rb")
+    raw = repository.open_object(version["object"])
 
     def chunks():
         try:
