@@ -49,6 +49,8 @@ def canonical(payload: Any) -> bytes:
 
 
 class Repository:
+    identity: tuple[Any, ...] = ()
+
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.tmp = self.root / "tmp"
@@ -164,8 +166,8 @@ class Repository:
         _fsync_dir(path.parent)
         return True
 
-    def write_manifest(self, organization_id: int, backup_id: int, body: dict[str, Any]) -> tuple[Path, int]:
-        """Sign ``body`` with the instance's Ed25519 key and write it; returns (path, bytes)."""
+    def write_manifest(self, organization_id: int, backup_id: int, body: dict[str, Any]) -> tuple[str, int]:
+        """Sign ``body`` with the instance's Ed25519 key and write it; returns (relative path, bytes)."""
         from portal.audit.checkpoints import key_id_of, signing_key
 
         key = signing_key()
@@ -176,10 +178,13 @@ class Repository:
             "signature": base64.b64encode(key.sign(signed)).decode(),
         }
         payload = canonical(envelope)
+        return self._store_manifest(organization_id, backup_id, payload), len(payload)
+
+    def _store_manifest(self, organization_id: int, backup_id: int, payload: bytes) -> str:
         path = self.manifest_path(organization_id, backup_id)
         with self._atomic(path) as handle:
             handle.write(payload)
-        return path, len(payload)
+        return self.relative(path)
 
     def read_manifest(self, relative_path: str) -> dict[str, Any]:
         """The manifest's body, once its signature is checked against this instance's key."""
@@ -263,14 +268,23 @@ class Repository:
 
 
 def get_repository() -> Repository:
-    """The repository at COFFRE_BACKUP_DIR (created when missing), never inside blob storage."""
+    """The repository: the bucket COFFRE_BACKUP_S3_BUCKET when set, else COFFRE_BACKUP_DIR
+    (created when missing; with S3 it only stages partial writes), never inside blob storage."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     root = Path(app.config["COFFRE_BACKUP_DIR"]).resolve()
     storage = Path(app.config["COFFRE_STORAGE_DIR"]).resolve()
     if root == storage or storage in root.parents:
         raise BackupDirError(f"COFFRE_BACKUP_DIR ({root}) must not be inside COFFRE_STORAGE_DIR ({storage})")
+    bucket = app.config.get("COFFRE_BACKUP_S3_BUCKET")
+    identity = (root, bucket, app.config.get("COFFRE_BACKUP_S3_ENDPOINT_URL"))
     repository = app.extensions.get("coffre_backup_repository")
-    if repository is None or repository.root != root:
-        repository = Repository(root)
+    if repository is None or getattr(repository, "identity", None) != identity:
+        if bucket:
+            from portal.backups.s3 import S3Repository
+
+            repository = S3Repository(root, bucket, identity[2])
+        else:
+            repository = Repository(root)
+        repository.identity = identity
         app.extensions["coffre_backup_repository"] = repository
     return repository

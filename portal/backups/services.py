@@ -240,7 +240,7 @@ def run_backup(backup_id: int) -> Backup:
         backup = db.session.get(Backup, backup_id)
         assert backup is not None
         backup.status = "reussie"
-        backup.path = repository.relative(path)
+        backup.path = path
         backup.summary = summary
         backup.finished_at = utcnow()
         record(
