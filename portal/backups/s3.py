@@ -13,6 +13,7 @@ import hashlib
 import json
 import secrets
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,6 +28,7 @@ class S3Repository(Repository):
         self.root = Path(staging)
         self.tmp = self.root / "tmp"
         self.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._local = threading.local()  # S3 uploads are durable once they return
         self.bucket = bucket
         self.client = boto3.client("s3", endpoint_url=endpoint_url)
 
@@ -72,7 +74,7 @@ class S3Repository(Repository):
 
     # ------------------------------------------------------------------ objects
 
-    def put_object(self, source: BinaryIO) -> tuple[str, int, int]:
+    def put_object(self, source: BinaryIO, *, sync: bool = True) -> tuple[str, int, int]:
         temp = self.tmp / f"{secrets.token_hex(16)}.part"
         digest = hashlib.sha256()
         size = 0
@@ -124,7 +126,7 @@ class S3Repository(Repository):
 
     # ------------------------------------------------------------------ keys
 
-    def put_key(self, organization_id: int, uid: str, record: dict[str, Any]) -> int:
+    def put_key(self, organization_id: int, uid: str, record: dict[str, Any], *, sync: bool = True) -> int:
         name = self._key_name(organization_id, uid)
         if self._touch_name(name):
             return 0

@@ -191,7 +191,7 @@ def run_backup(backup_id: int) -> Backup:
                 size = store.size(storage_key)
             else:
                 with store.open(storage_key) as raw:
-                    digest, size, written = repository.put_object(raw)
+                    digest, size, written = repository.put_object(raw, sync=False)
                 new_bytes += written
             version["object"] = digest
             version["object_size"] = size
@@ -199,7 +199,7 @@ def run_backup(backup_id: int) -> Backup:
             total += size
             uid = version.get("data_key_uid")
             if uid in wrapped_keys:
-                new_bytes += repository.put_key(organization_id, uid, wrapped_keys[uid])
+                new_bytes += repository.put_key(organization_id, uid, wrapped_keys[uid], sync=False)
         body = {
             "format": MANIFEST_FORMAT,
             "backup_id": backup_id,
@@ -208,6 +208,8 @@ def run_backup(backup_id: int) -> Backup:
             "trigger": backup.trigger,
             **snapshot,
         }
+        # Every object durable before the manifest that names them exists.
+        repository.make_durable()
         path, manifest_bytes = repository.write_manifest(organization_id, backup_id, body)
         new_bytes += manifest_bytes
         summary = {
