@@ -96,6 +96,7 @@ def _import_models() -> None:
     import portal.api.models
     import portal.audit.models
     import portal.auth.models
+    import portal.backups.models
     import portal.billing.models
     import portal.crypto.models
     import portal.dashboard.models
@@ -109,6 +110,7 @@ def _register_blueprints(app: Flask) -> None:
     from portal.api import tokens_bp as api_tokens_bp
     from portal.audit import bp as audit_bp
     from portal.auth import bp as auth_bp
+    from portal.backups import bp as backups_bp
     from portal.billing import bp as billing_bp
     from portal.dashboard import bp as dashboard_bp
     from portal.documents import bp as documents_bp
@@ -125,6 +127,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(documents_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(billing_bp)
+    app.register_blueprint(backups_bp)
     app.register_blueprint(api_tokens_bp, url_prefix="/me/jetons")
     app.register_blueprint(sso_bp)
     from portal.sso import providers as sso_providers

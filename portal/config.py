@@ -93,6 +93,11 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
         "COFFRE_JOURNAL_KEY_FILE": os.environ.get("COFFRE_JOURNAL_KEY_FILE") or str(instance / "journal_signing.key"),
         "COFFRE_JOURNAL_CHECKPOINT_FILE": os.environ.get("COFFRE_JOURNAL_CHECKPOINT_FILE")
         or str(instance / "journal_checkpoints.jsonl"),
+        # Never inside the blob storage directory: a backup must survive losing the storage.
+        "COFFRE_BACKUP_DIR": os.environ.get("COFFRE_BACKUP_DIR") or str(instance / "backups"),
+        # An S3-compatible bucket instead of the directory (which then only stages writes).
+        "COFFRE_BACKUP_S3_BUCKET": (os.environ.get("COFFRE_BACKUP_S3_BUCKET") or "").strip() or None,
+        "COFFRE_BACKUP_S3_ENDPOINT_URL": (os.environ.get("COFFRE_BACKUP_S3_ENDPOINT_URL") or "").strip() or None,
         "COFFRE_JOURNAL_FULL_VERIFY_MAX": _env_int("COFFRE_JOURNAL_FULL_VERIFY_MAX", 50_000),
         # Unset in development: links are built from the request's host (whatever the port).
         "COFFRE_BASE_URL": (os.environ.get("COFFRE_BASE_URL") or "").strip() or None,

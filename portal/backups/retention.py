@@ -1,0 +1,147 @@
+"""Retention of backups: the newest backup of each of the last N days, weeks and months.
+
+Backups younger than a day are never pruned. Pruning deletes the rows and manifests first,
+then the objects and wrapped keys that no remaining manifest references (of any
+organisation: objects are shared by hash), so a kept backup never loses an object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from portal.audit.context import Actor
+from portal.audit.services import record
+from portal.backups.models import Backup, BackupSettings
+from portal.backups.repository import ManifestError, get_repository
+from portal.database import utcnow
+from portal.extensions import db
+
+MIN_AGE = timedelta(days=1)
+LIMITS = {"keep_daily": (0, 366), "keep_weekly": (0, 520), "keep_monthly": (0, 600)}
+
+
+@dataclass(frozen=True)
+class Policy:
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    keep_monthly: int = 12
+    schedule: str = "quotidien"
+
+
+def policy_for(organization_id: int) -> Policy:
+    row = db.session.execute(
+        select(BackupSettings).where(BackupSettings.organization_id == organization_id)
+    ).scalar_one_or_none()
+    if row is None:
+        return Policy()
+    return Policy(row.keep_daily, row.keep_weekly, row.keep_monthly, row.schedule)
+
+
+def save_policy(actor: Actor, policy: Policy) -> BackupSettings:
+    """Store an organisation's settings (values already validated by the form); flushes."""
+    assert actor.organization_id is not None
+    row = db.session.execute(
+        select(BackupSettings).where(BackupSettings.organization_id == actor.organization_id).with_for_update()
+    ).scalar_one_or_none()
+    if row is None:
+        row = BackupSettings(organization_id=actor.organization_id)
+        db.session.add(row)
+    row.keep_daily, row.keep_weekly, row.keep_monthly = policy.keep_daily, policy.keep_weekly, policy.keep_monthly
+    row.schedule = policy.schedule
+    row.updated_at = utcnow()
+    record(
+        "organization.settings_changed",
+        actor,
+        target_type="organization",
+        target_id=actor.organization_id,
+        details={"backups": {**policy.__dict__}},
+    )
+    db.session.flush()
+    return row
+
+
+def to_keep(backups: Iterable[Backup], policy: Policy, now: datetime) -> set[int]:
+    """Ids kept by ``policy`` among finished backups (any order)."""
+    usable = sorted(
+        (b for b in backups if b.status in ("reussie", "verifiee") and b.path), key=lambda b: b.created_at, reverse=True
+    )
+    keep = {b.id for b in usable if now - b.created_at < MIN_AGE}
+    for count, bucket in (
+        (policy.keep_daily, lambda d: d.date().isoformat()),
+        (policy.keep_weekly, lambda d: "{}-{:02d}".format(*d.isocalendar()[:2])),
+        (policy.keep_monthly, lambda d: f"{d.year}-{d.month:02d}"),
+    ):
+        seen: list[str] = []
+        for backup in usable:
+            key = bucket(backup.created_at)
+            if key in seen:
+                continue
+            if len(seen) >= count:
+                break
+            seen.append(key)
+            keep.add(backup.id)
+    return keep
+
+
+def prune(organization_id: int, now: datetime | None = None) -> list[int]:
+    """Delete the backups ``policy_for`` does not keep (never one younger than a day); flushes.
+    Returns the deleted ids; ``collect_garbage`` then removes what they alone referenced."""
+    now = now or utcnow()
+    policy = policy_for(organization_id)
+    backups = list(db.session.execute(select(Backup).where(Backup.organization_id == organization_id)).scalars())
+    keep = to_keep(backups, policy, now)
+    repository = get_repository()
+    deleted = []
+    for backup in backups:
+        if backup.id in keep or now - backup.created_at < MIN_AGE or backup.status == "en_cours":
+            continue
+        if backup.path:
+            repository.delete_manifest(backup.path)
+        deleted.append(backup.id)
+        db.session.delete(backup)
+    if deleted:
+        record(
+            "backup.pruned",
+            Actor.system(organization_id),
+            target_type="backup",
+            details={"deleted": deleted, "kept": sorted(keep), "policy": {**policy.__dict__}},
+        )
+    db.session.flush()
+    return deleted
+
+
+def collect_garbage() -> dict[str, int]:
+    """Remove objects and wrapped keys that no manifest on disk references any more.
+
+    Reads the manifests from disk (not the rows) so that a backup being written, whose row
+    has no path yet, is protected by its objects' recent mtime instead: objects younger
+    than a day are never collected."""
+    repository = get_repository()
+    objects: set[str] = set()
+    keys: set[tuple[str, str]] = set()
+    for manifest in repository.iter_manifests():
+        try:
+            body = repository.read_manifest(manifest)
+        except ManifestError:
+            # An unreadable manifest protects nothing but must not make us delete blindly.
+            return {"objects": 0, "keys": 0}
+        for version in body.get("versions", []):
+            if version.get("object"):
+                objects.add(version["object"])
+            if version.get("data_key_uid"):
+                keys.add((str(body["organization_id"]), version["data_key_uid"]))
+    cutoff = utcnow().timestamp() - MIN_AGE.total_seconds()
+    removed = {"objects": 0, "keys": 0}
+    for name, mtime in list(repository.iter_objects()):
+        if name not in objects and mtime < cutoff:
+            repository.delete_object(name)
+            removed["objects"] += 1
+    for organization, uid, mtime in list(repository.iter_keys()):
+        if (organization, uid) not in keys and mtime < cutoff:
+            repository.delete_key(int(organization), uid)
+            removed["keys"] += 1
+    return removed

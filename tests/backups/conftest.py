@@ -1,0 +1,21 @@
+"""Backup fixtures: an admin token, stored files, and waiting for the background work."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.conftest import make_armoire, make_token, store_file  # noqa: F401
+
+
+@pytest.fixture
+def wait(app):
+    from portal.backups import executor
+
+    def drain() -> None:
+        executor.drain(app)
+        from portal.extensions import db
+
+        db.session.rollback()  # see what the worker committed
+        db.session.expire_all()
+
+    return drain
