@@ -32,7 +32,6 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 # token carries its own tenant there, which must also be the token's "tid".
 TENANT_PLACEHOLDER = "{tenantid}"
 
-oauth = OAuth()
 
 
 class ProviderConfigError(RuntimeError):
@@ -109,7 +108,10 @@ def parse_providers(raw: Any) -> list[Provider]:
 def init_app(app: Flask) -> None:
     providers = parse_providers(app.config.get("COFFRE_SSO_PROVIDERS"))
     app.extensions["coffre_sso"] = {p.name: p for p in providers}
-    oauth.init_app(app)
+    # One registry per app: Authlib caches clients (and their discovery documents) in it,
+    # and two apps in one process (tests, or two configurations) must not share them.
+    oauth = OAuth(app)
+    app.extensions["coffre_sso_oauth"] = oauth
     for provider in providers:
         oauth.register(
             provider.name,
@@ -131,7 +133,7 @@ def get(name: str) -> Provider | None:
 
 
 def client(provider: Provider):
-    return oauth.create_client(provider.name)
+    return current_app.extensions["coffre_sso_oauth"].create_client(provider.name)
 
 
 def load_metadata(provider: Provider) -> dict[str, Any] | None:

@@ -85,3 +85,14 @@ def test_discovery_failure_at_start_up_is_retried_on_use(app_factory, providers,
     app = app_factory(COFFRE_SSO_PROVIDERS=[{**down, "name": "alpha", "issuer": providers["alpha"].base}])
     with app.app_context():
         assert "_loaded_at" in sso.client(sso.get("alpha")).server_metadata
+
+
+def test_each_app_has_its_own_clients(app_factory, providers):
+    from tests.sso.conftest import provider_config
+
+    [alpha, beta] = provider_config(providers)
+    first = app_factory(COFFRE_SSO_PROVIDERS=[alpha])
+    second = app_factory(COFFRE_SSO_PROVIDERS=[{**beta, "name": "alpha"}])
+    for app, issuer in ((first, alpha["issuer"]), (second, beta["issuer"])):
+        with app.app_context():
+            assert sso.client(sso.get("alpha")).load_server_metadata()["issuer"] == issuer
