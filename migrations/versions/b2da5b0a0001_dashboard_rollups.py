@@ -75,6 +75,9 @@ def upgrade():
         "GROUP BY file_id) v ON v.file_id = f.id GROUP BY f.organization_id, f.armoire_id"
     )
 
+    for table in ('tableau_bord_activite', 'tableau_bord_armoires', 'tableau_bord_fichiers', 'tableau_bord_stockage'):
+        op.create_index(op.f(f'ix_{table}_organization_id'), table, ['organization_id'], unique=False)
+
 
 def downgrade():
     op.drop_table('tableau_bord_stockage')

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Date, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.extensions import db
+from portal.security.tenancy import OrgOwned
 
 NO_USER = 0
 
 
-class DailyActivity(db.Model):
+class DailyActivity(OrgOwned, db.Model):
     """How many entries of one action one member produced on one day."""
 
     __tablename__ = "tableau_bord_activite"
@@ -30,40 +31,37 @@ class DailyActivity(db.Model):
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    organization_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
     day: Mapped[date] = mapped_column(Date)
     user_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     action: Mapped[str] = mapped_column(String(40))
     count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class DailyFileTouch(db.Model):
+class DailyFileTouch(OrgOwned, db.Model):
     """That one member touched one file on one day (files touched = distinct file ids)."""
 
     __tablename__ = "tableau_bord_fichiers"
     __table_args__ = (UniqueConstraint("organization_id", "user_id", "day", "file_id"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    organization_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     day: Mapped[date] = mapped_column(Date)
     file_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
 
 
-class DailyArmoireActivity(db.Model):
+class DailyArmoireActivity(OrgOwned, db.Model):
     """How many document entries (files, folders, the armoire itself) one armoire had on one day."""
 
     __tablename__ = "tableau_bord_armoires"
     __table_args__ = (UniqueConstraint("organization_id", "day", "armoire_id"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    organization_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
     day: Mapped[date] = mapped_column(Date)
     armoire_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class ArmoireStorage(db.Model):
+class ArmoireStorage(OrgOwned, db.Model):
     """What one armoire holds now: live files, their versions, and the bytes counted against
     the quota (every version of every file not purged, the trash included)."""
 
@@ -71,7 +69,6 @@ class ArmoireStorage(db.Model):
     __table_args__ = (UniqueConstraint("organization_id", "armoire_id"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    organization_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
     armoire_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     files: Mapped[int] = mapped_column(BigInteger, default=0)
     versions: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -121,3 +121,42 @@ def test_storage_counters_follow_every_change_of_a_file(app, org, admin, docs):
     assert check() == {compta.id: (1, 1, 5)}
     storage.rebuild(org.id)
     assert check() == {compta.id: (1, 1, 5)}
+
+
+@pytest.mark.skipif(database_backend() != "postgresql", reason="row-level concurrency is PostgreSQL's")
+def test_concurrent_uploads_keep_the_storage_counters_exact(app, org, admin, docs):
+    from portal.dashboard import storage
+    from portal.documents.models import Armoire
+    from portal.documents.services import uploads
+
+    armoire_id = docs.armoire(admin, "Partagée").id
+    org_id, user_id = org.id, admin.id
+    db.session.rollback()
+    threads, per_thread = 4, 3
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def uploader(number: int) -> None:
+        try:
+            with app.app_context():
+                armoire = db.session.get(Armoire, armoire_id)
+                start.wait()
+                for i in range(per_thread):
+                    content = b"x" * (number * 10 + i + 1)
+                    uploads.store_upload(
+                        Actor(org_id, user_id), armoire, None, f"f{number}-{i}.txt", iter([content]), len(content)
+                    )
+                    db.session.commit()
+                db.session.remove()
+        except BaseException as error:
+            errors.append(error)
+
+    workers = [threading.Thread(target=uploader, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    expected_bytes = sum(number * 10 + i + 1 for number in range(threads) for i in range(per_thread))
+    assert storage.stored(org_id) == {armoire_id: (threads * per_thread, threads * per_thread, expected_bytes)}
+    assert storage.stored(org_id) == storage.recount(org_id)
