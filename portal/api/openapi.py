@@ -488,6 +488,7 @@ def _paths() -> dict[str, Any]:
                 | _problems(*AUTHED, 404),
             }
         },
+        **_backup_paths(secured),
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",
@@ -498,6 +499,113 @@ def _paths() -> dict[str, Any]:
             }
         },
     }
+
+
+def _backup_paths(secured: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """Backups and restores (portal/backups/api.py): admin tokens only."""
+    backup_id = PATH_ID | {"name": "backup_id"}
+    return {
+        "/sauvegardes": {
+            "get": {
+                "operationId": "listBackups",
+                "security": secured,
+                "responses": {"200": _json("BackupList", "Backups, newest first")} | _problems(*AUTHED),
+            },
+            "post": {
+                "operationId": "startBackup",
+                "summary": "Start a backup; it runs in the background",
+                "security": secured,
+                "responses": {"201": _json("Backup", "Started (status en_cours)")} | _problems(*AUTHED),
+            },
+        },
+        "/sauvegardes/{backup_id}": {
+            "parameters": [backup_id],
+            "get": {
+                "operationId": "getBackup",
+                "security": secured,
+                "responses": {"200": _json("Backup", "One backup")} | _problems(*AUTHED, 404),
+            },
+        },
+        "/sauvegardes/{backup_id}/restaurer": {
+            "parameters": [backup_id],
+            "post": {
+                "operationId": "restoreBackup",
+                "summary": "Restore a file, folder, armoire or everything as new versions (background job)",
+                "security": secured,
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": _ref("RestoreRequest")}},
+                },
+                "responses": {"202": _json("Restore", "Restore started")} | _problems(*AUTHED, 400, 404, 409, 415, 422),
+            },
+        },
+        "/restaurations/{restore_id}": {
+            "parameters": [PATH_ID | {"name": "restore_id"}],
+            "get": {
+                "operationId": "getRestore",
+                "security": secured,
+                "responses": {"200": _json("Restore", "A restore job")} | _problems(*AUTHED, 404),
+            },
+        },
+    }
+
+
+_COUNT = {"type": "integer", "minimum": 0}
+SCHEMAS |= {
+    "Backup": {
+        "type": "object",
+        "required": ["id", "created_at", "trigger", "status", "summary", "verified_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "trigger": {"type": "string", "enum": ["manuel", "planifie", "pre_restauration"]},
+            "status": {"type": "string", "enum": ["en_cours", "reussie", "echouee", "verifiee"]},
+            "summary": {
+                "type": "object",
+                "properties": {k: _COUNT for k in ("files", "versions", "bytes", "new_bytes", "objects")},
+            },
+            "verified_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+    },
+    "BackupList": {"type": "object", "properties": {"items": {"type": "array", "items": _ref("Backup")}}},
+    "RestoreRequest": {
+        "type": "object",
+        "description": "Exactly one of file_id, folder_id, armoire_id or all: true",
+        "properties": {
+            "file_id": ID_SCHEMA,
+            "folder_id": ID_SCHEMA,
+            "armoire_id": ID_SCHEMA,
+            "all": {"type": "boolean", "const": True},
+        },
+        "minProperties": 1,
+        "maxProperties": 1,
+    },
+    "Restore": {
+        "type": "object",
+        "required": ["id", "backup_id", "status", "counts", "skipped"],
+        "properties": {
+            "id": {"type": "integer"},
+            "backup_id": {"type": "integer"},
+            "status": {"type": "string", "enum": ["en_cours", "reussie", "echouee"]},
+            "counts": {
+                "type": "object",
+                "properties": {k: _COUNT for k in ("restored", "unchanged", "skipped_purged", "failed")},
+            },
+            "skipped": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "file_id": {"type": "integer"},
+                        "name": {"type": "string"},
+                        "purged_at": {"type": ["string", "null"]},
+                        "purged_by": {"type": ["string", "null"]},
+                    },
+                },
+            },
+        },
+    },
+}
 
 
 def build_document(base_url: str | None = None) -> dict[str, Any]:

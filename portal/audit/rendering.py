@@ -76,7 +76,7 @@ SENTENCES: dict[str, Any] = {
     "backup.restored": _l("%(user)s a restauré la sauvegarde %(target)s"),
     "backup.verified": _l("Vérification de la sauvegarde %(target)s"),
     "backup.failed": _l("Échec de la sauvegarde %(target)s"),
-    "backup.pruned": _l("Sauvegardes anciennes supprimées selon la durée de conservation"),
+    "backup.pruned": _l("%(user)s : sauvegardes anciennes supprimées selon la durée de conservation"),
     "file.restored_from_backup": _l("%(user)s a restauré %(target)s depuis une sauvegarde"),
     "keys.rotated": _l("%(user)s a renouvelé les clés de chiffrement"),
     "keys.retired": _l("%(user)s a retiré une clé de chiffrement %(target)s"),

@@ -33,7 +33,6 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 TENANT_PLACEHOLDER = "{tenantid}"
 
 
-
 class ProviderConfigError(RuntimeError):
     pass
 

@@ -193,3 +193,28 @@ def test_retention_keeps_days_weeks_months_and_prunes_only_unreferenced_objects(
     db.session.commit()
     assert retention.collect_garbage()["objects"] == len({v["object"] for v in newest_body["versions"]})
     assert not list((repo.root / "objects").rglob("*/*/*"))
+
+
+def test_starting_backups_is_rate_limited_per_organisation(app_factory, make_org, make_user, tmp_path):
+    from portal.api import services as api_services
+    from portal.audit.context import Actor
+    from portal.backups import executor
+
+    limited = app_factory(RATELIMIT_ENABLED=True, COFFRE_BACKUP_RATE_LIMIT="2/hour")
+    with limited.app_context():
+        org = make_org("Limitée")
+        first, second = make_user("admin", org=org), make_user("admin", org=org)
+        tokens = []
+        for user in (first, second):
+            _row, secret = api_services.create_token(user, Actor(org.id, user.id), name="t", days=1)
+            tokens.append(secret)
+        db.session.commit()
+        client = limited.test_client()
+        statuses = [
+            client.post("/api/v1/sauvegardes", headers={"Authorization": f"Bearer {token}"}).status_code
+            for token in (tokens[0], tokens[1], tokens[1])
+        ]
+        # Two admins of one organisation share its budget.
+        assert statuses == [201, 201, 429]
+        executor.drain(limited)
+        db.session.remove()
