@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import shutil
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ class ExportError(Exception):
 def _encode(value: Any) -> Any:
     if isinstance(value, datetime):
         return {"__dt": value.isoformat()}
+    if isinstance(value, date):  # dashboard days, billing periods
+        return {"__d": value.isoformat()}
     if isinstance(value, bytes | memoryview):
         return {"__b64": base64.b64encode(bytes(value)).decode()}
     return value
@@ -49,6 +51,8 @@ def _decode(value: Any) -> Any:
     if isinstance(value, dict) and len(value) == 1:
         if "__dt" in value:
             return datetime.fromisoformat(value["__dt"])
+        if "__d" in value:
+            return date.fromisoformat(value["__d"])
         if "__b64" in value:
             return base64.b64decode(value["__b64"])
     return value
