@@ -75,3 +75,20 @@ def test_another_account_cannot_reauthenticate_the_session(client, app, make_org
     from portal.auth.models import User
 
     assert db.session.execute(select(User.email)).scalars().all() == ["one@example.org"]
+
+
+def test_an_sso_only_member_is_not_offered_a_password_form_on_me(client, make_org, providers):
+    org = make_org()
+    org.require_2fa = False
+    db.session.add(SsoPolicy(organization_id=org.id, allowed_domains="example.org", jit_enabled=True))
+    db.session.commit()
+    alpha = providers["alpha"]
+    alpha.set_user("solo", {"email": "solo@example.org", "email_verified": True})
+    page = text(client.get("/auth/login"))
+    location = alpha.authorize(
+        client.post("/auth/sso/alpha/start", data={"csrf_token": csrf_token_from(page)}).headers["Location"], "solo"
+    )
+    assert client.get(callback_path(location)).status_code in (302, 303)
+    me = text(client.get("/me"))
+    assert 'id="sso-only-password"' in me and 'id="password-form"' not in me
+    assert "protégé que par le mot de passe" not in me
