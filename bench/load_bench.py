@@ -37,48 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.server import running_database, start_gunicorn  # noqa: E402
-from bench.upload_bench import PASSWORD, sign_in  # noqa: E402
+from bench.upload_bench import prepare, sign_in  # noqa: E402
 
 MIX = (("api_list", 40), ("upload", 20), ("download", 20), ("armoire_page", 10), ("journal", 10))
 SEED_FILES = 50
-
-
-def prepare(url: str, instance: Path, secret: str, pepper: str) -> dict[str, int | str]:
-    """Schema, an organisation, an admin (pages and journal) with an API token, an armoire."""
-    os.environ["COFFRE_INSTANCE_DIR"] = str(instance)
-    from portal import create_app
-    from portal.api.services import create_token
-    from portal.audit.context import Actor
-    from portal.auth.models import User
-    from portal.documents.services import armoires
-    from portal.extensions import db
-    from portal.organizations.models import Organization
-    from portal.security.passwords import hash_password
-
-    app = create_app(
-        {"SQLALCHEMY_DATABASE_URI": url, "SECRET_KEY": secret, "PASSWORD_PEPPER": pepper, "SCHEDULER_ENABLED": False}
-    )
-    with app.app_context():
-        db.create_all()
-        org = Organization(name="Charge", require_2fa=False)
-        db.session.add(org)
-        db.session.flush()
-        user = User(
-            organization_id=org.id,
-            email="charge@example.test",
-            name="Charge",
-            role="admin",
-            password_hash=hash_password(PASSWORD),
-        )
-        db.session.add(user)
-        db.session.flush()
-        actor = Actor(org.id, user.id)
-        armoire = armoires.create_armoire(actor, "Charge")
-        _, token = create_token(user, actor, name="load bench", days=1)
-        db.session.commit()
-        info = {"armoire": armoire.id, "email": user.email, "token": token}
-        db.engine.dispose()
-    return info
 
 
 class Recorder:
@@ -189,7 +151,7 @@ def main() -> int:
     args = parser.parse_args()
 
     with running_database(args.backend) as (url, instance, secret, pepper):
-        info = prepare(url, instance, secret, pepper)
+        info = prepare(url, instance, secret, pepper, role="admin", api_token=True)
         env = dict(
             os.environ,
             DATABASE_URL=url,

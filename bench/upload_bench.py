@@ -58,8 +58,10 @@ MIB = 1 << 20
 BOUNDARY = "coffre-bench-" + secrets.token_hex(8)
 
 
-def prepare(url: str, instance: Path, secret: str, pepper: str) -> dict[str, int | str]:
-    """Schema, an organisation, a contributor and an armoire."""
+def prepare(
+    url: str, instance: Path, secret: str, pepper: str, *, role: str = "contributeur", api_token: bool = False
+) -> dict[str, int | str]:
+    """Schema, an organisation, a member of ``role`` (with an API token when asked) and an armoire."""
     os.environ["COFFRE_INSTANCE_DIR"] = str(instance)
     from portal import create_app
     from portal.audit.context import Actor
@@ -81,14 +83,19 @@ def prepare(url: str, instance: Path, secret: str, pepper: str) -> dict[str, int
             organization_id=org.id,
             email="bench@example.test",
             name="Bench",
-            role="contributeur",
+            role=role,
             password_hash=hash_password(PASSWORD),
         )
         db.session.add(user)
         db.session.flush()
-        armoire = armoires.create_armoire(Actor(org.id, user.id), "Bench")
+        actor = Actor(org.id, user.id)
+        armoire = armoires.create_armoire(actor, "Bench")
+        info: dict[str, int | str] = {"armoire": armoire.id, "email": user.email}
+        if api_token:
+            from portal.api.services import create_token
+
+            info["token"] = create_token(user, actor, name="bench", days=1)[1]
         db.session.commit()
-        info = {"armoire": armoire.id, "email": user.email}
         db.engine.dispose()
     return info
 
