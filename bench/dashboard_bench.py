@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.journal_bench import POSTGRES_ADMIN_URL, build_app, measure, session_cookie  # noqa: E402
-from bench.server import start_gunicorn  # noqa: E402
+from bench.server import portal_env, start_gunicorn  # noqa: E402
 
 TARGET_MS = 150.0
 
@@ -78,15 +78,7 @@ def run(backend: str, entries: int, files: int, requests: int, workers: int) -> 
         info = seed(app, entries, files)
         seeded = info["seeded"]
         print(f"[{backend}] seeded in {info['seconds']:.1f} s (rollups rebuilt included)", flush=True)
-        env = dict(
-            os.environ,
-            DATABASE_URL=url,
-            COFFRE_INSTANCE_DIR=str(instance),
-            SECRET_KEY=secret,
-            COFFRE_PASSWORD_PEPPER=pepper,
-            COFFRE_SCHEDULER="0",
-            COFFRE_RATELIMIT="0",
-        )
+        env = portal_env(url, instance, secret, pepper)
         server, base = start_gunicorn(env, workers)
         cookie = session_cookie(app, seeded.user_ids[0])
         client = httpx.Client(base_url=base, cookies={"coffre_session": cookie}, timeout=60)

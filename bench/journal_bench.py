@@ -33,7 +33,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.server import start_gunicorn  # noqa: E402
+from bench.server import portal_env, start_gunicorn  # noqa: E402
 from portal.audit.services import GENESIS_HASH, canonical_content  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -306,15 +306,7 @@ def run(backend: str, count: int, users: int, requests: int, workers: int) -> No
             for text in ("rarissime", "courant", "Rapport-17-")
         }
 
-        env = dict(
-            os.environ,
-            DATABASE_URL=url,
-            COFFRE_INSTANCE_DIR=str(instance),
-            SECRET_KEY=secret,
-            COFFRE_PASSWORD_PEPPER=pepper,
-            COFFRE_SCHEDULER="0",
-            COFFRE_RATELIMIT="0",
-        )
+        env = portal_env(url, instance, secret, pepper)
         server, base = start_gunicorn(env, workers)
         cookie = session_cookie(app, info["user_ids"][0])
         client = httpx.Client(base_url=base, cookies={"coffre_session": cookie}, timeout=60)

@@ -36,7 +36,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.server import running_database, start_gunicorn  # noqa: E402
+from bench.server import portal_env, running_database, start_gunicorn  # noqa: E402
 from bench.upload_bench import prepare, sign_in  # noqa: E402
 
 MIX = (("api_list", 40), ("upload", 20), ("download", 20), ("armoire_page", 10), ("journal", 10))
@@ -152,15 +152,7 @@ def main() -> int:
 
     with running_database(args.backend) as (url, instance, secret, pepper):
         info = prepare(url, instance, secret, pepper, role="admin", api_token=True)
-        env = dict(
-            os.environ,
-            DATABASE_URL=url,
-            COFFRE_INSTANCE_DIR=str(instance),
-            SECRET_KEY=secret,
-            COFFRE_PASSWORD_PEPPER=pepper,
-            COFFRE_SCHEDULER="0",
-            COFFRE_RATELIMIT="0",
-        )
+        env = portal_env(url, instance, secret, pepper)
         server, base = start_gunicorn(
             env, workers=args.workers, worker_class=args.worker_class, threads=args.threads, log=instance / "server.log"
         )

@@ -50,7 +50,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.server import start_gunicorn  # noqa: E402
+from bench.server import portal_env, start_gunicorn  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get("COFFRE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "bench password " + secrets.token_hex(8)
@@ -285,16 +285,8 @@ def running_portal(backend: str, max_upload_mib: int) -> Iterator[Portal]:
         else:
             url = f"sqlite:///{instance / 'bench.db'}"
         info = prepare(url, instance, secret, pepper)
-        env = dict(
-            os.environ,
-            DATABASE_URL=url,
-            COFFRE_INSTANCE_DIR=str(instance),
-            SECRET_KEY=secret,
-            COFFRE_PASSWORD_PEPPER=pepper,
-            COFFRE_SCHEDULER="0",
-            COFFRE_RATELIMIT="0",
-            COFFRE_BENCH_ROUTES="1",
-            COFFRE_MAX_UPLOAD_MB=str(max_upload_mib),
+        env = portal_env(
+            url, instance, secret, pepper, COFFRE_BENCH_ROUTES="1", COFFRE_MAX_UPLOAD_MB=str(max_upload_mib)
         )
         server, base = start_gunicorn(env)
         try:
