@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, SmallInteger, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.audit import search
@@ -12,7 +12,12 @@ from portal.extensions import db
 
 
 class AuditEntry(db.Model):
-    """One line of the journal. Rows are only ever inserted, never updated or deleted."""
+    """One line of the journal. Rows are only ever inserted, never deleted.
+
+    The one update is a pseudonymisation (``portal.privacy``): it replaces ``target_label``
+    and fills ``label_proof`` (and, on version-1 entries, ``label_sealed``), columns that
+    the chain either does not cover or covers through ``label_digest``.
+    """
 
     __tablename__ = "journal_activite"
     __table_args__ = (
@@ -48,6 +53,15 @@ class AuditEntry(db.Model):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64))
+    # 1: the hash covers target_label itself (entries written before the privacy work, and
+    # rows inserted in bulk by the seeds/benches). 2: it covers label_digest, a keyed hash
+    # of the label (portal.crypto.identity), so the label can be pseudonymised.
+    hash_version: Mapped[int] = mapped_column(SmallInteger, default=1, server_default="1")
+    label_digest: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Set by a pseudonymisation: the server's proof that the label replaced the original
+    # (both versions), and for version 1 the original label sealed, which the hash needs.
+    label_proof: Mapped[str | None] = mapped_column(String(64), default=None)
+    label_sealed: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class AuditChainHead(db.Model):
@@ -58,6 +72,24 @@ class AuditChainHead(db.Model):
     chain_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     head_hash: Mapped[str] = mapped_column(String(64))
+
+
+class RecentView(db.Model):
+    """When a member last had a consultation of a file journalled (``file.viewed``).
+
+    One row per (member, file): the upsert that moves ``viewed_at`` forward only when the
+    previous consultation is a minute old decides atomically whether a preview is a new
+    journal entry, so two concurrent previews never both record one.
+    """
+
+    __tablename__ = "consultations_recentes"
+    __table_args__ = (UniqueConstraint("user_id", "file_id", name="uq_consultations_recentes_user_file"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("utilisateurs.id", ondelete="CASCADE"))
+    file_id: Mapped[int] = mapped_column(ForeignKey("fichiers.id", ondelete="CASCADE"), index=True)
+    viewed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 search.attach(AuditEntry.__table__)

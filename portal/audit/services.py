@@ -26,6 +26,10 @@ from portal.extensions import db
 
 GENESIS_HASH = "0" * 64
 PLATFORM_CHAIN = 0
+# New entries chain a keyed digest of their label (see portal.crypto.identity); version 1
+# entries, which chain the label itself, keep verifying as they were written.
+HASH_VERSION = 2
+LABEL_SEAL = "journal-label"
 _MAX_LABEL = 300
 _MAX_AGENT = 300
 
@@ -48,9 +52,15 @@ def canonical_content(
     ip: str | None,
     user_agent: str | None,
     details: dict[str, Any] | None,
+    hash_version: int = 1,
+    label_digest: str | None = None,
 ) -> bytes:
-    """The exact bytes an entry's hash covers (besides the previous hash)."""
-    payload = {
+    """The exact bytes an entry's hash covers (besides the previous hash).
+
+    Version 1 covers the label; version 2 covers ``label_digest`` in its place (and says
+    so in the payload, so a version-1 entry cannot be passed off as a version-2 one).
+    """
+    payload: dict[str, Any] = {
         "chain": chain_id,
         "seq": seq,
         "org": organization_id,
@@ -64,6 +74,9 @@ def canonical_content(
         "ua": user_agent,
         "details": details,
     }
+    if hash_version >= 2:
+        payload["v"] = hash_version
+        payload["label"] = label_digest
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -71,9 +84,60 @@ def compute_hash(prev_hash: str, content: bytes) -> str:
     return hashlib.sha256(prev_hash.encode() + b"\n" + content).hexdigest()
 
 
+def original_label(entry: Any) -> str | None:
+    """The label a version-1 entry was hashed with (unsealed when it was pseudonymised)."""
+    if entry.label_sealed is None:
+        return entry.target_label
+    from portal.security import sealed
+
+    return sealed.unseal(entry.label_sealed, label=LABEL_SEAL, bound_to=f"journal:{entry.id}")
+
+
+def label_consistent(entry: Any) -> bool:
+    """Whether the stored label is the one the chain vouches for, or its proven pseudonym.
+
+    Version 2 only chains the label's digest, so the label itself is checked here: it
+    must hash to the digest, or carry the server's proof that a pseudonymisation replaced
+    that digest's label with it. Version 1 chains the label; a pseudonymised one (sealed
+    original) must carry the proof too, else the displayed label could be edited freely.
+    """
+    from portal.crypto.identity import identity_digest, proof_matches
+
+    version = entry.hash_version or 1
+    if version >= 2:
+        if entry.label_digest is None or entry.target_label is None:
+            return entry.label_digest is None and entry.target_label is None and entry.label_proof is None
+        if entry.label_proof is None:
+            return identity_digest(entry.target_label) == entry.label_digest
+        return proof_matches(entry.label_proof, entry.id, entry.label_digest, entry.target_label)
+    if entry.label_sealed is None:
+        return entry.label_proof is None
+    if entry.label_proof is None or entry.target_label is None:
+        return False
+    original = original_label(entry)
+    return original is not None and proof_matches(
+        entry.label_proof, entry.id, identity_digest(original), entry.target_label
+    )
+
+
+def entry_intact(entry: Any) -> bool:
+    """The entry's own hash holds and its label is the one vouched for."""
+    from cryptography.exceptions import InvalidTag
+
+    try:
+        content = entry_content(entry)
+        consistent = label_consistent(entry)
+    except (ValueError, InvalidTag):  # a forged sealed label does not unseal: the entry is altered
+        return False
+    return consistent and compute_hash(entry.prev_hash, content) == entry.entry_hash
+
+
 def entry_content(entry: Any) -> bytes:
     """The canonical content of a stored entry (an AuditEntry or a row of its columns)."""
+    version = entry.hash_version or 1
     return canonical_content(
+        hash_version=version,
+        label_digest=entry.label_digest,
         chain_id=entry.chain_id,
         seq=entry.seq,
         organization_id=entry.organization_id,
@@ -81,7 +145,7 @@ def entry_content(entry: Any) -> bytes:
         action=entry.action,
         target_type=entry.target_type,
         target_id=entry.target_id,
-        target_label=entry.target_label,
+        target_label=entry.target_label if version >= 2 else original_label(entry),
         created_at=entry.created_at,
         ip=entry.ip,
         user_agent=entry.user_agent,
@@ -128,9 +192,12 @@ def record(
     """Add one journal entry to the current transaction (flushed, not committed)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown journal action {action!r}")
+    from portal.crypto.identity import identity_digest
+
     chain_id = chain_id_for(actor.organization_id)
     seq, prev_hash = _advance_head(chain_id)
     created_at = utcnow()
+    label = _clean(target_label, _MAX_LABEL)
     fields = {
         "chain_id": chain_id,
         "seq": seq,
@@ -139,14 +206,17 @@ def record(
         "action": action,
         "target_type": target_type,
         "target_id": target_id,
-        "target_label": _clean(target_label, _MAX_LABEL),
+        "target_label": label,
         "created_at": created_at,
         "ip": actor.ip,
         "user_agent": _clean(actor.user_agent, _MAX_AGENT),
         "details": details,
     }
-    entry_hash = compute_hash(prev_hash, canonical_content(**fields))
-    entry = AuditEntry(**fields, prev_hash=prev_hash, entry_hash=entry_hash)
+    digest = identity_digest(label) if label is not None else None
+    entry_hash = compute_hash(prev_hash, canonical_content(**fields, hash_version=HASH_VERSION, label_digest=digest))
+    entry = AuditEntry(
+        **fields, prev_hash=prev_hash, entry_hash=entry_hash, hash_version=HASH_VERSION, label_digest=digest
+    )
     db.session.add(entry)
     db.session.execute(update(AuditChainHead).where(AuditChainHead.chain_id == chain_id).values(head_hash=entry_hash))
     db.session.flush()

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from portal.audit.checkpoints import last_checkpointed_seqs, read_checkpoints, write_checkpoint
 from portal.audit.context import Actor
 from portal.audit.models import AuditChainHead, AuditEntry
-from portal.audit.services import GENESIS_HASH, PLATFORM_CHAIN, compute_hash, entry_content, record
+from portal.audit.services import GENESIS_HASH, PLATFORM_CHAIN, entry_intact, record
 from portal.extensions import db
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,10 @@ _COLUMNS = (
     AuditEntry.details,
     AuditEntry.prev_hash,
     AuditEntry.entry_hash,
+    AuditEntry.hash_version,
+    AuditEntry.label_digest,
+    AuditEntry.label_proof,
+    AuditEntry.label_sealed,
 )
 
 
@@ -142,7 +146,7 @@ def verify_chain(chain_id: int, *, checkpoint: bool = True, since_checkpoint: bo
                 f"entry seq {newest_anchor} is missing or differs from its signed checkpoint",
             )
             return result
-        if compute_hash(start.prev_hash, entry_content(start)) != start.entry_hash:
+        if not entry_intact(start):
             result.problem = Problem(ALTERED, start.seq, start.id, f"entry seq {start.seq} (id {start.id}) was altered")
             return result
         prev_seq, prev_hash, prev_id, before_prev_hash = start.seq, start.entry_hash, start.id, start.prev_hash
@@ -166,7 +170,7 @@ def verify_chain(chain_id: int, *, checkpoint: bool = True, since_checkpoint: bo
     while (row := next_row()) is not None:
         expected = prev_seq + 1
         link_ok = row.prev_hash == prev_hash
-        self_ok = compute_hash(row.prev_hash, entry_content(row)) == row.entry_hash
+        self_ok = entry_intact(row)
         if link_ok and self_ok and row.seq == expected:
             anchored = anchors.get(row.seq)
             if anchored is not None and anchored != row.entry_hash:
@@ -239,7 +243,7 @@ def _diagnose(
         return Problem(DELETED, expected, row.id, f"entry seq {missing} is missing (deleted before id {row.id})")
     if prev_id and row.id < prev_id:
         return Problem(REORDERED, row.seq, row.id, f"entry seq {row.seq} (id {row.id}) is out of order")
-    if not link_ok and compute_hash(row.prev_hash, entry_content(row)) == row.entry_hash:
+    if not link_ok and entry_intact(row):
         return Problem(DELETED, expected, row.id, f"an entry between seq {prev_seq} and id {row.id} was removed")
     if link_ok and row.seq != expected:
         return Problem(INSERTED, row.seq, row.id, f"entry seq {row.seq} (id {row.id}) breaks the numbering")

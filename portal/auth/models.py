@@ -42,6 +42,8 @@ class User(OrgOwned, UserMixin, db.Model):
     totp_pending_encrypted: Mapped[str | None] = mapped_column(String(200), default=None)
     # Last accepted TOTP time step: a code is accepted only for a strictly later step.
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Set when a departed member's identity was replaced by a pseudonym (portal.privacy).
+    pseudonymised_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     organization: Mapped[Organization] = relationship(lazy="joined")
 
