@@ -123,6 +123,24 @@ def reinvite(user_id: int):
     return redirect_or_hx(url_for("users.index"))
 
 
+@bp.route("/<int:user_id>/revoquer-invitation", methods=["POST"])
+@requires(Permission.USER_MANAGE)
+def revoke_invitation(user_id: int):
+    member = get_scoped_or_404(User, user_id)
+    form = EmptyForm()
+    if not form.validate_on_submit():
+        return render_error(400)
+    email = member.email
+    try:
+        services.revoke_invitation(member, current_actor())
+    except services.NotPendingError:
+        db.session.rollback()
+        return render_error(409, _("Ce membre a déjà activé son compte : désactivez-le plutôt."))
+    db.session.commit()
+    flash(_("Invitation de %(email)s révoquée ; son lien ne fonctionne plus.", email=email), "success")
+    return redirect_or_hx(url_for("users.index"))
+
+
 @bp.route("/<int:user_id>", methods=["PUT", "POST"])
 @requires(Permission.USER_MANAGE)
 @requires_recent_auth

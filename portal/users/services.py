@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from portal.api.services import revoke_user_tokens
 from portal.audit.context import Actor
@@ -132,6 +132,37 @@ def reinvite(user: User, actor: Actor) -> str:
         details={"role": user.role, "resent": True},
     )
     return token
+
+
+class NotPendingError(Exception):
+    """Only an invitation nobody accepted yet can be revoked."""
+
+
+def revoke_invitation(user: User, actor: Actor) -> None:
+    """Withdraw a pending invitation: the invited row goes, so the address can be invited again.
+
+    A member who never accepted has never acted (no journal entry is theirs, which the
+    journal's foreign key would forbid deleting); their links die with the row.
+    """
+    db.session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    db.session.refresh(user)
+    if user.password_hash is not None or not user.active:
+        raise NotPendingError()
+    from portal.sso.models import SsoIdentity
+
+    if db.session.execute(select(SsoIdentity.id).where(SsoIdentity.user_id == user.id)).first() is not None:
+        raise NotPendingError()  # signed in through SSO: a member, not an invitation
+    record(
+        "user.invitation_revoked",
+        actor,
+        target_type="user",
+        target_id=user.id,
+        target_label=user.email,
+        details={"role": user.role},
+    )
+    db.session.execute(delete(AccountToken).where(AccountToken.user_id == user.id))
+    db.session.delete(user)
+    db.session.flush()
 
 
 def accept_invitation(token: str, name: str, password: str, actor: Actor) -> User | None:
