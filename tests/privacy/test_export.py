@@ -44,7 +44,7 @@ def _setup(app, admin, contributor, contributor_client):
 def test_export_holds_the_profile_the_journal_and_the_decrypted_files(
     app, admin, admin_client, contributor, contributor_client
 ):
-    armoire, kept_file, kept = _setup(app, admin, contributor, contributor_client)
+    _armoire, kept_file, kept = _setup(app, admin, contributor, contributor_client)
     response = admin_client.get(f"/users/{contributor.id}/donnees.zip")
     assert response.status_code == 200
     assert response.is_streamed and response.mimetype == "application/zip"
