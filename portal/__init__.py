@@ -28,6 +28,11 @@ def select_locale() -> str | None:
     cookie = request.cookies.get("coffre_lang")
     if cookie in languages:
         return cookie
+    if current_user and current_user.is_authenticated:
+        # The organisation's default language, for members who chose none.
+        default = current_user.organization.default_locale
+        if default in languages:
+            return default
     return current_app.config["BABEL_DEFAULT_LOCALE"]
 
 
@@ -115,6 +120,7 @@ def _register_blueprints(app: Flask) -> None:
     from portal.dashboard import bp as dashboard_bp
     from portal.documents import bp as documents_bp
     from portal.main import bp as main_bp
+    from portal.organizations.routes import bp as organizations_bp
     from portal.privacy import bp as privacy_bp
     from portal.profile import bp as profile_bp
     from portal.sso import bp as sso_bp
@@ -132,6 +138,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_tokens_bp, url_prefix="/me/jetons")
     app.register_blueprint(sso_bp)
     app.register_blueprint(privacy_bp)
+    app.register_blueprint(organizations_bp)
     from portal.sso import providers as sso_providers
 
     sso_providers.init_app(app)

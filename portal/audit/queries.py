@@ -22,7 +22,21 @@ from portal.security.text import json_dumps, visible
 PAGE_SIZE = 50
 EXPORT_BATCH = 1000
 MAX_TEXT = 100
-TARGET_TYPES = ("armoire", "folder", "file", "version", "user", "organization", "token", "backup", "payment")
+# What entries are recorded against.
+TARGET_TYPES = (
+    "armoire",
+    "folder",
+    "file",
+    "version",
+    "user",
+    "organization",
+    "api_token",
+    "backup",
+    "payment",
+    "subscription",
+    "invoice",
+    "master_key",
+)
 
 
 @dataclass
@@ -69,6 +83,8 @@ def parse_filter(args: Mapping[str, str]) -> JournalFilter:
         else:
             result.errors["action"] = str(_l("Action inconnue."))
     target_type = (args.get("type") or "").strip()
+    # The filter once offered "token", which no entry ever had: old links now find the tokens.
+    target_type = "api_token" if target_type == "token" else target_type
     if target_type:
         if target_type in TARGET_TYPES:
             result.target_type = target_type

@@ -7,10 +7,11 @@ codes cannot forge a second line in the journal or an exported log.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask_babel import format_datetime
+from flask_babel import format_datetime, get_locale
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup, escape
 
@@ -33,6 +34,7 @@ SENTENCES: dict[str, Any] = {
     "file.restored": _l("%(user)s a restauré le fichier %(target)s"),
     "file.purged": _l("%(user)s a détruit définitivement le fichier %(target)s"),
     "file.downloaded": _l("%(user)s a téléchargé le fichier %(target)s"),
+    "file.viewed": _l("%(user)s a consulté le fichier %(target)s"),
     "file.integrity_failed": _l("Le contrôle d'intégrité du fichier %(target)s a échoué"),
     "version.created": _l("%(user)s a créé une nouvelle version de %(target)s"),
     "version.restored": _l("%(user)s a restauré une version de %(target)s"),
@@ -58,6 +60,9 @@ SENTENCES: dict[str, Any] = {
     "user.deactivated": _l("%(user)s a désactivé le compte %(target)s"),
     "user.reactivated": _l("%(user)s a réactivé le compte %(target)s"),
     "user.sessions_revoked": _l("%(user)s a fermé les sessions de %(target)s"),
+    "user.invitation_revoked": _l("%(user)s a révoqué l'invitation de %(target)s"),
+    "user.data_exported": _l("%(user)s a exporté les données personnelles de %(target)s"),
+    "user.pseudonymised": _l("%(user)s a pseudonymisé un ancien membre, désormais %(target)s"),
     "sso.login": _l("Connexion de %(user)s par SSO"),
     "sso.login_failed": _l("Connexion SSO refusée pour %(target)s"),
     "sso.link_requested": _l("Liaison d'une identité SSO demandée pour %(target)s"),
@@ -110,6 +115,7 @@ ACTION_LABELS: dict[str, Any] = {
     "file.restored": _l("Fichier restauré"),
     "file.purged": _l("Fichier détruit"),
     "file.downloaded": _l("Fichier téléchargé"),
+    "file.viewed": _l("Fichier consulté"),
     "file.integrity_failed": _l("Échec du contrôle d'intégrité"),
     "version.created": _l("Version créée"),
     "version.restored": _l("Version restaurée"),
@@ -161,6 +167,9 @@ ACTION_LABELS: dict[str, Any] = {
     "user.password_reset_requested": _l("Réinitialisation demandée"),
     "user.invitation_accepted": _l("Invitation acceptée"),
     "user.sessions_revoked": _l("Sessions fermées"),
+    "user.invitation_revoked": _l("Invitation révoquée"),
+    "user.data_exported": _l("Données personnelles exportées"),
+    "user.pseudonymised": _l("Membre pseudonymisé"),
     "security.not_found": _l("Accès à un objet d'une autre organisation"),
     "keys.rotated": _l("Clés de chiffrement renouvelées"),
     "keys.retired": _l("Clé de chiffrement retirée"),
@@ -171,42 +180,141 @@ ACTION_LABELS: dict[str, Any] = {
 }
 
 
+# Sentences that say more when the entry's details allow (older entries fall back).
+ROLE_CHANGE = _l("%(user)s a changé le rôle de %(target)s en %(role)s")
+FORBIDDEN_DETAILED = _l("%(user)s a tenté une action non autorisée : %(what)s")
+
+ROLE_NAMES: dict[str, Any] = {
+    "lecteur": _l("lecteur"),
+    "contributeur": _l("contributeur"),
+    "admin": _l("administrateur"),
+}
+
+# What a refused permission would have allowed, for "a tenté une action non autorisée : …".
+PERMISSION_LABELS: dict[str, Any] = {
+    "account": _l("gérer son compte"),
+    "document.read": _l("consulter les documents"),
+    "document.download": _l("télécharger un document"),
+    "document.write": _l("ajouter ou modifier un document"),
+    "document.trash": _l("mettre un document à la corbeille"),
+    "document.purge": _l("détruire un document"),
+    "armoire.manage": _l("gérer les armoires"),
+    "user.manage": _l("gérer les membres"),
+    "audit.read": _l("lire le journal"),
+    "backup.manage": _l("gérer les sauvegardes"),
+    "billing.manage": _l("gérer l'abonnement"),
+    "retention.manage": _l("gérer la conservation"),
+    "organization.manage": _l("modifier les paramètres de l'organisation"),
+    "platform.admin": _l("administrer la plateforme"),
+}
+
+TARGET_TYPE_LABELS: dict[str, Any] = {
+    "armoire": _l("Armoire"),
+    "folder": _l("Dossier"),
+    "file": _l("Fichier"),
+    "version": _l("Version"),
+    "user": _l("Membre"),
+    "organization": _l("Organisation"),
+    "api_token": _l("Jeton d'accès"),
+    "backup": _l("Sauvegarde"),
+    "payment": _l("Paiement"),
+    "subscription": _l("Abonnement"),
+    "invoice": _l("Facture"),
+    "master_key": _l("Clé de chiffrement"),
+}
+
+
+def target_type_label(kind: str) -> str:
+    label = TARGET_TYPE_LABELS.get(kind)
+    return str(label) if label is not None else kind
+
+
 def action_label(action: str) -> str:
     label = ACTION_LABELS.get(action)
     return str(label) if label is not None else action
 
 
-def target_markup(entry: AuditEntry) -> Markup:
-    parts: list[Markup] = []
-    if entry.target_id is not None:
-        parts.append(Markup("ID={}").format(entry.target_id))
+def _unknown_member() -> Markup:
+    return Markup('<span class="journal-system">{}</span>').format(_l("un membre inconnu"))
+
+
+def target_markup(entry: AuditEntry, names: dict[int, str] | None = None) -> Markup:
+    """The target as a reader names it: a member by their name, anything else by its label.
+
+    Never a bare database id: a member is shown under their current name (the pseudonym
+    once pseudonymised), a labelled object in quotes, and an unlabelled one by number.
+    """
+    names = names or {}
+    if entry.target_type == "user" and entry.target_id is not None:
+        name = names.get(entry.target_id)
+        if name:
+            return escape(visible(name))
+        if entry.target_label:
+            return escape(visible(entry.target_label))
+        return _unknown_member()
     if entry.target_label:
-        parts.append(Markup("“{}”").format(visible(entry.target_label)))
-    if not parts:
-        return Markup("—")
-    return Markup(" ").join(parts)
+        return Markup("“{}”").format(visible(entry.target_label))
+    if entry.target_id is not None:
+        return Markup("n° {}").format(entry.target_id)
+    return Markup("—")
 
 
 def user_markup(entry: AuditEntry, names: dict[int, str], link: Callable[[int], str] | None) -> Markup:
     if entry.user_id is None:
         return Markup('<span class="journal-system">{}</span>').format(_l("Système"))
     name = names.get(entry.user_id)
-    text = visible(name) if name else f"user_id={entry.user_id}"
+    if not name:
+        return _unknown_member()
     if link is not None:
-        return Markup('<a href="{}">{}</a>').format(link(entry.user_id), text)
-    return escape(text)
+        return Markup('<a href="{}">{}</a>').format(link(entry.user_id), visible(name))
+    return escape(visible(name))
+
+
+# French elides "de" before a vowel or a mute h: "Connexion d'Aminata Sow", "le rôle d'Ibrahim".
+# An aspirated h ("de Hugo" is also heard) cannot be told from the spelling: h elides, as
+# in most first names (Hélène, Habib).
+_ELIDABLE = re.compile(r"^[aeiouyhàâäéèêëîïôöùûüÿæœ]", re.IGNORECASE)
+_DE_BEFORE = re.compile(r"\bde %\((user|target)\)s")
+
+
+def _elide(template: str, values: dict[str, Markup]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        value = values[match.group(1)]
+        text = re.sub(r"<[^>]*>", "", str(value))  # the visible text of a link
+        return "d'" + match.group(0)[3:] if _ELIDABLE.match(text) else match.group(0)
+
+    return _DE_BEFORE.sub(replace, template)
+
+
+def _template_for(entry: AuditEntry, values: dict[str, Any]) -> Any:
+    details = entry.details if isinstance(entry.details, dict) else {}
+    if entry.action == "user.role_changed":
+        role = ROLE_NAMES.get(str(details.get("to", details.get("new", ""))))
+        if role is not None:
+            values["role"] = role
+            return ROLE_CHANGE
+    if entry.action == "security.forbidden":
+        what = PERMISSION_LABELS.get(str(details.get("permission", "")))
+        if what is not None:
+            path = details.get("path")
+            values["what"] = Markup("{} ({})").format(what, visible(path)) if path else what
+            return FORBIDDEN_DETAILED
+    return SENTENCES.get(entry.action, _FALLBACK)
 
 
 def sentence(entry: AuditEntry, names: dict[int, str], link: Callable[[int], str] | None = None) -> Markup:
     """The entry as one escaped sentence, the actor's name linked when ``link`` is given."""
-    template = SENTENCES.get(entry.action, _FALLBACK)
-    # The template itself is escaped too (a translation is text, never markup); the values
-    # are escaped by Markup's % operator unless already Markup (the user link).
-    return escape(str(template)) % {
+    values: dict[str, Any] = {
         "user": user_markup(entry, names, link),
-        "target": target_markup(entry),
+        "target": target_markup(entry, names),
         "action": entry.action,
     }
+    template = str(_template_for(entry, values))
+    if str(get_locale() or "fr").startswith("fr"):
+        template = _elide(template, values)
+    # The template itself is escaped too (a translation is text, never markup); the values
+    # are escaped by Markup's % operator unless already Markup (the user link).
+    return escape(template) % values
 
 
 def timestamp(entry: AuditEntry) -> str:
@@ -214,12 +322,14 @@ def timestamp(entry: AuditEntry) -> str:
 
 
 def user_names(entries: Iterable[AuditEntry], organization_id: int) -> dict[int, str]:
+    """Current names of the entries' actors and of the members they act on."""
     from sqlalchemy import select
 
     from portal.auth.models import User
     from portal.extensions import db
 
     ids = {entry.user_id for entry in entries if entry.user_id is not None}
+    ids.update(entry.target_id for entry in entries if entry.target_type == "user" and entry.target_id is not None)
     if not ids:
         return {}
     rows = db.session.execute(

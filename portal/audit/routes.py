@@ -74,6 +74,7 @@ def journal():
         actions=sorted(ACTIONS),
         action_label=rendering.action_label,
         target_types=queries.TARGET_TYPES,
+        target_type_label=rendering.target_type_label,
     )
 
 

@@ -39,10 +39,14 @@ def _limits(row: UserSession) -> tuple[timedelta, timedelta]:
     """(idle, absolute) limits. "Remember me" survives browser restarts and idle periods,
     but never the absolute limit: AAL2 asks for a new login every 12 hours regardless."""
     config = current_app.config
-    absolute = timedelta(hours=config["SESSION_ABSOLUTE_HOURS"])
+    org = row.user.organization
+    # An organisation may shorten its sessions (organisation settings), never lengthen them.
+    hours = min(org.session_absolute_hours or config["SESSION_ABSOLUTE_HOURS"], config["SESSION_ABSOLUTE_HOURS"])
+    minutes = min(org.session_idle_minutes or config["SESSION_IDLE_MINUTES"], config["SESSION_IDLE_MINUTES"])
+    absolute = timedelta(hours=hours)
     if row.remember:
         return absolute, absolute
-    return timedelta(minutes=config["SESSION_IDLE_MINUTES"]), absolute
+    return timedelta(minutes=minutes), absolute
 
 
 def is_expired(row: UserSession, at: datetime) -> bool:

@@ -31,7 +31,7 @@ from portal.security.permissions import Role
 PERIODS: dict[int, Any] = {7: _l("7 jours"), 30: _l("30 jours"), 90: _l("90 jours"), 365: _l("12 mois")}
 DEFAULT_PERIOD = 30
 UPLOADS = ("file.added", "file.modified", "version.created")
-DOWNLOADS = ("file.downloaded",)
+DOWNLOADS = ("file.downloaded", "file.viewed")  # a preview is a consultation
 DELETIONS = ("file.deleted",)
 TOP = 5
 LAST_LOGINS = 10

@@ -68,9 +68,15 @@ def has_permission(user: Any, permission: Permission) -> bool:
 
 def _on_forbidden(permission: Permission) -> None:
     """Record the refused attempt as a security event, then answer 403."""
+    from flask import has_request_context, request
+
     from portal.audit.services import record_security_event
 
-    record_security_event("security.forbidden", details={"permission": str(permission)})
+    details = {"permission": str(permission)}
+    if has_request_context():
+        # The journal then says which action was refused, not only that one was.
+        details.update(method=request.method, path=request.path[:200])
+    record_security_event("security.forbidden", details=details)
     abort(403)
 
 

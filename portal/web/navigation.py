@@ -25,6 +25,7 @@ NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("dashboard.index", _l("Tableau de bord"), Permission.AUDIT_READ),
     NavItem("audit.journal", _l("Journal"), Permission.AUDIT_READ),
     NavItem("users.index", _l("Membres"), Permission.USER_MANAGE),
+    NavItem("organizations.settings", _l("Organisation"), Permission.ORGANIZATION_MANAGE),
     NavItem("billing.subscription_page", _l("Abonnement"), Permission.BILLING_MANAGE),
     NavItem("backups.index", _l("Sauvegardes"), Permission.BACKUP_MANAGE),
 )

@@ -52,8 +52,7 @@ def test_admin_sees_sentences_newest_first_and_only_own_organisation(admin_clien
     ids = _ids_in(html)
     assert ids == sorted(ids, reverse=True) and len(ids) == 3
     assert (
-        f'<a href="/journal/utilisateurs/{admin.id}">Aminata Admin</a> a supprimé le fichier ID=3 “ContratRH-3.pdf”'
-        in html
+        f'<a href="/journal/utilisateurs/{admin.id}">Aminata Admin</a> a supprimé le fichier “ContratRH-3.pdf”' in html
     )
     assert 'hx-trigger="load"' in html and "/journal/verification" in html
 
@@ -248,7 +247,7 @@ def test_every_action_renders_a_sentence(app, admin, org):
         for action in sorted(ACTIONS):
             entry = AuditEntry(action=action, user_id=admin.id, target_id=7, target_label="Plan <b>.pdf")
             text = str(sentence(entry, {admin.id: "Aminata"}))
-            assert "<b>" not in text and ("Aminata" in text or "ID=7" in text), action
+            assert "<b>" not in text and "ID=" not in text and ("Aminata" in text or "Plan" in text), action
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 
 from flask import Flask, current_app
 from flask_babel import gettext as _
@@ -23,6 +24,9 @@ from portal.documents.services.versions import context_of, get_version
 from portal.extensions import db
 
 logger = logging.getLogger(__name__)
+
+# Previews of one file by one member closer together than this are one consultation.
+VIEW_WINDOW_SECONDS = 60
 
 
 def open_version_stream(
@@ -77,14 +81,7 @@ def open_version_stream(
         raw.close()
         raise
     if record_access and (not preview or start == 0):
-        record(
-            "file.downloaded",
-            actor,
-            target_type="file",
-            target_id=file.id,
-            target_label=file.name,
-            details={"version": version.number, "preview": preview} if preview else {"version": version.number},
-        )
+        record_download(actor, file.id, file.name, version.number, preview=preview)
 
     # Captured now: a streamed response is read after its request (and app) context is gone.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -116,15 +113,58 @@ def associated_data(organization_id: int, version_uid: str, file_id: int | None 
 
 
 def record_download(actor: Actor, file_id: int, file_name: str, version_number: int, *, preview: bool) -> None:
-    """Journal a download or preview (callers that use ``record_access=False``)."""
+    """Journal a download, or a preview as a consultation (callers that use ``record_access=False``)."""
+    if preview:
+        record_view(actor, file_id, file_name, version_number)
+        return
     record(
         "file.downloaded",
         actor,
         target_type="file",
         target_id=file_id,
         target_label=file_name,
-        details={"version": version_number, "preview": preview} if preview else {"version": version_number},
+        details={"version": version_number},
     )
+
+
+def record_view(actor: Actor, file_id: int, file_name: str, version_number: int) -> bool:
+    """Journal ``file.viewed`` unless this member's last one for this file is under a minute old.
+
+    An image or PDF viewer asks for a preview several times (reloads, ranges, a tab put
+    back): one consultation, not a list of them. The decision is one upsert on the
+    (member, file) row that moves ``viewed_at`` only when the previous consultation is
+    older than the window, and returns a row only then: of two concurrent previews, the
+    second waits on the first's row (the unique key) and then sees it fresh, so exactly
+    one of them journals. Returns whether an entry was recorded.
+    """
+    from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    from portal.audit.models import RecentView
+    from portal.database import utcnow
+
+    if actor.user_id is not None and actor.organization_id is not None:
+        now = utcnow()
+        dialect_insert = postgresql_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
+        statement = dialect_insert(RecentView).values(
+            organization_id=actor.organization_id, user_id=actor.user_id, file_id=file_id, viewed_at=now
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["user_id", "file_id"],
+            set_={"viewed_at": now},
+            where=RecentView.viewed_at <= now - timedelta(seconds=VIEW_WINDOW_SECONDS),
+        ).returning(RecentView.id)
+        if db.session.execute(statement).first() is None:
+            return False
+    record(
+        "file.viewed",
+        actor,
+        target_type="file",
+        target_id=file_id,
+        target_label=file_name,
+        details={"version": version_number},
+    )
+    return True
 
 
 def integrity_message() -> str:
