@@ -42,8 +42,12 @@ class SettingsForm(FlaskForm):
         _l("Langue par défaut des membres"),
         choices=locale_choices,
         default="",
-        validate_choice=True,
+        validate_choice=False,  # checked below, with a message of ours
     )
+
+    def validate_default_locale(self, field: SelectField) -> None:
+        if field.data not in {value for value, _label in locale_choices()}:
+            raise ValidationError(_l("Langue inconnue : choisissez le français ou l'anglais."))
 
     # The instance's limits are a ceiling: an organisation may shorten its sessions, never
     # keep them open longer than the operator allows (AAL2's 12 hours by default).
