@@ -182,9 +182,16 @@ def run_backup(backup_id: int) -> Backup:
         db.session.rollback()  # step 1 done: no transaction is open while blobs are copied
         wrapped_keys = snapshot.pop("_keys")
         pending: list[Any] = []
+        # The keys first: small files whose creation would otherwise queue in the
+        # filesystem's journal behind the blobs' data (measured: a third of a first backup).
+        key_bytes = 0
+        for uid in sorted(
+            {v["data_key_uid"] for v in snapshot["versions"] if v.get("storage_key") and not v.get("blob_missing")}
+            & set(wrapped_keys)
+        ):
+            key_bytes += repository.put_key(organization_id, uid, wrapped_keys[uid], sync=False)
         new_bytes, total, objects = _copy_blobs(repository, snapshot["versions"], known, pending)
-        for uid in sorted({v["data_key_uid"] for v in snapshot["versions"] if v.get("object")} & set(wrapped_keys)):
-            new_bytes += repository.put_key(organization_id, uid, wrapped_keys[uid], sync=False)
+        new_bytes += key_bytes
         path, manifest_bytes = manifests.write(
             repository, organization_id, backup_id, header, snapshot, pending=pending
         )
@@ -234,7 +241,7 @@ def run_backup(backup_id: int) -> Backup:
     return backup
 
 
-COPY_WORKERS = 2
+COPY_WORKERS = 2  # 4 and 8 measured no faster: creating files, not copying, is what waits
 
 
 def _copy_blobs(

@@ -16,8 +16,8 @@ from portal.backups.repository import ManifestError, get_repository
 from portal.documents.models import File, FileVersion
 from portal.documents.services import trash, uploads
 from portal.extensions import db
-from tests.backups.conftest import read_contents
 from tests.api.conftest import bearer
+from tests.backups.conftest import read_contents
 
 SECRET_TEXT = b"Releve de compte tres confidentiel 0123456789\n" * 200
 
