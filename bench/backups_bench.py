@@ -77,7 +77,7 @@ def main() -> None:
             app.config["COFFRE_BACKUP_DIR"] = str(base / f"backups-{round_number}")
             subprocess.run(["sync"], check=True)
             started = time.perf_counter()
-            if os.environ.get("BENCH_PROFILE"):
+            if os.environ.get("BENCH_PROFILE") == "backup":
                 import cProfile
                 import pstats
 
@@ -153,11 +153,25 @@ def main() -> None:
         target = ids[-1]
         uploads.add_version(actor, db.session.get(File, target), None, iter([b"changed"]), 7)
         db.session.commit()
+
+        def restore_one():
+            job = services.start_restore(actor, big, {"file_id": target})
+            db.session.commit()
+            services.run_restore(job.id)
+            return job
+
         started = time.perf_counter()
-        job = services.start_restore(actor, big, {"file_id": target})
-        db.session.commit()
-        services.run_restore(job.id)
-        restore_seconds = time.perf_counter() - started
+        if os.environ.get("BENCH_PROFILE") == "restore":
+            import cProfile
+            import pstats
+
+            profile = cProfile.Profile()
+            job = profile.runcall(restore_one)
+            restore_seconds = time.perf_counter() - started
+            pstats.Stats(profile).sort_stats("cumtime").print_stats(30)
+        else:
+            job = restore_one()
+            restore_seconds = time.perf_counter() - started
         db.session.expire_all()
         print(
             f"restore one file from a {len(body['versions'])}-object backup ({size / 2**20:.0f} MiB written): "

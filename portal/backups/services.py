@@ -64,8 +64,10 @@ def start_backup(actor: Actor, trigger: str) -> Backup:
     return backup
 
 
-def _previous_objects(repository: Repository, organization_id: int, backup_id: int) -> dict[str, tuple[str, int]]:
-    """storage key -> (object hash, size) from the newest successful manifest (its index part
+def _previous_objects(
+    repository: Repository, organization_id: int, backup_id: int
+) -> tuple[dict[str, str], dict[str, int]]:
+    """storage key -> object hash, and -> size, from the newest successful manifest (its index part
     only, in format 2): a blob already backed up is neither read, hashed nor stat'ed again."""
     previous = db.session.execute(
         select(Backup.path)
@@ -79,12 +81,11 @@ def _previous_objects(repository: Repository, organization_id: int, backup_id: i
         .limit(1)
     ).scalar_one_or_none()
     if previous is None:
-        return {}
+        return {}, {}
     try:
-        index = Manifest.load(repository, previous).index()
+        return Manifest.load(repository, previous).blobs()
     except ManifestError:
-        return {}
-    return {key: (digest, size) for key, digest, size, _uid in index if key and digest and size is not None}
+        return {}, {}
 
 
 def _snapshot(organization_id: int) -> dict[str, Any]:
@@ -245,7 +246,10 @@ COPY_WORKERS = 2  # 4 and 8 measured no faster: creating files, not copying, is 
 
 
 def _copy_blobs(
-    repository: Repository, versions: list[dict[str, Any]], known: dict[str, tuple[str, int]], pending: list[Any]
+    repository: Repository,
+    versions: list[dict[str, Any]],
+    known: tuple[dict[str, str], dict[str, int]],
+    pending: list[Any],
 ) -> tuple[int, int, set[str]]:
     """Copy each version's blob in (setting its ``object`` and ``object_size``); returns
     (bytes written, bytes referenced, objects). Blobs the previous backup holds are only
@@ -263,9 +267,9 @@ def _copy_blobs(
         if not storage_key or version.get("blob_missing"):
             version["object"] = None
             continue
-        previous = known.get(storage_key)
-        if previous is not None and repository.has_object(previous[0]):
-            version["object"], version["object_size"] = previous
+        digest, size = known[0].get(storage_key), known[1].get(storage_key)
+        if digest is not None and size is not None and repository.has_object(digest):
+            version["object"], version["object_size"] = digest, size
             version["_written"] = 0
         else:
             fresh.append(version)
