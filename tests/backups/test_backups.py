@@ -95,6 +95,11 @@ def test_backup_copies_ciphertext_and_signs_its_manifest(app, client, admin, set
     part_path.write_bytes(part_path.read_bytes().replace(b"releve.txt", b"releve.txu"))
     with pytest.raises(ManifestError, match=files_part):
         read_contents(backup.path)
+    refused = client.post(
+        f"/api/v1/sauvegardes/{backup.id}/restaurer", json={"all": True}, headers=bearer(setup["token"])
+    )
+    assert refused.status_code == 409 and files_part in refused.get_data(as_text=True)
+    assert db.session.execute(select(Restore)).first() is None
     result = app.test_cli_runner().invoke(args=["backups", "verify", str(backup.id)])
     assert result.exit_code == 1 and files_part in result.output
 
