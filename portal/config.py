@@ -98,6 +98,8 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
         # An S3-compatible bucket instead of the directory (which then only stages writes).
         "COFFRE_BACKUP_S3_BUCKET": (os.environ.get("COFFRE_BACKUP_S3_BUCKET") or "").strip() or None,
         "COFFRE_BACKUP_S3_ENDPOINT_URL": (os.environ.get("COFFRE_BACKUP_S3_ENDPOINT_URL") or "").strip() or None,
+        # The nightly verification re-reads 1/N of the objects: each one every N nights.
+        "COFFRE_BACKUP_VERIFY_SLICES": max(1, _env_int("COFFRE_BACKUP_VERIFY_SLICES", 7)),
         "COFFRE_JOURNAL_FULL_VERIFY_MAX": _env_int("COFFRE_JOURNAL_FULL_VERIFY_MAX", 50_000),
         # Unset in development: links are built from the request's host (whatever the port).
         "COFFRE_BASE_URL": (os.environ.get("COFFRE_BASE_URL") or "").strip() or None,

@@ -11,7 +11,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from portal.audit.context import Actor
-from portal.backups import services
+from portal.backups import services, verification
 from portal.backups.models import Backup
 from portal.database import write_transaction
 from portal.extensions import db
@@ -38,7 +38,7 @@ def verify_command(backup_id: int | None, verify_all: bool) -> None:
         with write_transaction():
             backup = db.session.get(Backup, current)
             assert backup is not None
-            result = services.verify_backup(backup)
+            result = verification.verify_backup(backup)
             db.session.commit()
         if result.ok:
             click.echo(f"backup {current}: OK, {result.checked} objects verified")

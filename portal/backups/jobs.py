@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import random
 
-from flask import current_app
 from sqlalchemy import select
 
 from portal.audit.context import Actor
-from portal.backups import retention, services
+from portal.backups import retention, services, verification
 from portal.backups.models import Backup
 from portal.extensions import db
 from portal.organizations.models import Organization
@@ -34,13 +32,8 @@ def scheduled_backups() -> None:
 
 @scheduled_job("cron", hour=4, minute=0)
 def verify_sample() -> None:
-    ids = list(db.session.execute(select(Backup.id).where(Backup.path.is_not(None))).scalars())
-    size = current_app.config.get("COFFRE_BACKUP_VERIFY_SAMPLE", 5)
-    for backup_id in random.sample(ids, min(size, len(ids))):
-        backup = db.session.get(Backup, backup_id)
-        if backup is not None:
-            services.verify_backup(backup)
-            db.session.commit()
+    """Every finished backup: signature, parts, every object present, tonight's slice re-hashed."""
+    verification.verify_nightly()
 
 
 @scheduled_job("cron", hour=3, minute=30)

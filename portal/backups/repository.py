@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
+import io
 import json
+import mmap
 import os
 import re
 import secrets
@@ -40,6 +43,22 @@ COPY_CHUNK = 1024 * 1024
 # Past this many new files, one syncfs(2) of the repository's filesystem beats an fsync of
 # each file and directory (measured: bench/backups_bench.py, docs/performance.md).
 SYNCFS_THRESHOLD = 64
+
+
+def _copy_range(source: int, target: int, size: int) -> None:
+    """Copy ``size`` bytes from offset 0 of ``source`` to ``target`` inside the kernel."""
+    offset = 0
+    while offset < size:
+        try:
+            copied = os.copy_file_range(source, target, size - offset, offset, offset)
+        except OSError as error:
+            if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            os.lseek(target, offset, os.SEEK_SET)  # sendfile writes at the file position
+            copied = os.sendfile(target, source, offset, size - offset)  # older kernels
+        if copied == 0:
+            raise OSError(errno.EIO, "the source shrank while it was copied")
+        offset += copied
 
 
 def _syncfs(path: Path) -> bool:
@@ -120,11 +139,20 @@ class Repository:
                 temp.unlink()
             raise
 
-    def put_object(self, source: BinaryIO, *, sync: bool = True) -> tuple[str, int, int]:
+    def put_object(
+        self, source: BinaryIO, *, sync: bool = True, pending: list[Path] | None = None
+    ) -> tuple[str, int, int]:
         """Copy ``source`` in; returns (sha256, size, bytes written: 0 when already stored).
 
         ``sync=False`` leaves the fsyncs to ``make_durable``, called once before the manifest
-        is written: one pass over the new files instead of three fsyncs per object."""
+        is written: one pass over the new files instead of three fsyncs per object. The new
+        file goes into ``pending`` (else this thread's list) for that pass."""
+        try:
+            fileno = source.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            fileno = None
+        if fileno is not None:
+            return self._put_file(fileno, sync=sync, pending=pending)
         temp = self.tmp / f"{secrets.token_hex(16)}.part"
         digest = hashlib.sha256()
         size = 0
@@ -146,19 +174,51 @@ class Repository:
                 if sync:
                     out.flush()
                     os.fsync(out.fileno())
-            if sync:
-                _make_dirs_durable(final.parent, self.root)
-                os.rename(temp, final)
-                _fsync_dir(final.parent)
-            else:
-                final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                os.rename(temp, final)
-                self._unsynced.append(final)
+            self._install(temp, final, sync=sync, pending=pending)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
             raise
         return name, size, size
+
+    def _put_file(self, source: int, *, sync: bool, pending: list[Path] | None) -> tuple[str, int, int]:
+        """``put_object`` of a real file: hashed through mmap (no copy into Python), then
+        copied by the kernel (copy_file_range: no user-space round trip, a reflink where the
+        filesystem offers one), and only when the repository lacks it."""
+        size = os.fstat(source).st_size
+        if size:
+            with mmap.mmap(source, 0, access=mmap.ACCESS_READ) as view:
+                name = hashlib.sha256(view).hexdigest()  # releases the GIL: copies run alongside
+        else:
+            name = hashlib.sha256(b"").hexdigest()
+        final = self.object_path(name)
+        if self.touch(final):
+            return name, size, 0
+        temp = self.tmp / f"{secrets.token_hex(16)}.part"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            try:
+                _copy_range(source, fd, size)
+                if sync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._install(temp, final, sync=sync, pending=pending)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise
+        return name, size, size
+
+    def _install(self, temp: Path, final: Path, *, sync: bool, pending: list[Path] | None) -> None:
+        if sync:
+            _make_dirs_durable(final.parent, self.root)
+            os.rename(temp, final)
+            _fsync_dir(final.parent)
+            return
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.rename(temp, final)
+        (self._unsynced if pending is None else pending).append(final)
 
     @property
     def _unsynced(self) -> list[Path]:
@@ -167,10 +227,13 @@ class Repository:
             self._local.pending = []
         return self._local.pending
 
-    def make_durable(self) -> None:
-        """Fsync the files written with ``sync=False``, then their directories up to the root."""
-        pending = list(self._unsynced)
+    def make_durable(self, extra: list[Path] | None = None) -> None:
+        """Fsync the files written with ``sync=False`` (this thread's and ``extra``), then
+        their directories up to the root."""
+        pending = [*self._unsynced, *(extra or ())]
         self._unsynced.clear()
+        if extra:
+            extra.clear()
         if len(pending) > SYNCFS_THRESHOLD and _syncfs(self.root):
             return
         directories: set[Path] = set()
@@ -193,6 +256,10 @@ class Repository:
         """True when stored; refreshes its mtime, which keeps garbage collection off an object
         a backup still being written reuses (its manifest does not exist yet)."""
         return self.touch(self.object_path(digest))
+
+    def object_exists(self, digest: str) -> bool:
+        """True when stored (without refreshing its mtime, unlike ``has_object``)."""
+        return self.object_path(digest).is_file()
 
     @staticmethod
     def touch(path: Path) -> bool:

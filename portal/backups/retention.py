@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from portal.audit.context import Actor
 from portal.audit.services import record
+from portal.backups.manifests import Manifest
 from portal.backups.models import Backup, BackupSettings
 from portal.backups.repository import ManifestError, get_repository
 from portal.database import utcnow
@@ -123,17 +124,14 @@ def collect_garbage() -> dict[str, int]:
     repository = get_repository()
     objects: set[str] = set()
     keys: set[tuple[str, str]] = set()
-    for manifest in repository.iter_manifests():
+    for path in repository.iter_manifests():
         try:
-            body = repository.read_manifest(manifest)
+            manifest = Manifest.load(repository, path)
+            objects |= manifest.objects()  # blobs and the manifest's own parts
+            keys |= {(str(manifest.organization_id), uid) for _key, _obj, _size, uid in manifest.index() if uid}
         except ManifestError:
             # An unreadable manifest protects nothing but must not make us delete blindly.
             return {"objects": 0, "keys": 0}
-        for version in body.get("versions", []):
-            if version.get("object"):
-                objects.add(version["object"])
-            if version.get("data_key_uid"):
-                keys.add((str(body["organization_id"]), version["data_key_uid"]))
     cutoff = utcnow().timestamp() - MIN_AGE.total_seconds()
     removed = {"objects": 0, "keys": 0}
     for name, mtime in list(repository.iter_objects()):

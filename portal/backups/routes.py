@@ -13,6 +13,7 @@ from portal.auth.reauth import requires_recent_auth
 from portal.backups import bp, executor, retention, services
 from portal.backups.forms import SettingsForm
 from portal.backups.models import Backup, Restore
+from portal.backups.repository import ManifestError
 from portal.extensions import db, limiter
 from portal.security.permissions import Permission, requires
 from portal.security.tenancy import get_scoped_or_404, scoped
@@ -104,17 +105,15 @@ def parse_scope(data: Any) -> dict[str, Any] | None:
 @requires(Permission.BACKUP_MANAGE)
 def detail(backup_id: int):
     backup = get_scoped_or_404(Backup, backup_id)
-    body, problem = None, None
+    tree, problem = [], None
     try:
-        body = services.load_manifest(backup) if backup.path else None
+        tree = services.tree(services.load_manifest(backup)) if backup.path else []
     except services.BackupError as error:
         problem = error.message
+    except ManifestError as error:  # a files part that is missing or damaged
+        problem = _("Le manifeste de la sauvegarde est invalide : %(detail)s", detail=str(error))
     return render_page_or_fragment(
-        "backups/detail.html",
-        "backups/_detail.html",
-        backup=backup,
-        tree=services.tree(body) if body else [],
-        problem=problem,
+        "backups/detail.html", "backups/_detail.html", backup=backup, tree=tree, problem=problem
     )
 
 
@@ -129,17 +128,14 @@ def restore(backup_id: int):
         return render_error(400, _("Choisissez ce qu'il faut restaurer."))
     if request.form.get("confirmer") != "1":
         try:
-            body = services.load_manifest(backup)
+            manifest = services.load_manifest(backup)
+            plan = services.plan_restore(manifest, scope)
         except services.BackupError as error:
             return render_error(409, error.message)
-        if not services.scope_exists(body, scope):
+        if not (plan or manifest.scope_exists(scope)):
             abort(404)
         return render_page_or_fragment(
-            "backups/confirm.html",
-            "backups/_confirm.html",
-            backup=backup,
-            scope=scope,
-            plan=services.plan_restore(body, scope),
+            "backups/confirm.html", "backups/_confirm.html", backup=backup, scope=scope, plan=plan
         )
     try:
         job = services.start_restore(current_actor(), backup, scope)

@@ -74,7 +74,9 @@ class S3Repository(Repository):
 
     # ------------------------------------------------------------------ objects
 
-    def put_object(self, source: BinaryIO, *, sync: bool = True) -> tuple[str, int, int]:
+    def put_object(
+        self, source: BinaryIO, *, sync: bool = True, pending: list[Path] | None = None
+    ) -> tuple[str, int, int]:
         temp = self.tmp / f"{secrets.token_hex(16)}.part"
         digest = hashlib.sha256()
         size = 0
@@ -92,6 +94,9 @@ class S3Repository(Repository):
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
         return name, size, size
+
+    def object_exists(self, digest: str) -> bool:
+        return self._exists(self._object_name(digest))
 
     def has_object(self, digest: str) -> bool:
         return self._touch_name(self._object_name(digest))

@@ -19,3 +19,18 @@ def wait(app):
         db.session.expire_all()
 
     return drain
+
+
+def read_contents(path: str) -> dict:
+    """A backup's files, versions, members and journal (any manifest format), signature checked."""
+    from portal.backups.manifests import Manifest
+    from portal.backups.repository import get_repository
+
+    manifest = Manifest.load(get_repository(), path)
+    return {
+        "organization_id": manifest.organization_id,
+        "files": manifest.files(),
+        "versions": manifest.versions(),
+        "members": manifest.members(),
+        "journal": manifest.journal(),
+    }

@@ -14,6 +14,7 @@ from portal.backups.repository import get_repository
 from portal.database import utcnow
 from portal.documents.models import File
 from portal.extensions import db
+from tests.backups.conftest import read_contents
 from tests.conftest import csrf
 
 
@@ -125,7 +126,7 @@ def test_retention_keeps_days_weeks_months_and_prunes_only_unreferenced_objects(
     app, admin, admin_client, make_armoire, store_file
 ):
     from portal.audit.context import Actor
-    from portal.backups import retention, services
+    from portal.backups import retention, services, verification
     from portal.documents.services import uploads
 
     armoire = make_armoire(admin.organization)
@@ -166,19 +167,28 @@ def test_retention_keeps_days_weeks_months_and_prunes_only_unreferenced_objects(
     for path in repo.root.rglob("*"):
         if path.is_file():
             os.utime(path, (time.time() - 3 * 86400, time.time() - 3 * 86400))
-    oldest_body = repo.read_manifest(db.session.get(Backup, oldest).path)
-    newest_body = repo.read_manifest(db.session.get(Backup, newest).path)
+    oldest_body = read_contents(db.session.get(Backup, oldest).path)
+    newest_body = read_contents(db.session.get(Backup, newest).path)
     only_oldest = {v["object"] for v in oldest_body["versions"]} - {v["object"] for v in newest_body["versions"]}
     assert not only_oldest  # incremental: every object of the oldest is still referenced
 
+    from portal.backups.manifests import Manifest
+
+    def objects_of(backup_ids):
+        return set().union(*(Manifest.load(repo, db.session.get(Backup, i).path).objects() for i in backup_ids))
+
+    # What the two oldest alone reference: their own manifest parts, no blob (incremental).
+    only_pruned = objects_of(rows[:2]) - objects_of(rows[2:])
+    assert only_pruned and not only_pruned & {v["object"] for v in oldest_body["versions"]}
     deleted = retention.prune(admin.organization_id, now=now)
     db.session.commit()
     # Kept: younger than a day (newest), 2 daily (newest, -1 day), 1 weekly (newest). Pruned: -2, -3 days.
     assert sorted(deleted) == sorted(rows[:2])
     removed = retention.collect_garbage()
-    assert removed["objects"] == 0  # every object is still used by a kept backup
+    assert removed["objects"] == len(only_pruned)  # every blob is still used by a kept backup
+    assert all(not repo.object_path(o).exists() for o in only_pruned)
     for backup_id in rows[2:]:
-        result = services.verify_backup(db.session.get(Backup, backup_id))
+        result = verification.verify_backup(db.session.get(Backup, backup_id))
         assert result.ok, result.problems
     db.session.commit()
     # Once the last backups go, their objects go too.
@@ -191,7 +201,9 @@ def test_retention_keeps_days_weeks_months_and_prunes_only_unreferenced_objects(
     db.session.commit()
     assert len(retention.prune(admin.organization_id, now=now)) == 2
     db.session.commit()
-    assert retention.collect_garbage()["objects"] == len({v["object"] for v in newest_body["versions"]})
+    stored = [p for p in (repo.root / "objects").rglob("*/*/*") if p.is_file()]
+    assert len(stored) > len({v["object"] for v in newest_body["versions"]})  # blobs and manifest parts
+    assert retention.collect_garbage()["objects"] == len(stored)
     assert not list((repo.root / "objects").rglob("*/*/*"))
 
 

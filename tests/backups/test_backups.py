@@ -10,12 +10,14 @@ from sqlalchemy import select
 
 from portal.audit.context import Actor
 from portal.audit.models import AuditEntry
+from portal.backups.manifests import Manifest
 from portal.backups.models import Backup, Restore
 from portal.backups.repository import ManifestError, get_repository
 from portal.documents.models import File, FileVersion
 from portal.documents.services import trash, uploads
 from portal.extensions import db
 from tests.api.conftest import bearer
+from tests.backups.conftest import read_contents
 
 SECRET_TEXT = b"Releve de compte tres confidentiel 0123456789\n" * 200
 
@@ -64,7 +66,7 @@ def test_backup_copies_ciphertext_and_signs_its_manifest(app, client, admin, set
     assert backup.status == "reussie", backup.error
     assert backup.summary["files"] == 2 and backup.summary["versions"] == 2 and backup.summary["objects"] == 2
     repo = get_repository()
-    body = repo.read_manifest(backup.path)
+    body = read_contents(backup.path)
     store_root = Path(app.config["COFFRE_STORAGE_DIR"])
     for version in body["versions"]:
         blob = (
@@ -80,10 +82,26 @@ def test_backup_copies_ciphertext_and_signs_its_manifest(app, client, admin, set
     # A manifest changed by one byte is refused.
     path = repo.root / backup.path
     envelope = json.loads(path.read_bytes())
-    envelope["body"]["files"][0]["name"] = "autre.txt"
+    original = path.read_bytes()
+    envelope["body"]["armoires"][0]["name"] = "Autre"
     path.write_text(json.dumps(envelope))
     with pytest.raises(ManifestError):
-        repo.read_manifest(backup.path)
+        read_contents(backup.path)
+
+    # So is a part changed by one byte: the signed top names each part by its hash.
+    path.write_bytes(original)
+    files_part = envelope["body"]["parts"]["files"][0]["object"]
+    part_path = repo.object_path(files_part)
+    part_path.write_bytes(part_path.read_bytes().replace(b"releve.txt", b"releve.txu"))
+    with pytest.raises(ManifestError, match=files_part):
+        read_contents(backup.path)
+    refused = client.post(
+        f"/api/v1/sauvegardes/{backup.id}/restaurer", json={"all": True}, headers=bearer(setup["token"])
+    )
+    assert refused.status_code == 409 and files_part in refused.get_data(as_text=True)
+    assert db.session.execute(select(Restore)).first() is None
+    result = app.test_cli_runner().invoke(args=["backups", "verify", str(backup.id)])
+    assert result.exit_code == 1 and files_part in result.output
 
 
 def test_second_backup_stores_only_what_changed(app, client, admin, setup, wait):
@@ -97,7 +115,14 @@ def test_second_backup_stores_only_what_changed(app, client, admin, setup, wait)
     one, two = db.session.get(Backup, first["id"]), db.session.get(Backup, second["id"])
     assert two.status == "reussie"
     assert two.summary["versions"] == 3 and two.summary["objects"] == 3
-    manifest_size = (get_repository().root / two.path).stat().st_size
+    repo = get_repository()
+    manifest_size = (repo.root / two.path).stat().st_size
+    first_parts = {ref["object"] for ref in Manifest.load(repo, one.path).part_refs()}
+    second_parts = Manifest.load(repo, two.path).part_refs()
+    new_parts = [ref for ref in second_parts if ref["object"] not in first_parts]
+    # The members part did not change: it is the same object, not written again.
+    assert len(new_parts) < len(second_parts)
+    manifest_size += sum(ref["size"] for ref in new_parts)
     new_version = db.session.execute(select(FileVersion).where(FileVersion.number == 2)).scalar_one()
     blob_size = (
         Path(
@@ -109,7 +134,7 @@ def test_second_backup_stores_only_what_changed(app, client, admin, setup, wait)
         .stat()
         .st_size
     )
-    # Only the new blob, its key and the manifest were written.
+    # Only the new blob, its key, the changed parts and the top manifest were written.
     assert blob_size + manifest_size <= two.summary["new_bytes"] <= blob_size + manifest_size + 1024
     assert two.summary["new_bytes"] < one.summary["new_bytes"]
 
@@ -122,7 +147,7 @@ def test_verify_cli_names_the_bad_object(app, client, admin, setup, wait):
     assert result.exit_code == 0, result.output
     db.session.expire_all()
     assert db.session.get(Backup, row["id"]).status == "verifiee"
-    body = get_repository().read_manifest(db.session.get(Backup, row["id"]).path)
+    body = read_contents(db.session.get(Backup, row["id"]).path)
     victim = body["versions"][0]["object"]
     path = get_repository().object_path(victim)
     data = bytearray(path.read_bytes())
@@ -190,7 +215,7 @@ def test_a_purge_reaches_the_backups(app, client, admin, setup, wait):
     wait()
     actor = Actor(admin.organization_id, admin.id)
     victim = setup["files"][0]
-    body = get_repository().read_manifest(db.session.get(Backup, row["id"]).path)
+    body = read_contents(db.session.get(Backup, row["id"]).path)
     uid = next(v["data_key_uid"] for v in body["versions"] if v["file_id"] == victim.id)
     assert get_repository().read_key(admin.organization_id, uid) is not None
     trash.trash_file(actor, victim)
@@ -219,7 +244,7 @@ def test_a_corrupted_backup_changes_nothing(app, client, admin, setup, wait):
     file = setup["files"][0]
     uploads.add_version(Actor(admin.organization_id, admin.id), file, None, iter([b"nouveau\n"]), 8)
     db.session.commit()
-    body = get_repository().read_manifest(db.session.get(Backup, row["id"]).path)
+    body = read_contents(db.session.get(Backup, row["id"]).path)
     victim = next(v["object"] for v in body["versions"] if v["file_id"] == file.id)
     get_repository().object_path(victim).write_bytes(b"abime")
     before = db.session.execute(select(FileVersion.id)).scalars().all()

@@ -14,6 +14,7 @@ from portal.backups.models import Backup, Restore
 from portal.documents.models import File
 from portal.documents.services import uploads
 from portal.extensions import db
+from tests.backups.conftest import read_contents
 
 SECRET = b"piece comptable confidentielle\n" * 40
 
@@ -61,7 +62,14 @@ def test_backup_verify_restore_and_purge_in_a_bucket(app_factory, s3_endpoint, m
         assert SECRET[:30] not in stored  # ciphertext only
         second = services.backup_now(actor, "manuel")
         manifest_size = bucket.head_object(Bucket="coffre-sauvegardes", Key=second.path)["ContentLength"]
-        assert second.summary["new_bytes"] == manifest_size  # nothing else changed
+        from portal.backups.manifests import Manifest
+
+        repo = services.get_repository()
+        known = {ref["object"] for ref in Manifest.load(repo, first.path).part_refs()}
+        changed = [r for r in Manifest.load(repo, second.path).part_refs() if r["object"] not in known]
+        # No blob or key again: the top and the parts that changed (the journal gained backup.created).
+        assert second.summary["new_bytes"] == manifest_size + sum(r["size"] for r in changed)
+        assert len(changed) == 1
 
         runner = app.test_cli_runner()
         assert runner.invoke(args=["backups", "verify", "--all"]).exit_code == 0
@@ -76,7 +84,7 @@ def test_backup_verify_restore_and_purge_in_a_bucket(app_factory, s3_endpoint, m
         assert db.session.get(File, file_id).current_version.sha256 == version.sha256
 
         # A corrupted object in the bucket is named by verify.
-        body = services.get_repository().read_manifest(first.path)
+        body = read_contents(first.path)
         digest = body["versions"][0]["object"]
         bucket.put_object(Bucket="coffre-sauvegardes", Key=f"objects/{digest[:2]}/{digest[2:4]}/{digest}", Body=b"x")
         failed = runner.invoke(args=["backups", "verify", str(first.id)])
