@@ -59,12 +59,23 @@ _COUNT = {"type": "integer", "minimum": 0}
 _COUNTS = {"type": "object", "additionalProperties": _COUNT}
 
 
+ON_CONFLICT_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "enum": ["version", "rename", "refuse"],
+    "description": (
+        "A live file of that name is already in the folder: add a new version of it, keep both "
+        '(the new one renamed "nom (2).pdf") or refuse with 409 and `existing_file_id` (the default)'
+    ),
+}
+
+
 def _upload_body(with_armoire: bool) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     required = ["file"]
     if with_armoire:
         properties["armoire_id"] = ID_SCHEMA
         properties["folder"] = ID_SCHEMA
+        properties["on_conflict"] = ON_CONFLICT_SCHEMA
         required.insert(0, "armoire_id")
     else:
         properties["comment"] = {"type": "string", "maxLength": 500, "pattern": NO_NUL}
@@ -104,6 +115,7 @@ SCHEMAS: dict[str, Any] = {
                 },
             },
             "challenge": {"type": "string", "description": "Send back with the e-mailed code"},
+            "existing_file_id": {"type": "integer", "description": "name-taken: the file already using the name"},
             "method": {"type": ["string", "null"]},
         },
     },
@@ -374,6 +386,14 @@ def _paths() -> dict[str, Any]:
                 "operationId": "uploadFile",
                 "summary": "Upload a new file (streamed, encrypted at rest); answers with a receipt",
                 "security": secured,
+                "parameters": [
+                    {
+                        "name": "on_conflict",
+                        "in": "query",
+                        "schema": ON_CONFLICT_SCHEMA,
+                        "description": "Or a form field",
+                    }
+                ],
                 "requestBody": _upload_body(with_armoire=True),
                 "responses": {
                     "201": _json("Receipt", "Stored durably")

@@ -96,3 +96,11 @@ class ShredNotRecorded(DocumentError):
     """
 
     status = 503
+
+
+class FileNameTaken(NameConflict):
+    """A live file of that name is already in the target folder (``on_conflict=refuse``)."""
+
+    def __init__(self, message: str, *, existing_file_id: int) -> None:
+        super().__init__(message)
+        self.existing_file_id = existing_file_id
