@@ -82,7 +82,9 @@ class SealedUpload:
     size: int
     sha256: str
     mime_type: str
-    data_key: GeneratedKey
+    data_key: GeneratedKey | None
+    # A key stored before the body arrived (a resumable upload), instead of ``data_key``.
+    data_key_id: int | None = None
 
 
 def _next_number(file: File) -> int:
@@ -251,7 +253,7 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
             if file is None or file.organization_id != plan.organization_id:
                 raise NotFound(_("Fichier introuvable."))
             require_live(file)
-        data_key = save_data_key(sealed.data_key)
+        data_key_id = save_data_key(sealed.data_key).id if sealed.data_key is not None else sealed.data_key_id
         version = FileVersion(
             uid=plan.version_uid,
             organization_id=plan.organization_id,
@@ -265,7 +267,7 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
             size=sealed.size,
             sha256=sealed.sha256,
             mime_type=sealed.mime_type,
-            data_key_id=data_key.id,
+            data_key_id=data_key_id,
         )
         db.session.add(version)
         db.session.flush()
