@@ -30,35 +30,35 @@ def tus_options() -> Response:
 @limiter.shared_limit(_upload_limit, scope="api-upload", key_func=rate_limit_key, override_defaults=False)
 @tus.tus_view
 def tus_create() -> Response:
-    return tus.create(current_actor(), "api", lambda uid: url_for("api.tus_upload", uid=uid, _external=True))
+    return tus.create(current_actor(), "api", lambda uid: url_for("api.tus_upload", upload_id=uid, _external=True))
 
 
-@bp.route(f"/uploads/<{UID}:uid>", methods=["GET", "HEAD"])
+@bp.route(f"/uploads/<{UID}:upload_id>", methods=["GET", "HEAD"])
 @requires(Permission.DOCUMENT_WRITE)
 @tus.tus_view
-def tus_upload(uid: str) -> Response:
+def tus_upload(upload_id: str) -> Response:
     from flask import request
 
     if request.method == "HEAD":
-        return tus.head(uid)
-    body = tus.receipt(uid)
+        return tus.head(upload_id)
+    body = tus.receipt(upload_id)
     body["expires_at"] = iso(body["expires_at"])
     if "created_at" in body:
         body["created_at"] = iso(body["created_at"])
     return jsonify(body)
 
 
-@bp.patch(f"/uploads/<{UID}:uid>")
+@bp.patch(f"/uploads/<{UID}:upload_id>")
 @streams_body
 @requires(Permission.DOCUMENT_WRITE)
 @reads_first
 @tus.tus_view
-def tus_patch(uid: str) -> Response:
-    return tus.patch(uid, current_actor(), {"via": "api"})
+def tus_patch(upload_id: str) -> Response:
+    return tus.patch(upload_id, current_actor(), {"via": "api"})
 
 
-@bp.delete(f"/uploads/<{UID}:uid>")
+@bp.delete(f"/uploads/<{UID}:upload_id>")
 @requires(Permission.DOCUMENT_WRITE)
 @tus.tus_view
-def tus_terminate(uid: str) -> Response:
-    return tus.terminate(uid)
+def tus_terminate(upload_id: str) -> Response:
+    return tus.terminate(upload_id)
