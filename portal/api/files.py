@@ -13,12 +13,12 @@ from werkzeug.datastructures import MultiDict
 from portal.api import bp
 from portal.api.auth import rate_limit_key
 from portal.api.inputs import MAX_ID, Validator
-from portal.api.problems import QUOTA_EXCEEDED, STATUS_TYPES, ApiProblem, render_problem
+from portal.api.problems import NAME_TAKEN, QUOTA_EXCEEDED, STATUS_TYPES, ApiProblem, render_problem
 from portal.api.routes import iso
 from portal.database import writes_on_get
 from portal.documents import errors as document_errors
 from portal.documents.models import Armoire, File, FileVersion, Folder
-from portal.documents.services import listing, reading, trash, uploads, versions
+from portal.documents.services import conflicts, listing, reading, trash, uploads, versions
 from portal.documents.upload import FieldPart, FilePart, upload_reader
 from portal.extensions import db, limiter
 from portal.security.permissions import Permission, requires
@@ -147,6 +147,15 @@ def _finish_form(parts: Any) -> None:
         assert isinstance(part, FieldPart)
 
 
+def _on_conflict(check: Validator, fields: MultiDict[str, str]) -> str:
+    """``on_conflict`` from the form, else the query string; ``refuse`` when absent."""
+    value = fields.get("on_conflict", request.args.get("on_conflict"))
+    if value not in (None, "", *conflicts.ON_CONFLICT):
+        check.error("on_conflict", _("Valeurs possibles : version, rename, refuse."))
+        return "refuse"
+    return conflicts.parse_on_conflict(value)
+
+
 def _audit_details(delete_after_upload: bool) -> dict[str, Any]:
     # The receipt's promise (the client may now delete its copy) is journalled with the upload.
     return {"delete_after_upload": delete_after_upload, "via": "api"}
@@ -206,13 +215,20 @@ def upload_file() -> Response:
     armoire_id = check.integer("armoire_id", required=True)
     folder_id = check.integer("folder")
     delete_after_upload = check.boolean("delete_after_upload")
+    on_conflict = _on_conflict(check, fields)
     if part is None:
         check.error("file", _("Ce champ est obligatoire (et doit suivre les autres champs)."))
     check.check()
     armoire = _armoire(armoire_id)
     folder = _folder(armoire, folder_id)
     plan = uploads.prepare_upload(
-        current_actor(), armoire, folder, part.filename, None, audit_details=_audit_details(delete_after_upload)
+        current_actor(),
+        armoire,
+        folder,
+        part.filename,
+        None,
+        audit_details=_audit_details(delete_after_upload),
+        on_conflict=on_conflict,
     )
     version = _seal_and_finish(plan, part, parts)
     file = db.session.get(File, version.file_id)
@@ -306,4 +322,8 @@ def handle_document_error(error: document_errors.DocumentError) -> Response:
     db.session.rollback()
     status = error.status
     type_ = QUOTA_EXCEEDED if isinstance(error, document_errors.QuotaExceeded) else STATUS_TYPES.get(status)
-    return render_problem(ApiProblem(status, error.message, type_))
+    extra: dict[str, Any] = {}
+    if isinstance(error, document_errors.FileNameTaken):
+        type_ = NAME_TAKEN
+        extra["existing_file_id"] = error.existing_file_id
+    return render_problem(ApiProblem(status, error.message, type_, extra=extra))

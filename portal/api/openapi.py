@@ -41,13 +41,26 @@ def _problems(*statuses: int) -> dict[str, Any]:
         413: "Too large, or the organisation's storage quota is reached",
         415: "Unsupported content type",
         422: "Invalid fields (see `errors`)",
-        423: "Locked",
+        410: "The upload expired",
+        412: "Tus-Resumable is not 1.0.0",
+        423: "Locked (another request is appending to this upload)",
+        460: "Upload-Checksum does not match the body: nothing of it was kept",
+        507: "Server storage full",
         429: "Too many requests (see `Retry-After`)",
     }
     return {str(status): _problem(texts[status]) for status in statuses}
 
 
 PATH_ID = {"in": "path", "required": True, "schema": ID_SCHEMA}
+UPLOAD_ID = {
+    "name": "upload_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+}
+TUS_HEADERS: list[dict[str, Any]] = [
+    {"name": "Tus-Resumable", "in": "header", "required": True, "schema": {"type": "string", "enum": ["1.0.0"]}}
+]
 AUTHED = (400, 401, 403, 429)
 PERIOD = {
     "name": "periode",
@@ -59,12 +72,23 @@ _COUNT = {"type": "integer", "minimum": 0}
 _COUNTS = {"type": "object", "additionalProperties": _COUNT}
 
 
+ON_CONFLICT_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "enum": ["version", "rename", "refuse"],
+    "description": (
+        "A live file of that name is already in the folder: add a new version of it, keep both "
+        '(the new one renamed "nom (2).pdf") or refuse with 409 and `existing_file_id` (the default)'
+    ),
+}
+
+
 def _upload_body(with_armoire: bool) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     required = ["file"]
     if with_armoire:
         properties["armoire_id"] = ID_SCHEMA
         properties["folder"] = ID_SCHEMA
+        properties["on_conflict"] = ON_CONFLICT_SCHEMA
         required.insert(0, "armoire_id")
     else:
         properties["comment"] = {"type": "string", "maxLength": 500, "pattern": NO_NUL}
@@ -104,6 +128,7 @@ SCHEMAS: dict[str, Any] = {
                 },
             },
             "challenge": {"type": "string", "description": "Send back with the e-mailed code"},
+            "existing_file_id": {"type": "integer", "description": "name-taken: the file already using the name"},
             "method": {"type": ["string", "null"]},
         },
     },
@@ -296,6 +321,29 @@ SCHEMAS: dict[str, Any] = {
         "required": ["items"],
         "properties": {"items": {"type": "array", "items": _ref("Version")}},
     },
+    "UploadReceipt": {
+        "type": "object",
+        "required": ["upload_id", "length", "offset", "complete", "filename", "armoire_id", "expires_at"],
+        "properties": {
+            "upload_id": {"type": "string"},
+            "length": {"type": "integer", "minimum": 0},
+            "offset": {"type": "integer", "minimum": 0},
+            "complete": {"type": "boolean", "description": "The receipt fields below are present only when true"},
+            "filename": {"type": "string"},
+            "armoire_id": {"type": "integer"},
+            "folder_id": {"type": ["integer", "null"]},
+            "on_conflict": {"type": "string", "enum": ["version", "rename", "refuse"]},
+            "expires_at": STAMP,
+            "file_id": {"type": "integer"},
+            "version": {"type": "integer", "minimum": 1},
+            "size": {"type": "integer", "minimum": 0},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "delete_local": {"type": "boolean"},
+            "name": {"type": "string"},
+            "mime_type": {"type": "string"},
+            "created_at": STAMP,
+        },
+    },
     "Receipt": {
         "type": "object",
         "description": "Sent only once the content is durable (blob fsynced, row committed).",
@@ -374,6 +422,14 @@ def _paths() -> dict[str, Any]:
                 "operationId": "uploadFile",
                 "summary": "Upload a new file (streamed, encrypted at rest); answers with a receipt",
                 "security": secured,
+                "parameters": [
+                    {
+                        "name": "on_conflict",
+                        "in": "query",
+                        "schema": ON_CONFLICT_SCHEMA,
+                        "description": "Or a form field",
+                    }
+                ],
                 "requestBody": _upload_body(with_armoire=True),
                 "responses": {
                     "201": _json("Receipt", "Stored durably")
@@ -381,6 +437,96 @@ def _paths() -> dict[str, Any]:
                 }
                 | _problems(*AUTHED, 404, 409, 413, 415, 422, 423),
             }
+        },
+        "/uploads/": {
+            "post": {
+                "operationId": "createUpload",
+                "summary": "tus 1.0 creation: register a resumable upload (OPTIONS: Tus-Version, Tus-Extension)",
+                "description": (
+                    "Extensions: creation, termination, checksum (sha1, sha256, md5). `Upload-Metadata` keys: "
+                    "`filename` and `armoire_id` (required), `folder_id`, `on_conflict` (version|rename|refuse, "
+                    "default refuse, decided when the last byte arrives), `delete_after_upload`. "
+                    "`HEAD` on the Location gives `Upload-Offset`; an unfinished upload expires after 24 hours."
+                ),
+                "security": secured,
+                "parameters": [
+                    *TUS_HEADERS,
+                    {
+                        "name": "Upload-Length",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                    },
+                    {
+                        "name": "Upload-Metadata",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string", "maxLength": 4096},
+                    },
+                ],
+                "responses": {
+                    "201": {
+                        "description": "Created; PATCH the bytes to Location",
+                        "headers": {
+                            "Location": {"schema": {"type": "string"}},
+                            "Upload-Offset": {"schema": {"type": "string"}},
+                            "Tus-Resumable": {"schema": {"type": "string"}},
+                        },
+                    }
+                }
+                | _problems(*AUTHED, 404, 412, 413, 415),
+            }
+        },
+        "/uploads/{upload_id}": {
+            "parameters": [UPLOAD_ID],
+            "get": {
+                "operationId": "getUpload",
+                "summary": "The upload's progress, and its receipt once the last byte is sealed and committed",
+                "security": secured,
+                "responses": {"200": _json("UploadReceipt", "Progress or receipt")} | _problems(*AUTHED, 404, 410),
+            },
+            "patch": {
+                "operationId": "patchUpload",
+                "summary": "tus 1.0: append bytes at Upload-Offset",
+                "description": (
+                    "The answer's Upload-Offset is what is durably sealed (a multiple of 1 MiB until the end): "
+                    "bytes after it were not kept and are sent again. The PATCH that completes the upload "
+                    "answers `Coffre-File-Id` and `Coffre-Version`."
+                ),
+                "security": secured,
+                "parameters": [
+                    *TUS_HEADERS,
+                    {
+                        "name": "Upload-Offset",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,19}$"},
+                    },
+                    {"name": "Upload-Checksum", "in": "header", "schema": {"type": "string", "maxLength": 200}},
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                },
+                "responses": {
+                    "204": {
+                        "description": "Appended (and, for the last part, stored durably)",
+                        "headers": {
+                            "Upload-Offset": {"schema": {"type": "string"}},
+                            "Coffre-File-Id": {"schema": {"type": "string"}},
+                            "Coffre-Version": {"schema": {"type": "string"}},
+                        },
+                    }
+                }
+                | _problems(*AUTHED, 404, 409, 410, 412, 413, 415, 423, 460, 507),
+            },
+            "delete": {
+                "operationId": "terminateUpload",
+                "summary": "tus termination: stop the upload and remove what was received",
+                "security": secured,
+                "parameters": TUS_HEADERS,
+                "responses": {"204": {"description": "Terminated"}} | _problems(*AUTHED, 404, 412, 423),
+            },
         },
         "/fichiers/{file_id}": {
             "parameters": [PATH_ID | {"name": "file_id"}],

@@ -22,8 +22,17 @@ TWO_FACTOR_ENROLMENT_REQUIRED = "/problems/two-factor-enrollment-required"
 INVALID_CREDENTIALS = "/problems/invalid-credentials"
 SSO_REQUIRED = "/problems/sso-required"
 QUOTA_EXCEEDED = "/problems/quota-exceeded"
+# A file of that name is already in the folder (on_conflict=refuse); ``existing_file_id`` names it.
+NAME_TAKEN = "/problems/name-taken"
 PROBLEM_TYPES: frozenset[str] = frozenset(
-    {*STATUS_TYPES.values(), TWO_FACTOR_REQUIRED, TWO_FACTOR_ENROLMENT_REQUIRED, INVALID_CREDENTIALS, QUOTA_EXCEEDED}
+    {
+        *STATUS_TYPES.values(),
+        TWO_FACTOR_REQUIRED,
+        TWO_FACTOR_ENROLMENT_REQUIRED,
+        INVALID_CREDENTIALS,
+        QUOTA_EXCEEDED,
+        NAME_TAKEN,
+    }
 )
 
 

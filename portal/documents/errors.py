@@ -96,3 +96,33 @@ class ShredNotRecorded(DocumentError):
     """
 
     status = 503
+
+
+class FileNameTaken(NameConflict):
+    """A live file of that name is already in the target folder (``on_conflict=refuse``)."""
+
+    def __init__(self, message: str, *, existing_file_id: int) -> None:
+        super().__init__(message)
+        self.existing_file_id = existing_file_id
+
+
+class UploadOffsetMismatch(DocumentError):
+    """A resumable upload's PATCH does not start where the stored bytes end (tus: 409)."""
+
+    status = 409
+
+    def __init__(self, message: str, *, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+class ChecksumMismatch(DocumentError):
+    """The body of a PATCH does not match its Upload-Checksum (tus: 460); nothing was kept."""
+
+    status = 460
+
+
+class UploadGone(DocumentError):
+    """A resumable upload that expired or was terminated (tus: 410 or 404)."""
+
+    status = 410

@@ -23,3 +23,17 @@ def purge_trash_now() -> int:
 @scheduled_job("interval", hours=1)
 def purge_expired_trash_job() -> None:
     purge_trash_now()
+
+
+def expire_uploads_now() -> int:
+    """Remove resumable uploads past their 24 hours (and their partial blobs); commits."""
+    from portal.documents.services import resumable
+
+    removed = resumable.expire()
+    db.session.commit()
+    return removed
+
+
+@scheduled_job("interval", hours=1)
+def expire_resumable_uploads_job() -> None:
+    expire_uploads_now()

@@ -103,3 +103,42 @@ class FileVersion(OrgOwned, db.Model):
 
     author = relationship("User", foreign_keys=[author_id], lazy="joined")
     data_key = relationship("DataKey", foreign_keys=[data_key_id])
+
+
+class ResumableUpload(OrgOwned, db.Model):
+    """A tus upload in progress (or finished: then it holds the receipt).
+
+    Its bytes are a partial blob in the store's ``resumable/`` directory, sealed under a data
+    key stored when the upload was created; the file and version rows are added only by the
+    request that seals the last byte (documents.services.resumable).
+    """
+
+    __tablename__ = "envois_reprenables"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The id in URLs: random, so that an upload's address cannot be guessed.
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: secrets.token_hex(16))
+    user_id: Mapped[int] = mapped_column(ForeignKey("utilisateurs.id", ondelete="CASCADE"), index=True)
+    armoire_id: Mapped[int] = mapped_column(ForeignKey("armoires.id", ondelete="CASCADE"))
+    folder_id: Mapped[int | None] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), default=None)
+    filename: Mapped[str] = mapped_column(String(NAME_MAX))
+    length: Mapped[int] = mapped_column(BigInteger)
+    on_conflict: Mapped[str] = mapped_column(String(10), default="refuse")
+    delete_after_upload: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "api" (bearer token) or "web" (browser session): the journal says which.
+    via: Mapped[str] = mapped_column(String(8), default="api")
+    # The future version's uid: the blob's AAD and the data key's context name it.
+    version_uid: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: secrets.token_hex(16))
+    data_key_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cles_chiffrement.id", ondelete="SET NULL"), default=None
+    )
+    blob_key: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: secrets.token_hex(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    file_id: Mapped[int | None] = mapped_column(ForeignKey("fichiers.id", ondelete="SET NULL"), default=None)
+    version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("versions_fichiers.id", ondelete="SET NULL"), default=None
+    )
+
+    data_key = relationship("DataKey", foreign_keys=[data_key_id])

@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 KEY_PATTERN = re.compile(r"[0-9a-f]{32}")
 TEMP_DIR = "tmp"
 TEMP_SUFFIX = ".part"
+# Partial blobs of resumable uploads: kept across requests (and days), so not in TEMP_DIR,
+# whose files sweep_temp removes after an hour; the upload expiry job removes them.
+RESUMABLE_DIR = "resumable"
 
 
 # Out of space, over a disk quota, or past the file size limit (RLIMIT_FSIZE, filesystem max).
@@ -128,6 +131,67 @@ class BlobStore:
 
     def open(self, key: str) -> BinaryIO:
         return self._path(key).open("rb")
+
+    # ------------------------------------------------------------ resumable uploads
+
+    def _resumable_path(self, key: str) -> Path:
+        if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
+            raise InvalidBlobKeyError("invalid blob key")
+        return self.root / RESUMABLE_DIR / f"{key}{TEMP_SUFFIX}"
+
+    def create_resumable(self, key: str) -> BinaryIO:
+        """A new, empty partial blob (0600), opened read-write and unbuffered."""
+        path = self._resumable_path(key)
+        _make_dirs_durable(path.parent, self.root)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as error:
+            if error.errno in FULL_ERRNOS:
+                raise StorageFullError(error.errno, "blob storage is full") from error
+            raise
+        _fsync_dir(path.parent)
+        return os.fdopen(fd, "r+b", buffering=0)
+
+    def open_resumable(self, key: str) -> BinaryIO:
+        """The partial blob, read-write (FileNotFoundError once removed or promoted)."""
+        return open(self._resumable_path(key), "r+b", buffering=0)
+
+    def resumable_size(self, key: str) -> int | None:
+        try:
+            return self._resumable_path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def promote_resumable(self, key: str) -> str:
+        """Move a complete (fsynced) partial blob into place under the same key, durably."""
+        source = self._resumable_path(key)
+        final = self._path(key)
+        _make_dirs_durable(final.parent, self.root)
+        os.rename(source, final)
+        _fsync_dir(final.parent)
+        _fsync_dir(source.parent)
+        return key
+
+    def delete_resumable(self, key: str) -> None:
+        path = self._resumable_path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        _fsync_dir(path.parent)
+
+    def iter_resumable(self) -> Iterator[tuple[str, float]]:
+        """(key, mtime) of every partial blob."""
+        directory = self.root / RESUMABLE_DIR
+        if not directory.is_dir():
+            return
+        for entry in directory.iterdir():
+            key = entry.name.removesuffix(TEMP_SUFFIX)
+            if KEY_PATTERN.fullmatch(key) and entry.name.endswith(TEMP_SUFFIX):
+                try:
+                    yield key, entry.stat().st_mtime
+                except FileNotFoundError:
+                    continue
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

@@ -7,9 +7,14 @@ import threading
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import positive_data_acceptance
 from werkzeug.serving import make_server
 
 from portal.extensions import db
+
+# A tus PATCH body is raw bytes (OpenAPI names the media type; schemathesis needs a strategy).
+schemathesis.openapi.media_type("application/offset+octet-stream", st.binary(max_size=256))
 
 
 class Live:
@@ -46,7 +51,7 @@ def live_api(app_factory, org, admin, make_armoire, store_file):
 def test_api_conforms_to_its_schema(live_api):
     schema = schemathesis.openapi.from_url(f"{live_api.url}/api/v1/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 21  # every documented operation, openapi.json included
+    assert len(operations) == 25  # every documented operation, openapi.json included
     failures = []
     for operation in operations:
 
@@ -59,7 +64,15 @@ def test_api_conforms_to_its_schema(live_api):
                 case.body = {**{k: v for k, v in case.body.items() if k != "file"}, "file": case.body["file"]}
             own = case.operation.path == "/auth/token"
             token = live_api.token(live_api.user) if own else live_api.main_token
-            case.call_and_validate(base_url=f"{live_api.url}/api/v1", headers={"Authorization": f"Bearer {token}"})
+            # tus headers carry a grammar OpenAPI cannot state (Upload-Metadata: base64 values
+            # naming an armoire): a schema-valid header may still be a 400 there. Every other
+            # check (no 5xx, documented statuses, response schemas) still applies to them.
+            excluded = [positive_data_acceptance] if case.operation.path.startswith("/uploads/") else None
+            case.call_and_validate(
+                base_url=f"{live_api.url}/api/v1",
+                headers={"Authorization": f"Bearer {token}"},
+                excluded_checks=excluded,
+            )
 
         try:
             fuzz()

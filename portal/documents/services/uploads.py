@@ -35,6 +35,7 @@ from portal.documents.errors import (
     StorageFull,
 )
 from portal.documents.models import Armoire, File, FileVersion, Folder
+from portal.documents.services import conflicts
 from portal.documents.services.names import MIME_SNIFF_BYTES, detect_mime, sanitize_name
 from portal.documents.services.quota import check_size, lock_organization, upload_limits, used_bytes
 from portal.documents.services.reading import open_version_stream
@@ -66,6 +67,9 @@ class UploadPlan:
     action: str
     audit_details: dict[str, Any] = field(default_factory=dict)
     restored_from: int | None = None
+    # A new file's name taken in its folder: version | rename | refuse (documents.services.conflicts);
+    # None keeps both under the same name (the behaviour before name conflicts were handled).
+    on_conflict: str | None = None
     version_uid: str = field(default_factory=lambda: secrets.token_hex(16))
 
 
@@ -78,7 +82,9 @@ class SealedUpload:
     size: int
     sha256: str
     mime_type: str
-    data_key: GeneratedKey
+    data_key: GeneratedKey | None
+    # A key stored before the body arrived (a resumable upload), instead of ``data_key``.
+    data_key_id: int | None = None
 
 
 def _next_number(file: File) -> int:
@@ -109,6 +115,7 @@ def prepare_upload(
     declared_size: int | None,
     comment: str | None = None,
     audit_details: dict | None = None,
+    on_conflict: str | None = None,
 ) -> UploadPlan:
     """T0 of a new file: checks the target and the declared size; writes nothing."""
     if folder is not None and folder.armoire_id != armoire.id:
@@ -127,6 +134,7 @@ def prepare_upload(
         quota_left=limits.quota_left,
         action="file.added",
         audit_details=dict(audit_details or {}),
+        on_conflict=on_conflict,
     )
 
 
@@ -208,7 +216,18 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
             raise QuotaExceeded(
                 _("Le quota de stockage de votre organisation est atteint : ce fichier ne peut pas être ajouté.")
             )
-        if plan.file_id is None:
+        file_id, name, action, uploaded_name = plan.file_id, plan.filename, plan.action, plan.uploaded_name
+        if file_id is None and plan.on_conflict is not None:
+            # Under the organisation lock: a concurrent upload of the same name has committed or waits.
+            existing = conflicts.find_live_file(plan.armoire_id, plan.folder_id, plan.filename)
+            if existing is not None:
+                if plan.on_conflict == "refuse":
+                    raise conflicts.refuse(existing)
+                if plan.on_conflict == "rename":
+                    name = conflicts.free_name(plan.armoire_id, plan.folder_id, plan.filename)
+                else:
+                    file_id, action, uploaded_name = existing.id, "file.modified", plan.filename
+        if file_id is None:
             armoire = db.session.get(Armoire, plan.armoire_id)
             if armoire is None or armoire.organization_id != plan.organization_id:
                 raise NotFound(_("Armoire introuvable."))
@@ -221,7 +240,7 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
                 organization_id=plan.organization_id,
                 armoire_id=armoire.id,
                 folder_id=folder_id,
-                name=plan.filename,
+                name=name,
                 created_by_id=plan.actor.user_id,
             )
             db.session.add(file)
@@ -229,18 +248,18 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
         else:
             # Lock the row alone (File's joined relationships cannot be locked on PostgreSQL),
             # then reload it: version numbers are allocated one at a time per file.
-            db.session.execute(select(File.id).where(File.id == plan.file_id).with_for_update())
-            file = db.session.get(File, plan.file_id, populate_existing=True)
+            db.session.execute(select(File.id).where(File.id == file_id).with_for_update())
+            file = db.session.get(File, file_id, populate_existing=True)
             if file is None or file.organization_id != plan.organization_id:
                 raise NotFound(_("Fichier introuvable."))
             require_live(file)
-        data_key = save_data_key(sealed.data_key)
+        data_key_id = save_data_key(sealed.data_key).id if sealed.data_key is not None else sealed.data_key_id
         version = FileVersion(
             uid=plan.version_uid,
             organization_id=plan.organization_id,
             file_id=file.id,
             # A file created just above has no version yet.
-            number=1 if plan.file_id is None else _next_number(file),
+            number=_next_number(file) if file_id is not None else 1,
             author_id=plan.actor.user_id,
             comment=plan.comment,
             restored_from_version=plan.restored_from,
@@ -248,7 +267,7 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
             size=sealed.size,
             sha256=sealed.sha256,
             mime_type=sealed.mime_type,
-            data_key_id=data_key.id,
+            data_key_id=data_key_id,
         )
         db.session.add(version)
         db.session.flush()
@@ -259,14 +278,16 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
         file.unavailable = False
         db.session.flush()
         details: dict[str, Any] = {"version": version.number, "size": version.size, "sha256": version.sha256}
-        if plan.action == "file.added":
+        if action == "file.added":
             details |= {"mime_type": version.mime_type, "armoire": file.armoire_id, "folder": file.folder_id}
-        elif plan.action == "file.modified":
-            details |= {"mime_type": version.mime_type, "uploaded_name": plan.uploaded_name}
+            if name != plan.filename:
+                details["uploaded_name"] = plan.filename
+        elif action == "file.modified":
+            details |= {"mime_type": version.mime_type, "uploaded_name": uploaded_name}
         else:
             details = {"from_version": plan.restored_from, "version": version.number, "sha256": version.sha256}
         record(
-            plan.action,
+            action,
             plan.actor,
             target_type="file",
             target_id=file.id,
