@@ -140,7 +140,7 @@ class Repository:
             raise
 
     def put_object(
-        self, source: BinaryIO, *, sync: bool = True, pending: list[Path] | None = None
+        self, source: BinaryIO, *, sync: bool = True, pending: list[Path] | None = None, digest: str | None = None
     ) -> tuple[str, int, int]:
         """Copy ``source`` in; returns (sha256, size, bytes written: 0 when already stored).
 
@@ -152,7 +152,7 @@ class Repository:
         except (AttributeError, OSError, io.UnsupportedOperation):
             fileno = None
         if fileno is not None:
-            return self._put_file(fileno, sync=sync, pending=pending)
+            return self._put_file(fileno, sync=sync, pending=pending, digest=digest)
         temp = self.tmp / f"{secrets.token_hex(16)}.part"
         digest = hashlib.sha256()
         size = 0
@@ -181,16 +181,33 @@ class Repository:
             raise
         return name, size, size
 
-    def _put_file(self, source: int, *, sync: bool, pending: list[Path] | None) -> tuple[str, int, int]:
-        """``put_object`` of a real file: hashed through mmap (no copy into Python), then
-        copied by the kernel (copy_file_range: no user-space round trip, a reflink where the
-        filesystem offers one), and only when the repository lacks it."""
+    local = True  # objects are files under root (the S3 repository says False)
+
+    @staticmethod
+    def hash_file(source: int) -> tuple[str, int]:
+        """(sha256, size) of an open file, hashed through mmap (no copy into Python)."""
         size = os.fstat(source).st_size
-        if size:
-            with mmap.mmap(source, 0, access=mmap.ACCESS_READ) as view:
-                name = hashlib.sha256(view).hexdigest()  # releases the GIL: copies run alongside
+        if not size:
+            return hashlib.sha256(b"").hexdigest(), 0
+        with mmap.mmap(source, 0, access=mmap.ACCESS_READ) as view:
+            return hashlib.sha256(view).hexdigest(), size  # releases the GIL: copies run alongside
+
+    def make_directories(self, digests: set[str]) -> None:
+        """Create the ``objects/ab/cd`` directories of objects about to be written: before
+        any data, while creating them does not queue behind the blobs' writeback."""
+        for directory in sorted({self.object_path(d).parent for d in digests}):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def _put_file(
+        self, source: int, *, sync: bool, pending: list[Path] | None, digest: str | None = None
+    ) -> tuple[str, int, int]:
+        """``put_object`` of a real file: hashed through mmap (unless the caller just did),
+        then copied by the kernel (copy_file_range: no user-space round trip, a reflink where
+        the filesystem offers one), and only when the repository lacks it."""
+        if digest is None:
+            name, size = self.hash_file(source)
         else:
-            name = hashlib.sha256(b"").hexdigest()
+            name, size = digest, os.fstat(source).st_size
         final = self.object_path(name)
         if self.touch(final):
             return name, size, 0

@@ -74,8 +74,13 @@ class S3Repository(Repository):
 
     # ------------------------------------------------------------------ objects
 
+    local = False
+
+    def make_directories(self, digests: set[str]) -> None:
+        return None  # a bucket has no directories
+
     def put_object(
-        self, source: BinaryIO, *, sync: bool = True, pending: list[Path] | None = None
+        self, source: BinaryIO, *, sync: bool = True, pending: list[Path] | None = None, digest: str | None = None
     ) -> tuple[str, int, int]:
         temp = self.tmp / f"{secrets.token_hex(16)}.part"
         digest = hashlib.sha256()
