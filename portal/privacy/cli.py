@@ -47,7 +47,7 @@ def export_command(user_id: int) -> None:
         )
         db.session.commit()
     out = sys.stdout.buffer
-    for chunk in export.stream_zip(member, actor):
+    for chunk in export.stream_zip(user_id, actor):
         out.write(chunk)
     out.flush()
 
