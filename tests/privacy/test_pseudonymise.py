@@ -215,3 +215,12 @@ def test_the_cli_pseudonymises_a_departed_member(app, org, admin, make_user):
     assert verify_chain(org.id, checkpoint=False).ok
     again = runner.invoke(args=["privacy", "pseudonymise", "--user", str(member.id)])
     assert again.exit_code == 1 and "already pseudonymised" in again.output
+
+
+def test_a_pseudonymised_member_cannot_be_reactivated(app, org, admin, admin_client, make_user):
+    member = _departed_member(app, org, admin, make_user)
+    assert _pseudonymise(admin_client, member).status_code == 303
+    response = admin_client.post(f"/users/{member.id}/reactivate", data={"csrf_token": csrf(admin_client, "/users")})
+    assert response.status_code == 409
+    db.session.expire_all()
+    assert db.session.get(User, member.id).active is False
