@@ -214,10 +214,17 @@ class _Sink(io.RawIOBase):
         return data
 
 
-def stream_zip(user: User, actor: Actor) -> Iterator[bytes]:
-    """The archive, chunk by chunk. Consume it with no write transaction open."""
+def stream_zip(user_id: int, actor: Actor) -> Iterator[bytes]:
+    """The archive, chunk by chunk. Consume it with no write transaction open.
+
+    Takes an id, not a User: a streamed response runs after its view returned, when the
+    view's session (and every object loaded in it) may be gone; everything is read here.
+    """
     from portal.documents.services.reading import open_version_stream
 
+    user = db.session.get(User, user_id)
+    if user is None:
+        return
     sink = _Sink()
     archive = zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True)
     data = summary(user)

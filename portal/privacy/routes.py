@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from flask import Response, flash, stream_with_context, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from portal.audit.services import record
@@ -35,7 +36,10 @@ def export_member(user_id: int):
     )
     # Committed before the first byte: an export that was served is always in the journal.
     db.session.commit()
-    response = Response(stream_with_context(export.stream_zip(member, actor)), mimetype="application/zip")
+    # Resolved now and kept with the request: messages built while streaming (an integrity
+    # failure) must not need the signed-in user, whose session the view's end releases.
+    get_locale()
+    response = Response(stream_with_context(export.stream_zip(member.id, actor)), mimetype="application/zip")
     filename = f"coffre-membre-{member.id}-{utcnow():%Y%m%d-%H%M%S}.zip"
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     response.headers["X-Content-Type-Options"] = "nosniff"

@@ -188,6 +188,8 @@ def _set_active(user_id: int, active: bool):
         return render_error(400)
     if not active and member.id == current_user.id:
         return render_error(409, _("Vous ne pouvez pas désactiver votre propre compte."))
+    if active and member.pseudonymised_at is not None:
+        return render_error(409, _("Ce membre est déjà pseudonymisé."))
     try:
         if active:
             services.reactivate(member, current_actor())

@@ -92,3 +92,14 @@ def test_archive_paths_cannot_escape_the_files_folder():
 
     assert archive_path(3, 2, "../..", "../../etc/passwd") == "fichiers/_/3-v2-_.._etc_passwd"
     assert archive_path(4, 1, "A\\B", "x\r\ny.txt") == "fichiers/A_B/4-v1-x_y.txt"
+
+
+def test_the_cli_streams_the_archive_to_standard_output(app, admin, contributor, contributor_client):
+    _armoire, _kept_file, kept = _setup(app, admin, contributor, contributor_client)
+    result = app.test_cli_runner().invoke(args=["privacy", "export", "--user", str(contributor.id)])
+    assert result.exit_code == 0, result.output
+    archive = zipfile.ZipFile(io.BytesIO(result.stdout_bytes))
+    member = json.loads(archive.read("member.json"))
+    assert archive.read(member["files"][0]["path_in_archive"]) == kept
+    done = db.session.execute(select(AuditEntry).where(AuditEntry.action == "user.data_exported")).scalar_one()
+    assert done.user_id is None and done.details["channel"] == "cli"

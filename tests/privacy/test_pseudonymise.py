@@ -203,3 +203,24 @@ def test_pseudonymisation_needs_an_admin_and_a_recent_proof(app, org, admin, adm
 def test_another_organisations_member_is_a_404(app, admin_client, make_org, make_user):
     stranger = make_user("lecteur", org=make_org("Autre"), active=False)
     assert _pseudonymise(admin_client, stranger).status_code == 404
+
+
+def test_the_cli_pseudonymises_a_departed_member(app, org, admin, make_user):
+    member = _departed_member(app, org, admin, make_user)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["privacy", "pseudonymise", "--user", str(member.id)])
+    assert result.exit_code == 0, result.output
+    db.session.expire_all()
+    assert _names_left() == []
+    assert verify_chain(org.id, checkpoint=False).ok
+    again = runner.invoke(args=["privacy", "pseudonymise", "--user", str(member.id)])
+    assert again.exit_code == 1 and "already pseudonymised" in again.output
+
+
+def test_a_pseudonymised_member_cannot_be_reactivated(app, org, admin, admin_client, make_user):
+    member = _departed_member(app, org, admin, make_user)
+    assert _pseudonymise(admin_client, member).status_code == 303
+    response = admin_client.post(f"/users/{member.id}/reactivate", data={"csrf_token": csrf(admin_client, "/users")})
+    assert response.status_code == 409
+    db.session.expire_all()
+    assert db.session.get(User, member.id).active is False
