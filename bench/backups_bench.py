@@ -33,7 +33,7 @@ def main() -> None:
 
     app = create_app({"TESTING": True, "SCHEDULER_ENABLED": False, "RATELIMIT_ENABLED": False})
     from portal.audit.context import Actor
-    from portal.backups import manifests, services
+    from portal.backups import manifests, restores, services
     from portal.backups.models import Backup
     from portal.backups.repository import get_repository
     from portal.documents.models import Armoire, File
@@ -155,9 +155,9 @@ def main() -> None:
         db.session.commit()
 
         def restore_one():
-            job = services.start_restore(actor, big, {"file_id": target})
+            job = restores.start_restore(actor, big, {"file_id": target})
             db.session.commit()
-            services.run_restore(job.id)
+            restores.run_restore(job.id)
             return job
 
         started = time.perf_counter()

@@ -9,7 +9,7 @@ from flask_login import current_user
 from portal.api import bp
 from portal.api.inputs import json_or_form_body
 from portal.api.problems import ApiProblem
-from portal.backups import executor, services
+from portal.backups import executor, restores, services
 from portal.backups.models import Backup, Restore
 from portal.backups.routes import organization_key, organization_limit, parse_scope
 from portal.extensions import db, limiter
@@ -54,15 +54,15 @@ def api_restore(backup_id: int):
             422, _("Indiquez exactement un de file_id, folder_id, armoire_id (entier positif) ou all: true.")
         )
     try:
-        job = services.start_restore(current_actor(), backup, scope)
+        job = restores.start_restore(current_actor(), backup, scope)
     except services.BackupError as error:
         raise ApiProblem(error.status, error.message) from None
     db.session.commit()
-    executor.submit(services.run_restore, job.id)
-    return jsonify(services.restore_row(job)), 202
+    executor.submit(restores.run_restore, job.id)
+    return jsonify(restores.restore_row(job)), 202
 
 
 @bp.route("/restaurations/<int:restore_id>")
 @requires(Permission.BACKUP_MANAGE)
 def api_restore_status(restore_id: int):
-    return jsonify(services.restore_row(get_scoped_or_404(Restore, restore_id)))
+    return jsonify(restores.restore_row(get_scoped_or_404(Restore, restore_id)))

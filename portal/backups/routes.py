@@ -10,7 +10,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from portal.auth.reauth import requires_recent_auth
-from portal.backups import bp, executor, retention, services
+from portal.backups import bp, executor, restores, retention, services
 from portal.backups.forms import SettingsForm
 from portal.backups.models import Backup, Restore
 from portal.backups.repository import ManifestError
@@ -107,7 +107,7 @@ def detail(backup_id: int):
     backup = get_scoped_or_404(Backup, backup_id)
     tree, problem = [], None
     try:
-        tree = services.tree(services.load_manifest(backup)) if backup.path else []
+        tree = restores.tree(restores.load_manifest(backup)) if backup.path else []
     except services.BackupError as error:
         problem = error.message
     except ManifestError as error:  # a files part that is missing or damaged
@@ -128,8 +128,8 @@ def restore(backup_id: int):
         return render_error(400, _("Choisissez ce qu'il faut restaurer."))
     if request.form.get("confirmer") != "1":
         try:
-            manifest = services.load_manifest(backup)
-            plan = services.plan_restore(manifest, scope)
+            manifest = restores.load_manifest(backup)
+            plan = restores.plan_restore(manifest, scope)
         except services.BackupError as error:
             return render_error(409, error.message)
         if not (plan or manifest.scope_exists(scope)):
@@ -138,12 +138,12 @@ def restore(backup_id: int):
             "backups/confirm.html", "backups/_confirm.html", backup=backup, scope=scope, plan=plan
         )
     try:
-        job = services.start_restore(current_actor(), backup, scope)
+        job = restores.start_restore(current_actor(), backup, scope)
     except services.BackupError as error:
         db.session.rollback()
         return render_error(error.status, error.message)
     db.session.commit()
-    executor.submit(services.run_restore, job.id)
+    executor.submit(restores.run_restore, job.id)
     return redirect_or_hx(url_for("backups.restore_status", restore_id=job.id))
 
 

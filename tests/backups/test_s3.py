@@ -9,7 +9,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from portal.audit.context import Actor
-from portal.backups import services
+from portal.backups import restores, services
 from portal.backups.models import Backup, Restore
 from portal.documents.models import File
 from portal.documents.services import uploads
@@ -76,9 +76,9 @@ def test_backup_verify_restore_and_purge_in_a_bucket(app_factory, s3_endpoint, m
 
         uploads.add_version(actor, db.session.get(File, file_id), None, iter([b"autre\n"]), 6)
         db.session.commit()
-        job = services.start_restore(actor, db.session.get(Backup, first.id), {"file_id": file_id})
+        job = restores.start_restore(actor, db.session.get(Backup, first.id), {"file_id": file_id})
         db.session.commit()
-        services.run_restore(job.id)
+        restores.run_restore(job.id)
         db.session.expire_all()
         assert db.session.get(Restore, job.id).counts["restored"] == 1
         assert db.session.get(File, file_id).current_version.sha256 == version.sha256

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from portal.audit.context import Actor
 from portal.audit.models import AuditEntry
-from portal.backups import services, verification
+from portal.backups import restores, services, verification
 from portal.backups.manifests import Manifest
 from portal.backups.models import Backup, Restore
 from portal.backups.repository import get_repository
@@ -98,7 +98,7 @@ def test_nightly_verification_samples_objects_on_the_real_scheduler(app, admin, 
     assert row.status == "echouee" and row.verification_ok is False and victim in row.verification_detail
     with app.test_request_context():
         try:
-            services.start_restore(Actor(admin.organization_id, admin.id), row, {"all": True})
+            restores.start_restore(Actor(admin.organization_id, admin.id), row, {"all": True})
         except services.BackupError as error:
             assert error.status == 409
         else:
