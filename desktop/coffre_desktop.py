@@ -4,9 +4,18 @@
 Standard library and httpx only (no Flask). Usage:
 
     python desktop/coffre_desktop.py login --server https://coffre.example [--email E]
-    python desktop/coffre_desktop.py upload PATH... --armoire ID [--folder ID] [--delete-after-upload]
-    python desktop/coffre_desktop.py watch FOLDER --armoire ID [--delete-after-upload] [--interval S]
+    python desktop/coffre_desktop.py login --server https://coffre.example --token [SECRET]
+    python desktop/coffre_desktop.py upload PATH... --to "Armoire/Dossier/Sous-dossier" [--on-conflict version]
+                                            [--delete-after-upload]   (or --armoire ID [--folder ID])
+    python desktop/coffre_desktop.py watch FOLDER --to "Armoire/Dossier" [--delete-after-upload] [--interval S]
     python desktop/coffre_desktop.py logout
+
+``login --token`` takes a token created in the portal (Mon compte → Jetons d'API); without a
+value it is read from COFFRE_TOKEN or asked for. Files go through tus resumable uploads
+(/api/v1/uploads/): parts of 8 MiB with a SHA-256 Upload-Checksum, retried from the
+server's offset after a network error, and resumed by a later run (the upload's address is
+kept in uploads.json next to the token, for the same file size and modification time).
+``--on-conflict`` (version by default) says what happens when the name is taken.
 
 A local file is deleted only when the server's receipt says ``delete_local: true`` *and*
 its SHA-256 and size equal what this program computed over the bytes it sent.
@@ -18,6 +27,7 @@ Exit codes: 0 success; 1 at least one file failed (kept); 2 usage or configurati
 from __future__ import annotations
 
 import argparse
+import base64
 import errno
 import getpass
 import hashlib
@@ -27,7 +37,7 @@ import secrets
 import stat
 import sys
 import time
-from collections.abc import Iterator
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,6 +46,15 @@ from urllib.parse import urlsplit
 import httpx
 
 CHUNK = 1024 * 1024
+# A tus PATCH carries this much: a multiple of the server's 1 MiB segment, so every part
+# ends on a boundary the server keeps; a cut loses at most one part.
+PART = 8 * CHUNK
+RETRIES = 8
+BACKOFF = 0.2  # seconds, doubled after each failed attempt (capped at 10 s)
+TUS = {"Tus-Resumable": "1.0.0"}
+# Answers after which the part is sent again from the server's offset: offset mismatch
+# (a cut request the server had not finished with), busy, checksum mismatch, gateways.
+RETRY_STATUSES = frozenset({409, 423, 460, 500, 502, 503, 504})
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH = 0, 1, 2, 3
 
 
@@ -224,27 +243,6 @@ def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\r", " ").replace("\n", " ")
 
 
-def multipart_body(
-    fields: dict[str, str], handle: BinaryIO, filename: str, boundary: str, sent: Sent
-) -> Iterator[bytes]:
-    """The form as a generator: fields first (the server reads them before the file), then
-    the file in chunks, hashing exactly the bytes that go on the wire."""
-    for name, value in fields.items():
-        yield (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n').encode()
-    yield (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{_quote(filename)}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    digest = hashlib.sha256()
-    size = 0
-    while chunk := handle.read(CHUNK):
-        digest.update(chunk)
-        size += len(chunk)
-        yield chunk
-    sent.sha256, sent.size = digest.hexdigest(), size
-    yield f"\r\n--{boundary}--\r\n".encode()
-
-
 @dataclass
 class Outcome:
     path: Path
@@ -262,9 +260,14 @@ def _problem_text(response: httpx.Response) -> str:
         return f"HTTP {response.status_code}"
 
 
-def upload_one(
-    client: httpx.Client, path: Path, armoire: int, folder: int | None, delete_after_upload: bool
-) -> Outcome:
+@dataclass
+class Target:
+    armoire: int
+    folder: int | None
+    on_conflict: str = "version"
+
+
+def upload_one(client: httpx.Client, path: Path, target: Target, delete_after_upload: bool) -> Outcome:
     try:
         # Opened read-write when the file is to be shredded: the overwrite must go through
         # the very descriptor the bytes were sent from.
@@ -272,39 +275,182 @@ def upload_one(
     except RefusedPathError as refusal:
         return Outcome(path, False, False, f"{refusal} : fichier non envoyé, conservé")
     with os.fdopen(fd, "r+b" if delete_after_upload else "rb") as handle:
-        return _send(client, path, handle, armoire, folder, delete_after_upload)
+        return _send(client, path, handle, target, delete_after_upload)
 
 
-def _send(
-    client: httpx.Client, path: Path, handle: BinaryIO, armoire: int, folder: int | None, delete_after_upload: bool
-) -> Outcome:
-    fields = {"armoire_id": str(armoire)}
-    if folder is not None:
-        fields["folder"] = str(folder)
-    fields["delete_after_upload"] = "true" if delete_after_upload else "false"
-    boundary = "coffre-" + secrets.token_hex(16)
+def _b64(value: str) -> str:
+    return base64.b64encode(value.encode()).decode()
+
+
+def _state_file() -> Path:
+    return config_dir() / "uploads.json"
+
+
+def _load_state() -> dict[str, Any]:
+    try:
+        data = json.loads(_state_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save_state(state: dict[str, Any]) -> None:
+    path = _state_file()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temp = path.with_suffix(".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(state, out)
+    os.replace(temp, path)
+
+
+def _state_key(path: Path, target: Target) -> str:
+    return f"{path.resolve()}|{target.armoire}|{target.folder}"
+
+
+class TusUploadError(Exception):
+    def __init__(self, message: str, auth_refused: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.auth_refused = auth_refused
+
+
+def _refused(response: httpx.Response) -> TusUploadError:
+    return TusUploadError(f"refusé ({_problem_text(response)}) : fichier conservé", response.status_code in (401, 403))
+
+
+def _create(client: httpx.Client, path: Path, size: int, target: Target, delete_after_upload: bool) -> str:
+    metadata = {
+        "filename": path.name,
+        "armoire_id": str(target.armoire),
+        "on_conflict": target.on_conflict,
+        "delete_after_upload": "true" if delete_after_upload else "false",
+    }
+    if target.folder is not None:
+        metadata["folder_id"] = str(target.folder)
+    response = client.post(
+        "/api/v1/uploads/",
+        headers=TUS
+        | {"Upload-Length": str(size), "Upload-Metadata": ",".join(f"{k} {_b64(v)}" for k, v in metadata.items())},
+    )
+    if response.status_code != 201:
+        raise _refused(response)
+    return httpx.URL(response.headers["Location"]).path
+
+
+def _offset(client: httpx.Client, location: str) -> int | None:
+    """The server's offset, or None when the upload is unknown or expired there."""
+    response = client.head(location, headers=TUS)
+    if response.status_code in (404, 410):
+        return None
+    if response.status_code != 200:
+        raise _refused(response)
+    return int(response.headers["Upload-Offset"])
+
+
+def _patch(client: httpx.Client, location: str, handle: BinaryIO, offset: int, size: int) -> httpx.Response:
+    handle.seek(offset)
+    part = handle.read(min(PART, size - offset))
+    checksum = base64.b64encode(hashlib.sha256(part).digest()).decode()
+    return client.patch(
+        location,
+        content=part,
+        headers=TUS
+        | {
+            "Upload-Offset": str(offset),
+            "Content-Type": "application/offset+octet-stream",
+            "Upload-Checksum": f"sha256 {checksum}",
+        },
+    )
+
+
+def _tus_upload(
+    client: httpx.Client, path: Path, handle: BinaryIO, size: int, target: Target, delete_after_upload: bool
+) -> dict[str, Any]:
+    """Send the file through tus, resuming an earlier run's upload of the same file; returns the receipt."""
+    info = os.fstat(handle.fileno())
+    key = _state_key(path, target)
+    state = _load_state()
+    saved = state.get(key)
+    location = None
+    if isinstance(saved, dict) and saved.get("size") == size and saved.get("mtime_ns") == info.st_mtime_ns:
+        location = saved.get("location")
+    offset = _offset(client, location) if location else None
+    if offset is None:
+        location = _create(client, path, size, target, delete_after_upload)
+        offset = 0
+        state[key] = {"location": location, "size": size, "mtime_ns": info.st_mtime_ns}
+        _save_state(state)
+    assert location is not None
+    failures = 0
+    while True:
+        try:
+            response = _patch(client, location, handle, offset, size)
+        except httpx.TransportError:
+            response = None
+        if response is not None and response.status_code == 204:
+            failures = 0
+            offset = int(response.headers["Upload-Offset"])
+            if "Coffre-File-Id" in response.headers:
+                break
+            continue
+        if response is not None and (
+            response.status_code not in RETRY_STATUSES
+            or (response.status_code == 409 and "Upload-Offset" not in response.headers)
+        ):
+            # Refused for good (a name taken at the end, the quota…): only a token problem
+            # leaves the upload to resume after a new login.
+            if response.status_code not in (401, 403, 429):
+                _forget(key)
+            raise _refused(response)
+        failures += 1
+        if failures > RETRIES:
+            raise TusUploadError("réseau instable : envoi interrompu, relancez pour reprendre ; fichier conservé")
+        # Back off, then continue from what the server kept.
+        time.sleep(min(BACKOFF * 2**failures, 10))
+        try:
+            current = _offset(client, location)
+        except httpx.TransportError:
+            continue
+        if current is None:
+            _forget(key)
+            raise TusUploadError("l'envoi a expiré sur le serveur : relancez ; fichier conservé")
+        offset = current
+    _forget(key)
+    receipt = client.get(location)
+    if receipt.status_code != 200:
+        raise TusUploadError("reçu illisible : fichier conservé")
+    return receipt.json()
+
+
+def _forget(key: str) -> None:
+    state = _load_state()
+    if state.pop(key, None) is not None:
+        _save_state(state)
+
+
+def _send(client: httpx.Client, path: Path, handle: BinaryIO, target: Target, delete_after_upload: bool) -> Outcome:
     sent = Sent()
     try:
-        response = client.post(
-            "/api/v1/fichiers",
-            content=multipart_body(fields, handle, path.name, boundary, sent),
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-        )
+        # What the receipt must match: the file's bytes, read through this very descriptor.
+        sent.sha256, sent.size = _digest(handle)
+        receipt = _tus_upload(client, path, handle, sent.size, target, delete_after_upload)
+    except TusUploadError as failure:
+        return Outcome(path, False, False, failure.message, failure.auth_refused)
     except httpx.TimeoutException:
         return Outcome(path, False, False, "délai dépassé : fichier conservé, relancez l'envoi")
     except httpx.HTTPError as exc:
         return Outcome(path, False, False, f"erreur réseau ({exc.__class__.__name__}) : fichier conservé")
     except OSError as exc:
         return Outcome(path, False, False, f"lecture impossible ({exc.strerror}) : fichier conservé")
-    if response.status_code != 201:
-        refused = response.status_code in (401, 403)
-        return Outcome(path, False, False, f"refusé ({_problem_text(response)}) : fichier conservé", refused)
-    try:
-        receipt = response.json()
     except ValueError:
         return Outcome(path, False, False, "reçu illisible : fichier conservé")
+    if not receipt.get("complete"):
+        return Outcome(path, False, False, "reçu incomplet : fichier conservé")
     if not delete_after_upload:
-        return Outcome(path, True, False, f"envoyé (fichier {receipt.get('file_id')})")
+        return Outcome(
+            path, True, False, f"envoyé (fichier {receipt.get('file_id')}, version {receipt.get('version')})"
+        )
     return _apply_receipt(path, handle, receipt, sent)
 
 
@@ -363,11 +509,28 @@ def _report(outcome: Outcome) -> None:
     print(f"{outcome.path}: {outcome.message}", file=stream)
 
 
+def _login_with_token(server: str, secret: str, timeout: float) -> int:
+    """A token created in the portal: checked with /me before it is saved."""
+    with httpx.Client(base_url=server, timeout=timeout) as client:
+        response = client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"})
+    if response.status_code != 200:
+        print(f"jeton refusé : {_problem_text(response)}", file=sys.stderr)
+        return EXIT_AUTH
+    body = response.json()
+    expires_at = (body.get("token") or {}).get("expires_at")
+    path = save_config(server, secret, expires_at)
+    print(f"connecté en tant que {body.get('email')} ; jeton enregistré dans {path} (expire le {expires_at})")
+    return EXIT_OK
+
+
 def cmd_login(args: argparse.Namespace) -> int:
     problem = server_url_problem(args.server)
     if problem is not None:
         print(f"{args.server}: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    if args.token is not None:
+        secret = args.token or os.environ.get("COFFRE_TOKEN") or getpass.getpass("Jeton d'API : ")
+        return _login_with_token(args.server.rstrip("/"), secret.strip(), args.timeout)
     email = args.email or input("E-mail : ")
     password = os.environ.get("COFFRE_PASSWORD") or getpass.getpass("Mot de passe : ")
     payload: dict[str, Any] = {"email": email, "password": password, "name": args.name}
@@ -424,15 +587,59 @@ def _require_config() -> dict[str, Any] | None:
     return config
 
 
+class TargetError(Exception):
+    """--to names no armoire or folder (or is ambiguous)."""
+
+
+def resolve_target(
+    client: httpx.Client, to: str | None, armoire: int | None, folder: int | None, on_conflict: str
+) -> Target:
+    """``--to "Armoire/Dossier/Sous-dossier"`` (names, compared exactly after Unicode NFC),
+    or ids with --armoire/--folder."""
+    if to is None:
+        if armoire is None:
+            raise TargetError('indiquez --to "Armoire/Dossier" ou --armoire ID')
+        return Target(armoire, folder, on_conflict)
+    parts = [unicodedata.normalize("NFC", p.strip()) for p in to.strip("/").split("/") if p.strip()]
+    if not parts:
+        raise TargetError("--to est vide")
+    response = client.get("/api/v1/armoires")
+    if response.status_code != 200:
+        raise TargetError(f"liste des armoires impossible ({_problem_text(response)})")
+    armoires = [a for a in response.json()["items"] if unicodedata.normalize("NFC", a["name"]) == parts[0]]
+    if len(armoires) != 1:
+        raise TargetError(f"armoire « {parts[0]} » introuvable")
+    armoire_id = armoires[0]["id"]
+    folder_id = None
+    if len(parts) > 1:
+        response = client.get(f"/api/v1/armoires/{armoire_id}/dossiers")
+        if response.status_code != 200:
+            raise TargetError(f"liste des dossiers impossible ({_problem_text(response)})")
+        folders = response.json()["items"]
+        for name in parts[1:]:
+            matches = [
+                f for f in folders if f["parent_id"] == folder_id and unicodedata.normalize("NFC", f["name"]) == name
+            ]
+            if len(matches) != 1:
+                raise TargetError(f"dossier « {name} » introuvable dans « {to} »")
+            folder_id = matches[0]["id"]
+    return Target(armoire_id, folder_id, on_conflict)
+
+
 def cmd_upload(args: argparse.Namespace) -> int:
     config = _require_config()
     if config is None:
         return EXIT_AUTH
     status = EXIT_OK
     with _client(config, args.timeout) as client:
+        try:
+            target = resolve_target(client, args.to, args.armoire, args.folder, args.on_conflict)
+        except TargetError as error:
+            print(str(error), file=sys.stderr)
+            return EXIT_USAGE
         for name in args.paths:
             path = Path(name)
-            outcome = upload_one(client, path, args.armoire, args.folder, args.delete_after_upload)
+            outcome = upload_one(client, path, target, args.delete_after_upload)
             _report(outcome)
             if outcome.auth_refused:
                 return EXIT_AUTH
@@ -474,6 +681,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
     previous: dict[Path, tuple[int, int]] = {}
     polls = 0
     with _client(config, args.timeout) as client:
+        try:
+            target = resolve_target(client, args.to, args.armoire, args.folder_id, args.on_conflict)
+        except TargetError as error:
+            print(str(error), file=sys.stderr)
+            return EXIT_USAGE
         while args.max_polls is None or polls < args.max_polls:
             polls += 1
             stable, previous = stable_files(folder, previous)
@@ -481,7 +693,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 if done.get(path) == previous[path]:
                     continue  # already handled in this state; a new version will differ
                 try:
-                    outcome = upload_one(client, path, args.armoire, args.folder_id, args.delete_after_upload)
+                    outcome = upload_one(client, path, target, args.delete_after_upload)
                 except OSError as exc:
                     # One unreadable file must not stop the watcher; it is retried next poll.
                     outcome = Outcome(path, False, False, f"erreur locale ({exc.strerror}) : fichier conservé")
@@ -503,18 +715,25 @@ def build_parser() -> argparse.ArgumentParser:
     login.add_argument("--email")
     login.add_argument("--code", help="code de double authentification (sinon demandé)")
     login.add_argument("--name", default="Application de bureau")
+    login.add_argument(
+        "--token", nargs="?", const="", help="jeton créé sur le portail (sinon COFFRE_TOKEN, ou demandé)"
+    )
     login.set_defaults(func=cmd_login)
     logout = commands.add_parser("logout")
     logout.set_defaults(func=cmd_logout)
     upload = commands.add_parser("upload")
     upload.add_argument("paths", nargs="+")
-    upload.add_argument("--armoire", type=int, required=True)
+    upload.add_argument("--to", help='armoire et dossier par leur nom : "Comptabilité 2026/Factures"')
+    upload.add_argument("--armoire", type=int)
+    upload.add_argument("--on-conflict", choices=["version", "rename", "refuse"], default="version")
     upload.add_argument("--folder", type=int)
     upload.add_argument("--delete-after-upload", action="store_true")
     upload.set_defaults(func=cmd_upload)
     watch = commands.add_parser("watch")
     watch.add_argument("folder")
-    watch.add_argument("--armoire", type=int, required=True)
+    watch.add_argument("--to", help='armoire et dossier par leur nom : "Comptabilité 2026/Factures"')
+    watch.add_argument("--armoire", type=int)
+    watch.add_argument("--on-conflict", choices=["version", "rename", "refuse"], default="version")
     watch.add_argument("--folder-id", type=int)
     watch.add_argument("--delete-after-upload", action="store_true")
     watch.add_argument("--interval", type=float, default=2.0)

@@ -20,6 +20,7 @@ PACKAGES=(
   "htmx.org|2.0.11|sha512-Thx/WtpeOQqSrqBCw/A1cwGJGg4UrVa3+sW0GmrM3p4gJgO89ecH4qtbnyzDDWFvBTqjnIMCgELTNt636dtamA==|htmx|dist/htmx.min.js:htmx.min.js LICENSE:LICENSE"
   "@picocss/pico|2.1.1|sha512-kIDugA7Ps4U+2BHxiNHmvgPIQDWPDU4IeU6TNRdvXQM1uZX+FibqDQT2xUOnnO2yq/LUHcwnGlu1hvf4KfXnMg==|pico|css/pico.min.css:pico.min.css LICENSE.md:LICENSE"
   "chart.js|4.6.1|sha512-hJyniucsFmq//EvXYvJ6c6mahPoI3kaxdjVH8awTaJ/fDNWeSqqqArixMJWkWNN6fcYvPU3HneSANFNYtRi61g==|chartjs|dist/chart.umd.min.js:chart.umd.min.js LICENSE.md:LICENSE"
+  "tus-js-client|4.3.1|sha512-ZLeYmjrkaU1fUsKbIi8JML52uAocjEZtBx4DKjRrqzrZa0O4MYwT6db+oqePlspV+FxXJAyFBc/L5gwUi2OFsg==|tus|dist/tus.min.js:tus.min.js LICENSE:LICENSE"
 )
 
 for tool in npm tar openssl base64; do

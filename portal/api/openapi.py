@@ -321,6 +321,24 @@ SCHEMAS: dict[str, Any] = {
         "required": ["items"],
         "properties": {"items": {"type": "array", "items": _ref("Version")}},
     },
+    "FolderList": {
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "name", "parent_id"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "name": {"type": "string"},
+                        "parent_id": {"type": ["integer", "null"]},
+                    },
+                },
+            }
+        },
+    },
     "UploadReceipt": {
         "type": "object",
         "required": ["upload_id", "length", "offset", "complete", "filename", "armoire_id", "expires_at"],
@@ -415,6 +433,15 @@ def _paths() -> dict[str, Any]:
                     {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
                 ],
                 "responses": {"200": _json("FilePage", "One page of live files")} | _problems(*AUTHED, 404, 422),
+            }
+        },
+        "/armoires/{armoire_id}/dossiers": {
+            "get": {
+                "operationId": "listFolders",
+                "summary": "Every folder of the armoire (id, name, parent_id), to resolve a path",
+                "security": secured,
+                "parameters": [PATH_ID | {"name": "armoire_id"}],
+                "responses": {"200": _json("FolderList", "Folders")} | _problems(*AUTHED, 404),
             }
         },
         "/fichiers": {

@@ -217,3 +217,36 @@ def test_expiry_removes_unfinished_uploads_and_their_blobs(app, client, contribu
     # The finished upload's receipt is still there; its file too.
     assert len(db.session.execute(select(ResumableUpload)).scalars().all()) == 1
     assert db.session.execute(select(File)).scalar_one().name == "b.bin"
+
+
+def test_a_second_request_on_a_busy_upload_is_a_423(app, client, contributor, make_token, armoire):
+    """One request at a time per upload, across processes: the partial blob is flock()ed."""
+    import fcntl
+
+    from portal.storage.blobs import get_blob_store
+
+    secret = make_token(contributor)
+    location = create(client, secret, 2 * MIB, filename="a.bin", armoire_id=armoire.id).headers["Location"]
+    upload = db.session.execute(select(ResumableUpload)).scalar_one()
+    with get_blob_store().open_resumable(upload.blob_key) as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        busy = patch(client, secret, location, 0, os.urandom(MIB))
+        assert busy.status_code == 423 and busy.headers["Tus-Resumable"] == "1.0.0"
+        assert client.delete(location, headers=bearer(secret)).status_code == 423
+    assert patch(client, secret, location, 0, os.urandom(MIB)).headers["Upload-Offset"] == str(MIB)
+
+
+def test_expiry_removes_partial_blobs_no_row_names(app):
+    import time
+
+    from portal.documents.jobs import expire_uploads_now
+    from portal.storage.blobs import get_blob_store
+
+    store = get_blob_store()
+    old, recent = "a" * 32, "b" * 32
+    for key in (old, recent):
+        store.create_resumable(key).close()
+    day_ago = time.time() - 25 * 3600
+    os.utime(store.root / "resumable" / f"{old}.part", (day_ago, day_ago))
+    assert expire_uploads_now() == 1
+    assert store.resumable_size(old) is None and store.resumable_size(recent) == 0

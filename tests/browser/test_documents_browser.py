@@ -20,7 +20,7 @@ DROP_FILES = """
     for (let j = 0; j < bytes.length; j += 1) { bytes[j] = (j * 31 + i) % 251; }
     transfer.items.add(new File([bytes], name, { type: "application/octet-stream" }));
   });
-  const zone = document.getElementById("upload-zone");
+  const zone = document.getElementById("upload-queue");
   zone.dispatchEvent(new DragEvent("dragenter", { dataTransfer: transfer, bubbles: true, cancelable: true }));
   zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true, cancelable: true }));
   zone.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
@@ -43,9 +43,9 @@ def test_drop_files_shows_progress_and_results(live_server, page, contributor):
 
     page.evaluate(DROP_FILES, [["rapport annuel é.bin", "note.txt"], [3 * 1024 * 1024 + 17, 2048]])
 
-    items = page.locator("#upload-results li")
+    items = page.locator("#upload-queue-list li")
     items.nth(1).wait_for()
-    page.wait_for_selector("#upload-results li.upload-done >> nth=1", timeout=20_000)
+    page.wait_for_selector("#upload-queue-list li.upload-done >> nth=1", timeout=20_000)
     for index in range(2):
         bar = items.nth(index).locator("progress")
         assert bar.get_attribute("value") == "100"

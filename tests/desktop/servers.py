@@ -30,19 +30,28 @@ def drain_chunked(handler: http.server.BaseHTTPRequestHandler) -> bytes:
 
 
 def tampering_proxy(target: str, alter: Callable[[dict], dict]) -> type[http.server.BaseHTTPRequestHandler]:
-    """A real forwarding proxy that rewrites the portal's JSON receipt."""
+    """A real forwarding proxy that rewrites the portal's JSON receipt (GET /api/v1/uploads/<id>)."""
 
     class Proxy(_Quiet):
-        def do_POST(self) -> None:
-            body = drain_chunked(self)
+        protocol_version = "HTTP/1.1"
+
+        def _forward(self) -> None:
+            body = drain_chunked(self) if self.command in ("POST", "PATCH") else b""
             headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "transfer-encoding"}}
-            upstream = httpx.post(target + self.path, content=body, headers=headers, timeout=30)
-            payload = json.dumps(alter(upstream.json())).encode()
+            upstream = httpx.request(self.command, target + self.path, content=body, headers=headers, timeout=30)
+            payload = upstream.content
+            if self.command == "GET" and self.path.startswith("/api/v1/uploads/") and upstream.status_code == 200:
+                payload = json.dumps(alter(upstream.json())).encode()
             self.send_response(upstream.status_code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
+            for name, value in upstream.headers.items():
+                if name.lower() not in {"content-length", "transfer-encoding", "connection", "date", "server"}:
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload) if self.command != "HEAD" else 0))
             self.end_headers()
-            self.wfile.write(payload)
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        do_GET = do_POST = do_PATCH = do_HEAD = do_DELETE = _forward  # noqa: N815
 
     return Proxy
 
@@ -64,3 +73,41 @@ class NeverAnswers(_Quiet):
     def do_POST(self) -> None:
         drain_chunked(self)
         self.release.wait(10)
+
+
+def cutting_proxy(
+    target: str, cut: Callable[[int, int], bool], seen: list[int]
+) -> type[http.server.BaseHTTPRequestHandler]:
+    """Forwards to the portal, recording each PATCH's Upload-Offset; when ``cut(n, offset)`` is
+    true for the n-th PATCH, its connection is dropped without an answer (the part never
+    reaches the portal), as a mobile network does."""
+
+    class Proxy(_Quiet):
+        protocol_version = "HTTP/1.1"
+        patches = 0
+
+        def _forward(self) -> None:
+            body = drain_chunked(self) if self.command in ("POST", "PATCH") else b""
+            if self.command == "PATCH":
+                type(self).patches += 1
+                offset = int(self.headers["Upload-Offset"])
+                seen.append(offset)
+                if cut(type(self).patches, offset):
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "transfer-encoding"}}
+            upstream = httpx.request(self.command, target + self.path, content=body, headers=headers, timeout=30)
+            self.send_response(upstream.status_code)
+            for name, value in upstream.headers.items():
+                if name.lower() not in {"content-length", "transfer-encoding", "connection", "date", "server"}:
+                    self.send_header(name, value)
+            payload = upstream.content
+            self.send_header("Content-Length", str(len(payload) if self.command != "HEAD" else 0))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        do_GET = do_POST = do_PATCH = do_HEAD = do_DELETE = _forward  # noqa: N815
+
+    return Proxy
