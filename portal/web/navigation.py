@@ -27,6 +27,7 @@ NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("users.index", _l("Membres"), Permission.USER_MANAGE),
     NavItem("billing.subscription_page", _l("Abonnement"), Permission.BILLING_MANAGE),
     NavItem("backups.index", _l("Sauvegardes"), Permission.BACKUP_MANAGE),
+    NavItem("compliance.index", _l("Conformité"), Permission.RETENTION_MANAGE),
 )
 
 

@@ -140,6 +140,9 @@ def delete_folder(actor: Actor, folder: Folder) -> None:
     ).first()
     if has_folders or has_files:
         raise NotEmpty(_("Ce dossier n'est pas vide : déplacez ou supprimez d'abord ses fichiers et sous-dossiers."))
+    from portal.compliance.policy import assert_container_deletable
+
+    assert_container_deletable(actor, "folder", folder)
     db.session.execute(update(File).where(File.folder_id == folder.id).values(folder_id=None))
     record(
         "folder.deleted",
