@@ -3,6 +3,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, IntegerField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import AnyOf, DataRequired, Length, NumberRange, Optional
 
 from portal.compliance.models import TARGET_TYPES
@@ -26,24 +27,32 @@ class RuleForm(TargetForm):
     duration_days = IntegerField(_l("Durée (jours)"), validators=[DataRequired(), NumberRange(min=1, max=366 * 200)])
     mode = SelectField(
         _l("Mode"),
-        choices=[("gouvernance", _l("Gouvernance")), ("conformite", _l("Conformité"))],
+        choices=lambda: [
+            SelectChoice("gouvernance", str(_l("Gouvernance"))),
+            SelectChoice("conformite", str(_l("Conformité"))),
+        ],
         default="gouvernance",
     )
     counted_from = SelectField(
         _l("À compter de"),
-        choices=[
-            ("upload", _l("l'ajout")),
-            ("last_version", _l("la dernière version")),
-            ("event", _l("la date d'événement")),
+        choices=lambda: [
+            SelectChoice("upload", str(_l("l'ajout"))),
+            SelectChoice("last_version", str(_l("la dernière version"))),
+            SelectChoice("event", str(_l("la date d'événement"))),
         ],
         default="upload",
     )
 
 
 class DecisionForm(FlaskForm):
-    decision = SelectField(choices=[("keep", _l("Conserver plus longtemps")), ("destroy", _l("Détruire"))])
+    decision = SelectField(
+        choices=lambda: [
+            SelectChoice("keep", str(_l("Conserver plus longtemps"))),
+            SelectChoice("destroy", str(_l("Détruire"))),
+        ]
+    )
     extend_days = IntegerField(_l("Prolonger de (jours)"), validators=[Optional(), NumberRange(min=1, max=366 * 100)])
 
 
 class BypassForm(FlaskForm):
-    granted = SelectField(choices=[("1", _l("Accordé")), ("0", _l("Retiré"))])
+    granted = SelectField(choices=lambda: [SelectChoice("1", str(_l("Accordé"))), SelectChoice("0", str(_l("Retiré")))])
