@@ -10,6 +10,7 @@ from portal.compliance import bp, certificates, disposition, grants, holds, repo
 from portal.compliance.errors import DeletionRefused
 from portal.compliance.forms import BypassForm, DecisionForm, HoldForm, LiftForm, RuleForm
 from portal.compliance.models import DestructionCertificate
+from portal.database import writes_on_get
 from portal.documents.errors import DocumentError
 from portal.extensions import db
 from portal.security.permissions import Permission, requires
@@ -81,10 +82,19 @@ def index():
     )
 
 
+def _journal_export(kind: str) -> None:
+    from portal.audit.services import record
+
+    record("compliance.report_exported", current_actor(), target_type="organization", details={"format": kind})
+    db.session.commit()
+
+
 @bp.route("/rapport.csv")
 @requires(Permission.RETENTION_MANAGE)
+@writes_on_get
 def report_csv():
     body = reports.to_csv(reports.build(current_user.organization_id))
+    _journal_export("csv")
     response = Response(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="rapport-conformite.csv"'
     return response
@@ -92,11 +102,13 @@ def report_csv():
 
 @bp.route("/rapport.pdf")
 @requires(Permission.RETENTION_MANAGE)
+@writes_on_get
 def report_pdf():
     from portal.organizations.models import Organization
 
     organization = db.session.get(Organization, current_user.organization_id)
     body = reports.to_pdf(reports.build(current_user.organization_id), organization.name if organization else "")
+    _journal_export("pdf")
     response = Response(body, mimetype="application/pdf")
     response.headers["Content-Disposition"] = 'attachment; filename="rapport-conformite.pdf"'
     response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
