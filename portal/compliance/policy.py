@@ -33,7 +33,7 @@ DELETING_PATHS: tuple[tuple[str, str], ...] = (
 )
 # Version pruning: the portal keeps every version of a file; no code path prunes one.
 
-ACTIONS = ("trash", "purge", "retention_purge", "backup_prune", "disposition", "container_delete")
+ACTIONS = ("trash", "purge", "retention_purge", "backup_prune", "disposition", "container_delete", "move")
 
 
 def _date(value: datetime | None) -> str:
@@ -227,3 +227,35 @@ def assert_backup_prunable(organization_id: int, manifest: dict[str, Any]) -> No
         refusal, _overridable = _refusal_for(file, "backup_prune", now)
         if refusal is not None:
             raise refusal
+
+
+def covering(target_type: str, target: Any) -> tuple[frozenset[int], frozenset[int]]:
+    """Ids of the active holds and of the rules that cover ``target`` where it is now."""
+    chain = lineage(target_type, target)
+    holds = frozenset(hold.id for hold in active_holds(target.organization_id, chain))
+    rules = frozenset(rule.id for rule in rules_for(target.organization_id, chain))
+    return holds, rules
+
+
+def assert_move_keeps_protection(target_type: str, target: Any, before: tuple[frozenset[int], frozenset[int]]) -> None:
+    """A move may not take a file or folder out from under a hold or a retention rule: that
+    would be a deletion's bypass. Called after the move is flushed; the caller rolls back."""
+    holds, rules = covering(target_type, target)
+    lost_holds, lost_rules = before[0] - holds, before[1] - rules
+    if not lost_holds and not lost_rules:
+        return
+    organization_id = target.organization_id
+    raise DeletionRefused(
+        _(
+            "« %(name)s » est couvert par un verrouillage légal ou une règle de conservation "
+            "qu'un déplacement lui ferait perdre : il ne peut pas être déplacé là.",
+            name=target.name,
+        ),
+        type_=LEGAL_HOLD if lost_holds else RETENTION,
+        file_id=target.id if target_type == "file" else None,
+        file_name=target.name,
+        organization_id=organization_id,
+        action="move",
+        hold_id=min(lost_holds) if lost_holds else None,
+        rule_id=None if lost_holds else min(lost_rules),
+    )

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from flask_babel import gettext as _
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from portal.audit.context import Actor
 from portal.audit.services import record
@@ -179,8 +180,12 @@ def set_rule(
         counted_from=counted_from,
         created_by_id=actor.user_id,
     )
-    db.session.add(rule)
-    db.session.flush()
+    try:
+        with db.session.begin_nested():
+            db.session.add(rule)
+    except IntegrityError:
+        # A concurrent request created the target's rule first (the unique constraint decides).
+        raise RuleConflict(_("Cet élément a déjà une règle de conservation : modifiez-la.")) from None
     record(
         "retention.changed",
         actor,

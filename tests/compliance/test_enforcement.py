@@ -328,3 +328,71 @@ def test_non_admins_cannot_manage_retention(client, contributor, make_token, tre
         headers=token,
     )
     assert response.status_code == 403
+
+
+def test_a_move_cannot_take_a_file_or_folder_out_from_under_a_hold_or_rule(
+    client, admin_client, admin, admin_token, tree, make_armoire
+):
+    from portal.audit.context import Actor
+    from portal.compliance.errors import DeletionRefused
+    from portal.documents.models import Folder
+    from portal.documents.services import files, folders
+
+    armoire, folder, file = tree
+    actor = Actor(admin.organization_id, admin.id)
+    elsewhere = make_armoire(admin.organization, "Ailleurs")
+    _hold(client, admin_token, "folder", folder.id, "M-1")
+    token = csrf(admin_client, f"/fichiers/{file.id}")
+    moved = admin_client.post(
+        f"/fichiers/{file.id}/deplacer", data={"csrf_token": token, "destination": f"{elsewhere.id}:"}
+    )
+    assert moved.status_code == 423 and "M-1" not in moved.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(File, file.id).folder_id == folder.id
+    assert _refusals()[-1].details["action"] == "move"
+    # A sub-folder of the held folder cannot leave it either; moving within the cover is fine.
+    inner = folders.create_folder(actor, armoire, db.session.get(Folder, folder.id), "Interne")
+    db.session.commit()
+    with pytest.raises(DeletionRefused):
+        folders.move_folder(actor, inner, None)
+    db.session.rollback()
+    files.move_file(actor, db.session.get(File, file.id), armoire, db.session.get(Folder, inner.id))
+    db.session.commit()
+
+
+def test_concurrent_rule_creation_gives_one_rule_and_one_409(app, admin, make_token, tree):
+    import threading
+
+    from portal.compliance.models import RetentionRule
+    from tests.api.conftest import bearer
+
+    armoire, _folder, _file = tree
+    armoire_id = armoire.id  # read here: the threads have no app context to load it
+    headers = bearer(make_token(admin))
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def create() -> None:
+        barrier.wait()
+        with app.test_client() as own:
+            response = own.post(
+                "/api/v1/conservation",
+                json={
+                    "target_type": "armoire",
+                    "target_id": armoire_id,
+                    "duration_days": 30,
+                    "mode": "gouvernance",
+                    "from": "upload",
+                },
+                headers=headers,
+            )
+            statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=create) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(statuses) == [201, 409]
+    db.session.rollback()
+    assert len(list(db.session.execute(select(RetentionRule)).scalars())) == 1

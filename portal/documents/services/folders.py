@@ -117,9 +117,13 @@ def move_folder(actor: Actor, folder: Folder, parent: Folder | None) -> Folder:
         raise NameConflict(_("Un dossier ne peut pas être déplacé dans lui-même ni dans l'un de ses sous-dossiers."))
     if _folder_name_taken(folder.armoire_id, new_parent_id, folder.name, folder.id):
         raise NameConflict(_("Un dossier porte déjà ce nom à cet endroit."))
+    from portal.compliance.policy import assert_move_keeps_protection, covering
+
+    protection = covering("folder", folder)
     old_parent = folder.parent_id
     folder.parent_id = new_parent_id
     db.session.flush()
+    assert_move_keeps_protection("folder", folder, protection)
     record(
         "folder.moved",
         actor,
