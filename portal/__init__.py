@@ -103,6 +103,7 @@ def _import_models() -> None:
     import portal.auth.models
     import portal.backups.models
     import portal.billing.models
+    import portal.compliance.models
     import portal.crypto.models
     import portal.dashboard.models
     import portal.documents.models
@@ -117,6 +118,7 @@ def _register_blueprints(app: Flask) -> None:
     from portal.auth import bp as auth_bp
     from portal.backups import bp as backups_bp
     from portal.billing import bp as billing_bp
+    from portal.compliance import bp as compliance_bp
     from portal.dashboard import bp as dashboard_bp
     from portal.documents import bp as documents_bp
     from portal.main import bp as main_bp
@@ -135,6 +137,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(billing_bp)
     app.register_blueprint(backups_bp)
+    app.register_blueprint(compliance_bp)
     app.register_blueprint(api_tokens_bp, url_prefix="/me/jetons")
     app.register_blueprint(sso_bp)
     app.register_blueprint(privacy_bp)

@@ -246,7 +246,18 @@ def get_file(file_id: int) -> Response:
 @bp.delete(f"/fichiers/<{ID}:file_id>")
 @requires(Permission.DOCUMENT_TRASH)
 def trash_file(file_id: int) -> tuple[str, int]:
-    trash.trash_file(current_actor(), _file(file_id))
+    check = Validator(request.args)
+    bypass = check.boolean("contourner")
+    reason = check.string("motif", max_length=500)
+    check.check()
+    if bypass and not (reason or "").strip():
+        # Asked before the policy: a bypass without a reason is bad input, whatever the file.
+        raise ApiProblem(
+            422,
+            _("Un motif est obligatoire pour contourner la conservation."),
+            errors=[{"field": "motif", "message": _("Ce champ est obligatoire.")}],
+        )
+    trash.trash_file(current_actor(), _file(file_id), bypass=bypass, bypass_reason=reason)
     db.session.commit()
     return "", 204
 
@@ -319,6 +330,12 @@ def add_version(file_id: int) -> Response:
 
 
 def handle_document_error(error: document_errors.DocumentError) -> Response:
+    from portal.compliance.errors import DeletionRefused
+    from portal.compliance.policy import journal_refusal
+
+    if isinstance(error, DeletionRefused):
+        journal_refusal(error)
+        return render_problem(ApiProblem(423, error.message, error.type, extra=error.problem_fields()))
     db.session.rollback()
     status = error.status
     type_ = QUOTA_EXCEEDED if isinstance(error, document_errors.QuotaExceeded) else STATUS_TYPES.get(status)

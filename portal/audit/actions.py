@@ -85,5 +85,13 @@ ACTIONS: frozenset[str] = frozenset(
         "retention.changed",
         "legal_hold.set",
         "legal_hold.released",
+        "file.deletion_refused",
+        "file.event_date_set",
+        "retention.bypassed",
+        "user.retention_bypass_changed",
+        "disposition.kept",
+        "disposition.destroyed",
+        "certificate.verified",
+        "compliance.report_exported",
     }
 )

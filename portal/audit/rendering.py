@@ -96,6 +96,14 @@ SENTENCES: dict[str, Any] = {
     "retention.changed": _l("%(user)s a modifié la durée de conservation de %(target)s"),
     "legal_hold.set": _l("%(user)s a placé %(target)s sous conservation légale"),
     "legal_hold.released": _l("%(user)s a levé la conservation légale de %(target)s"),
+    "file.deletion_refused": _l("Suppression de %(target)s refusée (conservation ou verrouillage)"),
+    "file.event_date_set": _l("%(user)s a fixé la date d'événement de %(target)s"),
+    "retention.bypassed": _l("%(user)s a contourné la conservation de %(target)s"),
+    "user.retention_bypass_changed": _l("%(user)s a modifié le droit de contourner la conservation de %(target)s"),
+    "disposition.kept": _l("%(user)s a prolongé la conservation de %(target)s"),
+    "disposition.destroyed": _l("%(user)s a détruit %(target)s au terme de sa conservation"),
+    "certificate.verified": _l("Certificat de destruction %(target)s vérifié"),
+    "compliance.report_exported": _l("%(user)s a exporté le rapport de conformité"),
 }
 _FALLBACK = _l("%(user)s : action %(action)s sur %(target)s")
 
@@ -177,6 +185,14 @@ ACTION_LABELS: dict[str, Any] = {
     "retention.changed": _l("Durée de conservation modifiée"),
     "legal_hold.set": _l("Conservation légale posée"),
     "legal_hold.released": _l("Conservation légale levée"),
+    "file.deletion_refused": _l("Suppression refusée"),
+    "file.event_date_set": _l("Date d'événement fixée"),
+    "retention.bypassed": _l("Conservation contournée"),
+    "user.retention_bypass_changed": _l("Droit de contournement modifié"),
+    "disposition.kept": _l("Conservation prolongée"),
+    "disposition.destroyed": _l("Fichier détruit au terme de sa conservation"),
+    "certificate.verified": _l("Certificat vérifié"),
+    "compliance.report_exported": _l("Rapport de conformité exporté"),
 }
 
 

@@ -90,7 +90,13 @@ def to_keep(backups: Iterable[Backup], policy: Policy, now: datetime) -> set[int
 
 def prune(organization_id: int, now: datetime | None = None) -> list[int]:
     """Delete the backups ``policy_for`` does not keep (never one younger than a day); flushes.
-    Returns the deleted ids; ``collect_garbage`` then removes what they alone referenced."""
+    Returns the deleted ids; ``collect_garbage`` then removes what they alone referenced.
+
+    A backup holding a file under retention or a legal hold is kept (the compliance policy
+    refuses; the refusal is journalled)."""
+    from portal.compliance.errors import DeletionRefused
+    from portal.compliance.policy import assert_backup_prunable, record_refusal
+
     now = now or utcnow()
     policy = policy_for(organization_id)
     backups = list(db.session.execute(select(Backup).where(Backup.organization_id == organization_id)).scalars())
@@ -101,6 +107,15 @@ def prune(organization_id: int, now: datetime | None = None) -> list[int]:
         if backup.id in keep or now - backup.created_at < MIN_AGE or backup.status == "en_cours":
             continue
         if backup.path:
+            try:
+                assert_backup_prunable(organization_id, repository.read_manifest(backup.path))
+            except DeletionRefused as refusal:
+                refusal.action = "backup_prune"
+                record_refusal(Actor.system(organization_id), refusal, extra={"backup_id": backup.id})
+                keep.add(backup.id)
+                continue
+            except ManifestError:
+                pass  # unreadable: it protects nothing, it is pruned as before
             repository.delete_manifest(backup.path)
         deleted.append(backup.id)
         db.session.delete(backup)

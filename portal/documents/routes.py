@@ -78,7 +78,13 @@ def _load_scoped_objects() -> None:
 
 @bp.errorhandler(DocumentError)
 def _document_error(error: DocumentError) -> Response:
-    db.session.rollback()
+    from portal.compliance.errors import DeletionRefused
+    from portal.compliance.policy import journal_refusal
+
+    if isinstance(error, DeletionRefused):
+        journal_refusal(error)
+    else:
+        db.session.rollback()
     return render_error(error.status, error.message)
 
 

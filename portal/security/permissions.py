@@ -41,11 +41,13 @@ class Permission(enum.StrEnum):
     ORGANIZATION_MANAGE = "organization.manage"
     # Not granted by any role: only users flagged as platform administrators.
     PLATFORM_ADMIN = "platform.admin"
+    # Not granted by any role: an admin grants it to one member (``MEMBER_GRANTS``).
+    RETENTION_BYPASS = "retention.bypass"
 
 
 _READER = frozenset({Permission.ACCOUNT, Permission.DOCUMENT_READ, Permission.DOCUMENT_DOWNLOAD})
 _CONTRIBUTOR = _READER | {Permission.DOCUMENT_WRITE, Permission.DOCUMENT_TRASH}
-_ADMIN = frozenset(Permission) - {Permission.PLATFORM_ADMIN}
+_ADMIN = frozenset(Permission) - {Permission.PLATFORM_ADMIN, Permission.RETENTION_BYPASS}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.READER: _READER,
@@ -54,11 +56,23 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 }
 
 
+def _has_bypass_grant(user: Any) -> bool:
+    from portal.compliance.grants import has_bypass
+
+    return has_bypass(getattr(user, "organization_id", None), getattr(user, "id", None))
+
+
+# Permissions granted to one member on top of the role, each with its lookup.
+MEMBER_GRANTS: dict[Permission, Callable[[Any], bool]] = {Permission.RETENTION_BYPASS: _has_bypass_grant}
+
+
 def has_permission(user: Any, permission: Permission) -> bool:
     if user is None or not getattr(user, "is_authenticated", False):
         return False
     if permission is Permission.PLATFORM_ADMIN:
         return bool(getattr(user, "is_platform_admin", False))
+    if permission in MEMBER_GRANTS:
+        return MEMBER_GRANTS[permission](user)
     try:
         role = Role(user.role)
     except ValueError:

@@ -28,6 +28,7 @@ NAV_ITEMS: tuple[NavItem, ...] = (
     NavItem("organizations.settings", _l("Organisation"), Permission.ORGANIZATION_MANAGE),
     NavItem("billing.subscription_page", _l("Abonnement"), Permission.BILLING_MANAGE),
     NavItem("backups.index", _l("Sauvegardes"), Permission.BACKUP_MANAGE),
+    NavItem("compliance.index", _l("Conformité"), Permission.RETENTION_MANAGE),
 )
 
 

@@ -75,6 +75,9 @@ def delete_armoire(actor: Actor, armoire: Armoire) -> None:
     has_folders = db.session.execute(select(Folder.id).where(Folder.armoire_id == armoire.id).limit(1)).first()
     if has_files or has_folders:
         raise NotEmpty(_("Cette armoire n'est pas vide : videz-la (corbeille comprise) avant de la supprimer."))
+    from portal.compliance.policy import assert_container_deletable
+
+    assert_container_deletable(actor, "armoire", armoire)
     record("armoire.deleted", actor, target_type="armoire", target_id=armoire.id, target_label=armoire.name)
     db.session.delete(armoire)
     db.session.flush()

@@ -47,11 +47,15 @@ def move_file(actor: Actor, file: File, armoire: Armoire, folder: Folder | None)
         raise NotFound(_("Armoire introuvable."))
     if folder is not None and (folder.armoire_id != armoire.id or folder.organization_id != file.organization_id):
         raise NotFound(_("Dossier introuvable."))
+    from portal.compliance.policy import assert_move_keeps_protection, covering
+
+    protection = covering("file", file)
     before = {"armoire": file.armoire_id, "folder": file.folder_id}
     file.armoire_id = armoire.id
     file.folder_id = folder.id if folder else None
     file.updated_at = utcnow()
     db.session.flush()
+    assert_move_keeps_protection("file", file, protection)
     record(
         "file.moved",
         actor,

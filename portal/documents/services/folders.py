@@ -117,9 +117,13 @@ def move_folder(actor: Actor, folder: Folder, parent: Folder | None) -> Folder:
         raise NameConflict(_("Un dossier ne peut pas être déplacé dans lui-même ni dans l'un de ses sous-dossiers."))
     if _folder_name_taken(folder.armoire_id, new_parent_id, folder.name, folder.id):
         raise NameConflict(_("Un dossier porte déjà ce nom à cet endroit."))
+    from portal.compliance.policy import assert_move_keeps_protection, covering
+
+    protection = covering("folder", folder)
     old_parent = folder.parent_id
     folder.parent_id = new_parent_id
     db.session.flush()
+    assert_move_keeps_protection("folder", folder, protection)
     record(
         "folder.moved",
         actor,
@@ -140,6 +144,9 @@ def delete_folder(actor: Actor, folder: Folder) -> None:
     ).first()
     if has_folders or has_files:
         raise NotEmpty(_("Ce dossier n'est pas vide : déplacez ou supprimez d'abord ses fichiers et sous-dossiers."))
+    from portal.compliance.policy import assert_container_deletable
+
+    assert_container_deletable(actor, "folder", folder)
     db.session.execute(update(File).where(File.folder_id == folder.id).values(folder_id=None))
     record(
         "folder.deleted",

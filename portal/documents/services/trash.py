@@ -26,9 +26,12 @@ from portal.web.pagination import Page, paginate
 logger = logging.getLogger(__name__)
 
 
-def trash_file(actor: Actor, file: File) -> File:
-    """Move a file to the trash (reversible until purged)."""
+def trash_file(actor: Actor, file: File, *, bypass: bool = False, bypass_reason: str | None = None) -> File:
+    """Move a file to the trash (reversible until purged), if retention and holds allow it."""
+    from portal.compliance.policy import assert_may_delete
+
     require_live(file)
+    assert_may_delete(file, actor, action="trash", bypass=bypass, bypass_reason=bypass_reason)
     file.deleted_at = utcnow()
     file.deleted_by_id = actor.user_id
     db.session.flush()
@@ -53,17 +56,23 @@ def list_trash(organization_id: int, page: object = 1, per_page: int = 25) -> Pa
     return paginate(statement.order_by(File.deleted_at.desc(), File.id), page, per_page)
 
 
-def purge_file(actor: Actor, file: File, reason: str = "purge") -> list[str]:
+def purge_file(
+    actor: Actor, file: File, reason: str = "purge", *, bypass: bool = False, bypass_reason: str | None = None
+) -> list[str]:
     """Crypto-shred every version of a trashed file; returns blob keys to delete after commit.
 
     Raises ShredNotRecorded, having changed nothing, when the shred ledger file cannot be
-    written: the file stays in the trash until it can be.
+    written: the file stays in the trash until it can be. Raises DeletionRefused (423),
+    having changed nothing, when retention or a legal hold forbids it.
     """
+    from portal.compliance.policy import assert_may_delete
     from portal.crypto.envelope import shred_data_keys
     from portal.crypto.errors import LedgerUnavailable
 
     if file.purged_at is not None or file.deleted_at is None:
         raise NotFound(_("Seul un fichier de la corbeille peut être détruit."))
+    action = {"retention": "retention_purge", "disposition": "disposition"}.get(reason, "purge")
+    assert_may_delete(file, actor, action=action, bypass=bypass, bypass_reason=bypass_reason)
     versions = list_versions(file)
     try:
         shred_data_keys(
@@ -107,8 +116,12 @@ def purge_expired_trash(now: datetime, retention_days: int) -> list[str]:
     """Purge every file trashed before ``now - retention_days`` (system actor per organisation).
 
     A file whose destruction cannot be recorded is skipped (purge_file logged why) and
-    stays in the trash for the next run; the others are purged.
+    stays in the trash for the next run; one under retention or a legal hold stays too, and
+    the refusal is journalled; the others are purged.
     """
+    from portal.compliance.errors import DeletionRefused
+    from portal.compliance.policy import record_refusal
+
     limit = now - timedelta(days=retention_days)
     files = db.session.execute(
         select(File).where(File.deleted_at.is_not(None), File.deleted_at < limit, File.purged_at.is_(None))
@@ -120,4 +133,6 @@ def purge_expired_trash(now: datetime, retention_days: int) -> list[str]:
                 keys.extend(purge_file(Actor.system(file.organization_id), file, reason="retention"))
         except ShredNotRecorded:
             continue
+        except DeletionRefused as refusal:
+            record_refusal(Actor.system(file.organization_id), refusal)
     return keys

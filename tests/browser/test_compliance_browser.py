@@ -1,0 +1,59 @@
+"""Legal hold in a real browser: place it on a file, see the 423 refusal naming it, lift it, delete."""
+
+from __future__ import annotations
+
+import pytest
+
+from portal.audit.context import Actor
+from portal.documents.models import File
+from portal.documents.services import armoires, uploads
+from portal.extensions import db
+from tests.conftest import TEST_PASSWORD
+
+pytestmark = pytest.mark.browser
+
+
+def test_place_hold_refused_delete_then_lift(live_server, page, admin):
+    actor = Actor(admin.organization_id, admin.id)
+    armoire = armoires.create_armoire(actor, "Contentieux")
+    version = uploads.store_upload(actor, armoire, None, "contrat.txt", iter([b"contrat de 2026\n"]), 16)
+    email = admin.email
+    db.session.commit()
+    file_id = version.file_id
+    page.on("dialog", lambda dialog: dialog.accept())
+
+    page.goto(live_server.url + "/auth/login")
+    page.get_by_label("Adresse e-mail").fill(email)
+    page.get_by_label("Mot de passe").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Se connecter").last.click()
+    page.wait_for_url(lambda url: "/auth/login" not in url)
+
+    page.goto(f"{live_server.url}/fichiers/{file_id}")
+    page.locator("summary", has_text="Poser un verrouillage légal").click()
+    page.locator("#hold-form").wait_for(state="visible")
+    page.locator("#hold-form").get_by_label("Motif").fill("Litige fournisseur")
+    page.locator("#hold-form").get_by_label("Référence (n° de dossier)").fill("RG 26/0042")
+    page.locator("#hold-form").get_by_role("button", name="Verrouiller").click()
+    page.wait_for_selector(".hold-list >> text=RG 26/0042")
+
+    page.get_by_role("button", name="Mettre à la corbeille").click()
+    message = page.get_by_text("est sous verrouillage légal (référence RG 26/0042")
+    message.wait_for()
+    assert message.is_visible()
+    page.screenshot(path="test-artifacts/compliance-423.png", full_page=True)
+    db.session.rollback()
+    assert db.session.get(File, file_id).deleted_at is None
+
+    page.goto(f"{live_server.url}/fichiers/{file_id}")
+    page.locator(".hold-list").get_by_label("Motif de la levée").fill("Affaire classée")
+    page.get_by_role("button", name="Lever le verrouillage").click()
+    page.wait_for_selector("text=Verrouillage RG 26/0042 levé.")
+    assert page.locator(".hold-list").count() == 0
+
+    page.get_by_role("button", name="Mettre à la corbeille").click()
+    page.wait_for_url(lambda url: f"/fichiers/{file_id}" not in url)
+    db.session.rollback()
+    assert db.session.get(File, file_id).deleted_at is not None
+    # The refused deletion's own 423 is the only error the console may show.
+    unexpected = [e for e in page.console_errors if "423" not in e]  # type: ignore[attr-defined]
+    assert not unexpected, unexpected
