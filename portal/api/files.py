@@ -13,7 +13,7 @@ from werkzeug.datastructures import MultiDict
 from portal.api import bp
 from portal.api.auth import rate_limit_key
 from portal.api.inputs import MAX_ID, Validator
-from portal.api.problems import QUOTA_EXCEEDED, STATUS_TYPES, ApiProblem, render_problem
+from portal.api.problems import QUOTA_EXCEEDED, STATUS_TYPES, SUBSCRIPTION_READ_ONLY, ApiProblem, render_problem
 from portal.api.routes import iso
 from portal.database import writes_on_get
 from portal.documents import errors as document_errors
@@ -306,4 +306,6 @@ def handle_document_error(error: document_errors.DocumentError) -> Response:
     db.session.rollback()
     status = error.status
     type_ = QUOTA_EXCEEDED if isinstance(error, document_errors.QuotaExceeded) else STATUS_TYPES.get(status)
+    if isinstance(error, document_errors.SubscriptionReadOnly):
+        type_ = SUBSCRIPTION_READ_ONLY
     return render_problem(ApiProblem(status, error.message, type_))

@@ -22,8 +22,16 @@ TWO_FACTOR_ENROLMENT_REQUIRED = "/problems/two-factor-enrollment-required"
 INVALID_CREDENTIALS = "/problems/invalid-credentials"
 SSO_REQUIRED = "/problems/sso-required"
 QUOTA_EXCEEDED = "/problems/quota-exceeded"
+SUBSCRIPTION_READ_ONLY = "/problems/subscription-read-only"
 PROBLEM_TYPES: frozenset[str] = frozenset(
-    {*STATUS_TYPES.values(), TWO_FACTOR_REQUIRED, TWO_FACTOR_ENROLMENT_REQUIRED, INVALID_CREDENTIALS, QUOTA_EXCEEDED}
+    {
+        *STATUS_TYPES.values(),
+        TWO_FACTOR_REQUIRED,
+        TWO_FACTOR_ENROLMENT_REQUIRED,
+        INVALID_CREDENTIALS,
+        QUOTA_EXCEEDED,
+        SUBSCRIPTION_READ_ONLY,
+    }
 )
 
 

@@ -14,7 +14,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
-from portal.documents.errors import FileTooLarge, QuotaExceeded
+from portal.documents.errors import FileTooLarge, QuotaExceeded, SubscriptionReadOnly
 from portal.documents.models import File, FileVersion
 from portal.extensions import db
 from portal.organizations.models import Organization
@@ -51,6 +51,11 @@ class Limits:
 
 
 def upload_limits(organization_id: int, declared_size: int | None) -> Limits:
+    # Every upload (web, API, desktop, version, restore) starts here, before any byte is read.
+    from portal.billing.lifecycle import is_read_only, read_only_message
+
+    if is_read_only(organization_id):
+        raise SubscriptionReadOnly(read_only_message())
     max_bytes = int(current_app.config["MAX_UPLOAD_BYTES"])
     quota = quota_bytes(organization_id)
     quota_left = None if quota is None else quota - used_bytes(organization_id)
