@@ -22,7 +22,7 @@ from portal.audit.models import AuditEntry
 from portal.auth.models import User
 from portal.dashboard.models import ArmoireStorage, DailyActivity, DailyArmoireActivity, DailyFileTouch
 from portal.database import utcnow
-from portal.documents.models import Armoire, File, FileVersion, Folder
+from portal.documents.models import Armoire, Folder
 from portal.documents.services.quota import quota_bytes
 from portal.extensions import db
 from portal.organizations.models import Organization
@@ -286,10 +286,15 @@ class PlatformRow:
     members: int
     bytes_used: int
     quota_bytes: int | None
+    plan: str | None = None  # None: the trial (or billing never used)
+    status: str = "essai"
 
 
 def platform_rows() -> list[PlatformRow]:
-    """Every organisation with its active members and storage (billing plans are a later issue)."""
+    """Every organisation with its active members, storage (the per-armoire counters, the
+    quota's own measure) and billing plan and status."""
+    from portal.billing.models import Plan, Subscription
+
     members = dict(
         db.session.execute(
             select(User.organization_id, func.count()).where(User.active.is_(True)).group_by(User.organization_id)
@@ -297,12 +302,19 @@ def platform_rows() -> list[PlatformRow]:
     )
     storage = dict(
         db.session.execute(
-            select(FileVersion.organization_id, func.sum(FileVersion.size))
-            .join(File, File.id == FileVersion.file_id)
-            .where(File.purged_at.is_(None))
-            .group_by(FileVersion.organization_id)
+            select(ArmoireStorage.organization_id, func.sum(ArmoireStorage.bytes)).group_by(
+                ArmoireStorage.organization_id
+            )
         ).all()
     )
+    billing = {
+        org_id: (plan, status)
+        for org_id, plan, status in db.session.execute(
+            select(Subscription.organization_id, Plan.name, Subscription.status).outerjoin(
+                Plan, Plan.id == Subscription.plan_id
+            )
+        )
+    }
     return [
         PlatformRow(
             org.id,
@@ -311,6 +323,7 @@ def platform_rows() -> list[PlatformRow]:
             int(members.get(org.id, 0)),
             int(storage.get(org.id) or 0),
             org.storage_quota_bytes,
+            *billing.get(org.id, (None, "essai")),
         )
         for org in db.session.execute(select(Organization).order_by(Organization.name, Organization.id)).scalars()
     ]

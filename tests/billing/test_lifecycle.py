@@ -237,3 +237,14 @@ def test_concurrent_runs_transition_and_mail_once(app, admin, org, inbox):
     assert [(c["from"], c["to"]) for c in _changes()] == [("essai", "impayee")]
     assert len(inbox.to(admin.email)) == 1
     assert db.session.execute(select(SubscriptionReminder.kind)).scalars().all() == ["j0"]
+
+
+def test_the_platform_view_shows_each_organisation_plan_and_status(app, login_as, make_org, make_user, org):
+    _read_only(org.id)
+    fresh = make_org("Sans abonnement")
+    platform_admin = make_user("admin", org=make_org("Plateforme"), is_platform_admin=True)
+    html = login_as(platform_admin).get("/dashboard/plateforme").get_data(as_text=True)
+    row = html[html.index(org.name) :].split("</tr>")[0]
+    assert 'data-status="lecture_seule"' in row and "Lecture seule" in row and "Essai" in row
+    fresh_row = html[html.index(fresh.name) :].split("</tr>")[0]
+    assert 'data-status="essai"' in fresh_row
