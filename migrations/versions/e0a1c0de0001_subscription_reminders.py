@@ -1,4 +1,5 @@
-"""subscription reminders (one row per subscription, period end and kind)
+"""subscription reminders (one row per subscription, period end and kind); covering index of
+the member dashboard's rollup rows
 
 Revision ID: e0a1c0de0001
 Revises: b2c3d4e50001
@@ -32,9 +33,15 @@ def upgrade():
     )
     with op.batch_alter_table('rappels_abonnement', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_rappels_abonnement_organization_id'), ['organization_id'], unique=False)
+    with op.batch_alter_table('tableau_bord_activite', schema=None) as batch_op:
+        batch_op.drop_index('ix_tableau_bord_activite_org_user_day')
+        batch_op.create_index('ix_tableau_bord_activite_org_user_day', ['organization_id', 'user_id', 'day', 'action', 'count'], unique=False)
 
 
 def downgrade():
+    with op.batch_alter_table('tableau_bord_activite', schema=None) as batch_op:
+        batch_op.drop_index('ix_tableau_bord_activite_org_user_day')
+        batch_op.create_index('ix_tableau_bord_activite_org_user_day', ['organization_id', 'user_id', 'day'], unique=False)
     with op.batch_alter_table('rappels_abonnement', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_rappels_abonnement_organization_id'))
     op.drop_table('rappels_abonnement')
