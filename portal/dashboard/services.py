@@ -80,6 +80,7 @@ class GlobalFigures:
     activity: list[dict[str, Any]]
     top_by_size: list[ArmoireFigure] = field(default_factory=list)
     top_by_activity: list[ArmoireFigure] = field(default_factory=list)
+    last_backup: dict[str, Any] | None = None
 
     @property
     def active_members(self) -> int:
@@ -105,6 +106,12 @@ class GlobalFigures:
             "top_armoires_by_activity": [
                 {"id": a.id, "name": a.name, "entries": a.value} for a in self.top_by_activity
             ],
+            "last_backup": None
+            if self.last_backup is None
+            else {
+                key: value.isoformat() if hasattr(value, "isoformat") else value
+                for key, value in self.last_backup.items()
+            },
         }
 
 
@@ -177,6 +184,19 @@ def _top_by_activity(organization_id: int, days: list[date]) -> list[ArmoireFigu
     return _named([(row[0], int(row[1])) for row in rows], organization_id)[:TOP]
 
 
+def _last_backup(organization_id: int) -> dict[str, Any] | None:
+    """The newest backup and its verification (one row through (organization_id) and created_at)."""
+    from portal.backups.models import Backup
+
+    row = db.session.execute(
+        select(Backup.id, Backup.created_at, Backup.status, Backup.verified_at, Backup.verification_ok)
+        .where(Backup.organization_id == organization_id)
+        .order_by(Backup.created_at.desc(), Backup.id.desc())
+        .limit(1)
+    ).first()
+    return dict(row._mapping) if row else None
+
+
 def global_figures(organization_id: int, period: int, today: date | None = None) -> GlobalFigures:
     days = period_days(period, today)
     members = dict.fromkeys((role.value for role in Role), 0)
@@ -204,6 +224,7 @@ def global_figures(organization_id: int, period: int, today: date | None = None)
         activity=_activity_series(organization_id, days),
         top_by_size=top_size,
         top_by_activity=_top_by_activity(organization_id, days),
+        last_backup=_last_backup(organization_id),
     )
 
 
