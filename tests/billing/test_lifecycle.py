@@ -248,3 +248,12 @@ def test_the_platform_view_shows_each_organisation_plan_and_status(app, login_as
     assert 'data-status="lecture_seule"' in row and "Lecture seule" in row and "Essai" in row
     fresh_row = html[html.index(fresh.name) :].split("</tr>")[0]
     assert 'data-status="essai"' in fresh_row
+
+
+def test_the_lifecycle_command_runs_one_pass(app, admin, org, inbox):
+    subscription = services.subscription_for(org.id)
+    subscription.trial_ends_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
+    result = app.test_cli_runner().invoke(args=["billing", "lifecycle"])
+    assert result.exit_code == 0 and "impayee: 1" in result.output and "reminders: 1" in result.output
+    assert _subscription(org.id).status == "impayee"
