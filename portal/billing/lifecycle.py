@@ -73,13 +73,6 @@ def read_only_from(subscription: Subscription) -> datetime | None:
     return end + GRACE if end else None
 
 
-def is_read_only(organization_id: int) -> bool:
-    status = db.session.execute(
-        select(Subscription.status).where(Subscription.organization_id == organization_id)
-    ).scalar_one_or_none()
-    return status == STATUS_READ_ONLY
-
-
 @dataclass(frozen=True)
 class Notice:
     """What the admin banner and /abonnement say about the state, or None when nothing is due."""
