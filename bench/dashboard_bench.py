@@ -78,7 +78,9 @@ def run(backend: str, entries: int, files: int, requests: int, workers: int) -> 
         info = seed(app, entries, files)
         seeded = info["seeded"]
         print(f"[{backend}] seeded in {info['seconds']:.1f} s (rollups rebuilt included)", flush=True)
-        env = portal_env(url, instance, secret, pepper)
+        # No storage quota: the 100,000 seeded files exceed the trial's 1 GiB, and the bench's
+        # last step uploads one more file to check it is counted at once.
+        env = portal_env(url, instance, secret, pepper, COFFRE_TRIAL_STORAGE_MB="0")
         server, base = start_gunicorn(env, workers)
         cookie = session_cookie(app, seeded.user_ids[0])
         client = httpx.Client(base_url=base, cookies={"coffre_session": cookie}, timeout=60)

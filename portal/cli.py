@@ -164,11 +164,14 @@ def init_app(app: Flask) -> None:
     # Feature command groups live with their feature (portal/<feature>/cli.py).
     from portal.audit import cli as audit_cli
     from portal.backups import cli as backups_cli
+    from portal.billing import cli as billing_cli
     from portal.compliance import cli as compliance_cli
     from portal.crypto import cli as crypto_cli
     from portal.dashboard import cli as dashboard_cli
     from portal.documents import cli as documents_cli
     from portal.privacy import cli as privacy_cli
 
-    for feature_cli in (audit_cli, backups_cli, compliance_cli, crypto_cli, dashboard_cli, documents_cli, privacy_cli):
+    for feature_cli in (
+        audit_cli, backups_cli, billing_cli, compliance_cli, crypto_cli, dashboard_cli, documents_cli, privacy_cli
+    ):
         feature_cli.init_app(app)

@@ -13,7 +13,7 @@ from werkzeug.datastructures import MultiDict
 from portal.api import bp
 from portal.api.auth import rate_limit_key
 from portal.api.inputs import MAX_ID, Validator
-from portal.api.problems import NAME_TAKEN, QUOTA_EXCEEDED, STATUS_TYPES, ApiProblem, render_problem
+from portal.api.problems import NAME_TAKEN, QUOTA_EXCEEDED, STATUS_TYPES, SUBSCRIPTION_READ_ONLY, ApiProblem, render_problem
 from portal.api.routes import iso
 from portal.database import writes_on_get
 from portal.documents import errors as document_errors
@@ -343,4 +343,6 @@ def handle_document_error(error: document_errors.DocumentError) -> Response:
     if isinstance(error, document_errors.FileNameTaken):
         type_ = NAME_TAKEN
         extra["existing_file_id"] = error.existing_file_id
+    if isinstance(error, document_errors.SubscriptionReadOnly):
+        type_ = SUBSCRIPTION_READ_ONLY
     return render_problem(ApiProblem(status, error.message, type_, extra=extra))

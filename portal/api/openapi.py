@@ -227,6 +227,16 @@ SCHEMAS: dict[str, Any] = {
             },
             "top_armoires_by_size": {"type": "array", "items": {"type": "object"}},
             "top_armoires_by_activity": {"type": "array", "items": {"type": "object"}},
+            "last_backup": {
+                "type": ["object", "null"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "status": {"type": "string"},
+                    "verified_at": {"type": ["string", "null"], "format": "date-time"},
+                    "verification_ok": {"type": ["boolean", "null"]},
+                },
+            },
         },
     },
     "DashboardMember": {

@@ -24,6 +24,7 @@ SSO_REQUIRED = "/problems/sso-required"
 QUOTA_EXCEEDED = "/problems/quota-exceeded"
 # A file of that name is already in the folder (on_conflict=refuse); ``existing_file_id`` names it.
 NAME_TAKEN = "/problems/name-taken"
+SUBSCRIPTION_READ_ONLY = "/problems/subscription-read-only"
 PROBLEM_TYPES: frozenset[str] = frozenset(
     {
         *STATUS_TYPES.values(),
@@ -32,6 +33,7 @@ PROBLEM_TYPES: frozenset[str] = frozenset(
         INVALID_CREDENTIALS,
         QUOTA_EXCEEDED,
         NAME_TAKEN,
+        SUBSCRIPTION_READ_ONLY,
     }
 )
 

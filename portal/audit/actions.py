@@ -76,6 +76,7 @@ ACTIONS: frozenset[str] = frozenset(
         "keys.retired",
         "keys.ledger_applied",
         "subscription.changed",
+        "subscription.reminder_sent",
         "payment.started",
         "payment.succeeded",
         "payment.failed",

@@ -140,3 +140,22 @@ class Invoice(OrgOwned, db.Model):
     pdf: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     pdf_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SubscriptionReminder(OrgOwned, db.Model):
+    """One reminder e-mail sent for one period's end: the unique row is what makes it sent once.
+
+    The lifecycle job inserts it with ON CONFLICT DO NOTHING before mailing; a second run, or
+    another process racing it, inserts nothing and sends nothing.
+    """
+
+    __tablename__ = "rappels_abonnement"
+    __table_args__ = (UniqueConstraint("subscription_id", "period_end", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("abonnements.id", ondelete="CASCADE"))
+    # The end (of the trial or of the paid period) the reminder is about: a new period, new reminders.
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(20))  # j7 | j3 | j1 | j0 | lecture_seule
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

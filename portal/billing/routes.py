@@ -9,13 +9,13 @@ from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
 
 from portal.audit.models import AuditEntry
-from portal.billing import bp, invoices, services
+from portal.billing import bp, invoices, lifecycle, services
 from portal.billing.feexpay import NETWORKS
 from portal.billing.forms import ChooseForm, PayForm
-from portal.billing.models import PENDING, Invoice, Payment, Plan
+from portal.billing.models import PENDING, Invoice, Payment, Plan, Subscription
 from portal.database import writes_on_get
 from portal.extensions import csrf, db
-from portal.security.permissions import Permission, public, requires
+from portal.security.permissions import Permission, has_permission, public, requires
 from portal.security.tenancy import get_scoped_or_404, scoped
 from portal.web.context import current_actor
 from portal.web.htmx import redirect_or_hx, render_page_or_fragment, wants_fragment
@@ -67,7 +67,30 @@ def _page_context(org_id: int, pay_form: PayForm | None = None, error: str | Non
         "tva_percent": services.tva_percent(),
         "xof": invoices.format_xof,
         "error": error,
+        "notice": lifecycle.notice_for(subscription),
     }
+
+
+@bp.app_context_processor
+def _lifecycle_banner() -> dict:
+    """``billing_notice()`` for base.html: the state banner, for members who can pay (admins) only.
+
+    A callable, so that pages without a signed-in admin (sign-in, errors) run no query.
+    """
+
+    def billing_notice():
+        if not getattr(current_user, "is_authenticated", False) or not current_user.organization_id:
+            return None
+        if not has_permission(current_user, Permission.BILLING_MANAGE):
+            return None
+        if request.endpoint and request.endpoint.startswith("billing."):
+            return None  # /abonnement says it in its own section
+        subscription = db.session.execute(
+            select(Subscription).where(Subscription.organization_id == current_user.organization_id)
+        ).scalar_one_or_none()
+        return lifecycle.notice_for(subscription) if subscription else None
+
+    return {"billing_notice": billing_notice}
 
 
 @bp.get("/abonnement")

@@ -21,7 +21,7 @@ from sqlalchemy import func, select, update
 from portal.audit.context import Actor
 from portal.audit.services import record
 from portal.auth.models import User
-from portal.billing import invoices
+from portal.billing import invoices, lifecycle
 from portal.billing.feexpay import NETWORK_COUNTRY, FeexPayClient, GatewayError, InvalidPhoneError, normalise_phone
 from portal.billing.models import (
     EXPIRED,
@@ -29,6 +29,7 @@ from portal.billing.models import (
     PENDING,
     PERIODS,
     STATUS_ACTIVE,
+    STATUS_READ_ONLY,
     STATUS_TRIAL,
     SUCCESSFUL,
     Payment,
@@ -139,12 +140,18 @@ class MemberQuotaError(BillingError):
     pass
 
 
+class SubscriptionReadOnlyError(MemberQuotaError):
+    """An invitation while the subscription is read-only (a MemberQuotaError: the same 403 form answer)."""
+
+
 def check_member_quota(organization_id: int) -> None:
     """Refuse one more member beyond the plan's quota; under the organisation lock, so parallel invitations queue."""
     lock_organization(organization_id)
     subscription = db.session.execute(
         select(Subscription).where(Subscription.organization_id == organization_id)
     ).scalar_one_or_none()
+    if subscription is not None and subscription.status == STATUS_READ_ONLY:
+        raise SubscriptionReadOnlyError(lifecycle.read_only_message(), "email")
     _storage, members = quotas(subscription or Subscription(organization_id=organization_id, status=STATUS_TRIAL))
     if members is not None and member_count(organization_id) >= members:
         raise MemberQuotaError(

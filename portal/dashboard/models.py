@@ -27,7 +27,9 @@ class DailyActivity(OrgOwned, db.Model):
         # The organisation's series read a few actions over a day range: with ``count`` in
         # the index that is an index-only range scan instead of every member's rows.
         Index("ix_tableau_bord_activite_org_action_day", "organization_id", "action", "day", "count"),
-        Index("ix_tableau_bord_activite_org_user_day", "organization_id", "user_id", "day"),
+        # A member's page reads all their rows over the period: with ``action, count`` in the
+        # index it is an index-only range scan too (migration e0a1c0de0001).
+        Index("ix_tableau_bord_activite_org_user_day", "organization_id", "user_id", "day", "action", "count"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -22,7 +22,7 @@ from portal.audit.models import AuditEntry
 from portal.auth.models import User
 from portal.dashboard.models import ArmoireStorage, DailyActivity, DailyArmoireActivity, DailyFileTouch
 from portal.database import utcnow
-from portal.documents.models import Armoire, File, FileVersion, Folder
+from portal.documents.models import Armoire, Folder
 from portal.documents.services.quota import quota_bytes
 from portal.extensions import db
 from portal.organizations.models import Organization
@@ -80,6 +80,7 @@ class GlobalFigures:
     activity: list[dict[str, Any]]
     top_by_size: list[ArmoireFigure] = field(default_factory=list)
     top_by_activity: list[ArmoireFigure] = field(default_factory=list)
+    last_backup: dict[str, Any] | None = None
 
     @property
     def active_members(self) -> int:
@@ -105,6 +106,12 @@ class GlobalFigures:
             "top_armoires_by_activity": [
                 {"id": a.id, "name": a.name, "entries": a.value} for a in self.top_by_activity
             ],
+            "last_backup": None
+            if self.last_backup is None
+            else {
+                key: value.isoformat() if hasattr(value, "isoformat") else value
+                for key, value in self.last_backup.items()
+            },
         }
 
 
@@ -177,6 +184,19 @@ def _top_by_activity(organization_id: int, days: list[date]) -> list[ArmoireFigu
     return _named([(row[0], int(row[1])) for row in rows], organization_id)[:TOP]
 
 
+def _last_backup(organization_id: int) -> dict[str, Any] | None:
+    """The newest backup and its verification (one row through (organization_id) and created_at)."""
+    from portal.backups.models import Backup
+
+    row = db.session.execute(
+        select(Backup.id, Backup.created_at, Backup.status, Backup.verified_at, Backup.verification_ok)
+        .where(Backup.organization_id == organization_id)
+        .order_by(Backup.created_at.desc(), Backup.id.desc())
+        .limit(1)
+    ).first()
+    return dict(row._mapping) if row else None
+
+
 def global_figures(organization_id: int, period: int, today: date | None = None) -> GlobalFigures:
     days = period_days(period, today)
     members = dict.fromkeys((role.value for role in Role), 0)
@@ -204,6 +224,7 @@ def global_figures(organization_id: int, period: int, today: date | None = None)
         activity=_activity_series(organization_id, days),
         top_by_size=top_size,
         top_by_activity=_top_by_activity(organization_id, days),
+        last_backup=_last_backup(organization_id),
     )
 
 
@@ -286,10 +307,15 @@ class PlatformRow:
     members: int
     bytes_used: int
     quota_bytes: int | None
+    plan: str | None = None  # None: the trial (or billing never used)
+    status: str = "essai"
 
 
 def platform_rows() -> list[PlatformRow]:
-    """Every organisation with its active members and storage (billing plans are a later issue)."""
+    """Every organisation with its active members, storage (the per-armoire counters, the
+    quota's own measure) and billing plan and status."""
+    from portal.billing.models import Plan, Subscription
+
     members = dict(
         db.session.execute(
             select(User.organization_id, func.count()).where(User.active.is_(True)).group_by(User.organization_id)
@@ -297,12 +323,19 @@ def platform_rows() -> list[PlatformRow]:
     )
     storage = dict(
         db.session.execute(
-            select(FileVersion.organization_id, func.sum(FileVersion.size))
-            .join(File, File.id == FileVersion.file_id)
-            .where(File.purged_at.is_(None))
-            .group_by(FileVersion.organization_id)
+            select(ArmoireStorage.organization_id, func.sum(ArmoireStorage.bytes)).group_by(
+                ArmoireStorage.organization_id
+            )
         ).all()
     )
+    billing = {
+        org_id: (plan, status)
+        for org_id, plan, status in db.session.execute(
+            select(Subscription.organization_id, Plan.name, Subscription.status).outerjoin(
+                Plan, Plan.id == Subscription.plan_id
+            )
+        )
+    }
     return [
         PlatformRow(
             org.id,
@@ -311,6 +344,7 @@ def platform_rows() -> list[PlatformRow]:
             int(members.get(org.id, 0)),
             int(storage.get(org.id) or 0),
             org.storage_quota_bytes,
+            *billing.get(org.id, (None, "essai")),
         )
         for org in db.session.execute(select(Organization).order_by(Organization.name, Organization.id)).scalars()
     ]

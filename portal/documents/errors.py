@@ -38,6 +38,17 @@ class QuotaExceeded(DocumentError):
     status = 413
 
 
+class SubscriptionReadOnly(DocumentError):
+    """The organisation's subscription lapsed past its grace: reads work, writes wait for a payment.
+
+    403 rather than 402 (not in the portal's status set): the action is understood and refused
+    for this organisation now; the API's ``type`` is ``/problems/subscription-read-only``.
+    """
+
+    status = 403
+    link_endpoint = "billing.subscription_page"
+
+
 class UnsupportedMedia(DocumentError):
     status = 415
 

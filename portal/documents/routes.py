@@ -85,7 +85,8 @@ def _document_error(error: DocumentError) -> Response:
         journal_refusal(error)
     else:
         db.session.rollback()
-    return render_error(error.status, error.message)
+    endpoint = getattr(error, "link_endpoint", None)
+    return render_error(error.status, error.message, link=url_for(endpoint) if endpoint else None)
 
 
 def _folder_from_arg(armoire: Armoire, value: object) -> Folder | None:

@@ -82,7 +82,7 @@ def problem_response(status: int, title: str, detail: str, type_: str | None = N
     return response
 
 
-def render_error(status: int, detail: str | None = None) -> Response:
+def render_error(status: int, detail: str | None = None, link: str | None = None) -> Response:
     title, default_detail = ERROR_TEXTS.get(status, ERROR_TEXTS[500])
     message = detail or str(default_detail)
     if is_api_request():
@@ -94,6 +94,7 @@ def render_error(status: int, detail: str | None = None) -> Response:
         status_code=status,
         title=title,
         detail=message,
+        link=link,
     )
 
 

@@ -111,3 +111,16 @@ def test_ttc_is_ht_plus_tva_rounded_to_the_franc(app):
     assert services.split_amounts(12345, 18) == (2222, 14567)  # 14 567.1 → 14 567
     assert services.split_amounts(1, 18) == (0, 1)
     assert sum(services.split_amounts(999, 18)[:1]) + 999 == services.split_amounts(999, 18)[1]
+
+
+def test_the_credit_note_command(admin_client, app):
+    _settled_payment(admin_client)
+    invoice = db.session.execute(select(Invoice)).scalar_one()
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["billing", "avoir", invoice.number])
+    assert result.exit_code == 0, result.output
+    db.session.expire_all()
+    note = db.session.execute(select(Invoice).where(Invoice.kind == "avoir")).scalar_one()
+    assert f"{note.number} credits {invoice.number}" in result.output and note.amount_ttc == -invoice.amount_ttc
+    assert runner.invoke(args=["billing", "avoir", note.number]).exit_code == 1  # a credit note is not credited
+    assert runner.invoke(args=["billing", "avoir", "FAC-1999-000001"]).exit_code == 1

@@ -217,3 +217,34 @@ def test_numbers_follow_the_members_language(app):
             assert number(1234567) == "1,234,567"
             assert size(1536 * 1024) == "1.5\u00a0MiB"
             assert str(device_name(None)) == "Unknown device"
+
+
+def test_the_last_backup_and_its_verification(app, login_as, admin, org, make_org):
+    from portal.backups.models import Backup
+
+    headers = _token(admin)
+    assert app.test_client().get("/api/v1/dashboard/global", headers=headers).get_json()["last_backup"] is None
+    older = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    newer = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    db.session.add_all(
+        [
+            Backup(organization_id=org.id, created_at=older, trigger="manuel", status="reussie"),
+            Backup(
+                organization_id=org.id,
+                created_at=newer,
+                trigger="planifie",
+                status="verifiee",
+                verified_at=newer + timedelta(hours=1),
+                verification_ok=True,
+            ),
+            # Another organisation's, newer still: never shown here.
+            Backup(organization_id=make_org("Autre").id, created_at=newer + timedelta(days=1), trigger="manuel"),
+        ]
+    )
+    db.session.commit()
+    last = app.test_client().get("/api/v1/dashboard/global", headers=headers).get_json()["last_backup"]
+    assert last["created_at"].startswith("2026-11-20T08:00") and last["status"] == "verifiee"
+    assert last["verification_ok"] is True and last["verified_at"].startswith("2026-11-20T09:00")
+    page = login_as(admin).get("/dashboard/global").get_data(as_text=True)
+    card = page[page.index('id="derniere-sauvegarde"') :].split("</article>")[0]
+    assert "Vérifiée" in card and "correcte" in card

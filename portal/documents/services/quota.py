@@ -14,7 +14,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
-from portal.documents.errors import FileTooLarge, QuotaExceeded
+from portal.documents.errors import FileTooLarge, QuotaExceeded, SubscriptionReadOnly
 from portal.documents.models import File, FileVersion
 from portal.extensions import db
 from portal.organizations.models import Organization
@@ -37,6 +37,10 @@ def quota_bytes(organization_id: int) -> int | None:
     quota = db.session.execute(
         select(Organization.storage_quota_bytes).where(Organization.id == organization_id)
     ).scalar_one_or_none()
+    return _effective_quota(quota)
+
+
+def _effective_quota(quota: int | None) -> int | None:
     if quota is None:
         # Billing sets the column when a plan is paid; until then the trial's quota applies (0: none).
         trial_mb = int(current_app.config.get("COFFRE_TRIAL_STORAGE_MB", 0))
@@ -51,8 +55,20 @@ class Limits:
 
 
 def upload_limits(organization_id: int, declared_size: int | None) -> Limits:
+    # Every upload (web, API, desktop, version, restore) starts here, before any byte is read:
+    # a read-only subscription (billing's lifecycle) refuses it, read with the quota in one statement.
+    from portal.billing.lifecycle import read_only_message
+    from portal.billing.models import STATUS_READ_ONLY, Subscription
+
+    row = db.session.execute(
+        select(Organization.storage_quota_bytes, Subscription.status)
+        .outerjoin(Subscription, Subscription.organization_id == Organization.id)
+        .where(Organization.id == organization_id)
+    ).first()
+    if row is not None and row.status == STATUS_READ_ONLY:
+        raise SubscriptionReadOnly(read_only_message())
     max_bytes = int(current_app.config["MAX_UPLOAD_BYTES"])
-    quota = quota_bytes(organization_id)
+    quota = _effective_quota(row.storage_quota_bytes if row is not None else None)
     quota_left = None if quota is None else quota - used_bytes(organization_id)
     limits = Limits(max_bytes, quota_left)
     if declared_size is not None:
