@@ -43,7 +43,7 @@ class WerkzeugServer:
 
 
 class GunicornServer:
-    """``gunicorn`` (sync worker, as in production) serving ``build_app()`` below."""
+    """``gunicorn`` (a sync worker) serving ``build_app()`` below."""
 
     def __init__(self, database_url: str, instance: Path, overrides: dict) -> None:
         self.port = free_port()
@@ -55,6 +55,12 @@ class GunicornServer:
                 "-m",
                 "gunicorn",
                 "-w",
+                "1",
+                # Explicitly sync, one request per connection as these tests' sockets expect:
+                # gunicorn.conf.py (read from ROOT) would make it gthread with keep-alive.
+                "-k",
+                "sync",
+                "--threads",
                 "1",
                 "--timeout",
                 "120",
