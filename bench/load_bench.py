@@ -11,9 +11,13 @@ It prints requests/s, p50/p95/p99 per kind, every status count, transport errors
 (connection cut, protocol error) and the workers' RSS before and after. Exit status 1 when
 any 5xx or transport error was seen, so that a script can use it as a gate.
 
-    .venv/bin/python bench/load_bench.py --duration 600                       # SQLite, gthread 1x8
+    .venv/bin/python bench/load_bench.py --duration 600                       # SQLite, gthread 2x4
     .venv/bin/python bench/load_bench.py --duration 600 --backend postgresql
-    .venv/bin/python bench/load_bench.py --worker-class sync --workers 1      # the comparison point
+    .venv/bin/python bench/load_bench.py --workers 1 --threads 8              # issue 18's setup
+    .venv/bin/python bench/load_bench.py --worker-class sync --workers 1      # its comparison point
+
+The default is gunicorn.conf.py's worker model on a 2-core machine (2 gthread workers of 4
+threads); gunicorn's keep-alive comes from that file too.
 """
 
 from __future__ import annotations
@@ -146,8 +150,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--worker-class", choices=("gthread", "sync"), default="gthread")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
 
     with running_database(args.backend) as (url, instance, secret, pepper):

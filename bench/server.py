@@ -54,9 +54,10 @@ def start_gunicorn(
 
     ``log``: where the server's stderr goes (tracebacks), instead of nowhere."""
     port = free_port()
+    # --threads always: gunicorn.conf.py sets 4, and a sync worker with threads > 1 becomes gthread.
+    threads = threads if worker_class == "gthread" else 1
     command = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", worker_class, "--timeout", "900"]
-    if worker_class == "gthread":
-        command += ["--threads", str(threads)]
+    command += ["--threads", str(threads)]
     output = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
     server = subprocess.Popen(
         [*command, "-b", f"127.0.0.1:{port}", "wsgi:app"],

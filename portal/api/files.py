@@ -15,7 +15,7 @@ from portal.api.auth import rate_limit_key
 from portal.api.inputs import MAX_ID, Validator
 from portal.api.problems import NAME_TAKEN, QUOTA_EXCEEDED, STATUS_TYPES, SUBSCRIPTION_READ_ONLY, ApiProblem, render_problem
 from portal.api.routes import iso
-from portal.database import writes_on_get
+from portal.database import reads_first, writes_on_get
 from portal.documents import errors as document_errors
 from portal.documents.models import Armoire, File, FileVersion, Folder
 from portal.documents.services import conflicts, listing, reading, trash, uploads, versions
@@ -161,8 +161,11 @@ def _audit_details(delete_after_upload: bool) -> dict[str, Any]:
     return {"delete_after_upload": delete_after_upload, "via": "api"}
 
 
-def _receipt(file: File, version: FileVersion, delete_local: bool) -> Response:
-    body = {
+def _receipt_body(file: File, version: FileVersion, delete_local: bool) -> dict[str, Any]:
+    """The receipt, read before the commit: afterwards every attribute is expired and reading
+    one opens another transaction (on SQLite a POST's begins IMMEDIATE, so the answer would
+    queue for the write lock behind the other uploads, then hold it while it is built)."""
+    return {
         "file_id": file.id,
         "version": version.number,
         "size": version.size,
@@ -172,9 +175,12 @@ def _receipt(file: File, version: FileVersion, delete_local: bool) -> Response:
         "mime_type": version.mime_type,
         "created_at": iso(version.created_at),
     }
+
+
+def _receipt(body: dict[str, Any]) -> Response:
     response = jsonify(body)
     response.status_code = 201
-    response.headers["Location"] = url_for("api.get_file", file_id=file.id)
+    response.headers["Location"] = url_for("api.get_file", file_id=body["file_id"])
     return response
 
 
@@ -209,6 +215,7 @@ def _commit_upload(version: FileVersion | None) -> None:
 @streams_body
 @requires(Permission.DOCUMENT_WRITE)
 @limiter.shared_limit(_upload_limit, scope="api-upload", key_func=rate_limit_key, override_defaults=False)
+@reads_first
 def upload_file() -> Response:
     fields, part, parts = _read_upload_form()
     check = Validator(fields)
@@ -231,10 +238,10 @@ def upload_file() -> Response:
         on_conflict=on_conflict,
     )
     version = _seal_and_finish(plan, part, parts)
-    file = db.session.get(File, version.file_id)
+    receipt = _receipt_body(db.session.get(File, version.file_id), version, delete_after_upload)
     _commit_upload(version)
     # Only now is the content durable (blob fsynced, row committed): the client may delete its copy.
-    return _receipt(file, version, delete_after_upload)
+    return _receipt(receipt)
 
 
 @bp.get(f"/fichiers/<{ID}:file_id>")
@@ -312,6 +319,7 @@ def list_versions(file_id: int) -> Response:
 @streams_body
 @requires(Permission.DOCUMENT_WRITE)
 @limiter.shared_limit(_upload_limit, scope="api-upload", key_func=rate_limit_key, override_defaults=False)
+@reads_first
 def add_version(file_id: int) -> Response:
     file = _file(file_id)
     fields, part, parts = _read_upload_form()
@@ -325,8 +333,9 @@ def add_version(file_id: int) -> Response:
         current_actor(), file, part.filename, None, comment, audit_details=_audit_details(delete_after_upload)
     )
     version = _seal_and_finish(plan, part, parts)
+    receipt = _receipt_body(file, version, delete_after_upload)
     _commit_upload(version)
-    return _receipt(file, version, delete_after_upload)
+    return _receipt(receipt)
 
 
 def handle_document_error(error: document_errors.DocumentError) -> Response:

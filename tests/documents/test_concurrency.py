@@ -285,3 +285,37 @@ def test_blob_store_full_in_a_subprocess(tmp_path: Path):
     import errno
 
     assert result.stdout.strip() == f"full {errno.EFBIG} [] []", result.stderr
+
+
+def test_quota_lock_does_not_block_rows_that_reference_the_organisation(app, contributor):
+    """An upload's quota lock must let another transaction journal (its insert takes FOR KEY
+    SHARE on the organisation): with FOR UPDATE a download holding the journal head waited
+    for the upload, which waited for the head, and PostgreSQL broke the deadlock with a 500."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from portal.audit.services import record
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("row locks: on SQLite the upload's IMMEDIATE transaction excludes every writer")
+    org_id, user_id = contributor.organization_id, contributor.id
+    quota.lock_organization(org_id)  # held until this session rolls back
+    outcome: list[object] = []
+
+    def journal_meanwhile() -> None:
+        with app.app_context():
+            try:
+                db.session.execute(text("SET LOCAL lock_timeout = '3s'"))
+                record("file.downloaded", Actor(org_id, user_id), target_type="file", target_id=1, target_label="x")
+                db.session.flush()
+                outcome.append("journalled")
+            except OperationalError as error:
+                outcome.append(error)
+            finally:
+                db.session.rollback()
+
+    thread = threading.Thread(target=journal_meanwhile)
+    thread.start()
+    thread.join(timeout=30)
+    db.session.rollback()
+    assert outcome == ["journalled"], outcome

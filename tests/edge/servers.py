@@ -43,10 +43,14 @@ class WerkzeugServer:
 
 
 class GunicornServer:
-    """``gunicorn`` (sync worker, as in production) serving ``build_app()`` below."""
+    """``gunicorn`` (a sync worker) serving ``build_app()`` below."""
 
-    def __init__(self, database_url: str, instance: Path, overrides: dict) -> None:
+    def __init__(self, database_url: str, instance: Path, overrides: dict, *, production: bool = False) -> None:
+        """``production``: the worker model of gunicorn.conf.py (gthread, keep-alive) instead."""
         self.port = free_port()
+        # Explicitly sync, one request per connection as most of these tests' sockets expect:
+        # gunicorn.conf.py (read from ROOT) would make it gthread with keep-alive.
+        worker = ["-w", "1"] if production else ["-w", "1", "-k", "sync", "--threads", "1"]
         env = dict(os.environ)
         env[APP_SPEC] = json.dumps({"database_url": database_url, "instance": str(instance), "overrides": overrides})
         self._process = subprocess.Popen(
@@ -54,8 +58,7 @@ class GunicornServer:
                 sys.executable,
                 "-m",
                 "gunicorn",
-                "-w",
-                "1",
+                *worker,
                 "--timeout",
                 "120",
                 "-b",

@@ -89,7 +89,15 @@ def check_size(limits: Limits | UploadPlan, size: int) -> None:
 def lock_organization(organization_id: int) -> int | None:
     """Serialise quota checks of one organisation (PostgreSQL: row lock; SQLite: the write
     transaction is IMMEDIATE already, FOR UPDATE is not rendered) and return its quota, read
-    under the lock (one statement instead of two)."""
+    under the lock (one statement instead of two).
+
+    ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: every insert of a row that references the
+    organisation (a journal entry, a rollup) takes ``FOR KEY SHARE`` on it, which ``FOR UPDATE``
+    blocks. A download holding the journal chain head then waited for this upload, which
+    waited for the head: a deadlock, answered 500 (issue 18, PostgreSQL load run). Quota
+    checks still exclude one another: the lock conflicts with itself."""
     return db.session.execute(
-        select(Organization.storage_quota_bytes).where(Organization.id == organization_id).with_for_update()
+        select(Organization.storage_quota_bytes)
+        .where(Organization.id == organization_id)
+        .with_for_update(key_share=True)
     ).scalar_one_or_none()

@@ -247,8 +247,9 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
             db.session.flush()
         else:
             # Lock the row alone (File's joined relationships cannot be locked on PostgreSQL),
-            # then reload it: version numbers are allocated one at a time per file.
-            db.session.execute(select(File.id).where(File.id == file_id).with_for_update())
+            # then reload it: version numbers are allocated one at a time per file. NO KEY
+            # UPDATE lets inserts that reference the file (its version row) take KEY SHARE.
+            db.session.execute(select(File.id).where(File.id == file_id).with_for_update(key_share=True))
             file = db.session.get(File, file_id, populate_existing=True)
             if file is None or file.organization_id != plan.organization_id:
                 raise NotFound(_("Fichier introuvable."))
