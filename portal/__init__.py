@@ -116,6 +116,7 @@ def _register_blueprints(app: Flask) -> None:
     from portal.documents import bp as documents_bp
     from portal.main import bp as main_bp
     from portal.profile import bp as profile_bp
+    from portal.search import bp as search_bp
     from portal.sso import bp as sso_bp
     from portal.users import bp as users_bp
 
@@ -130,6 +131,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(backups_bp)
     app.register_blueprint(api_tokens_bp, url_prefix="/me/jetons")
     app.register_blueprint(sso_bp)
+    app.register_blueprint(search_bp)
     from portal.sso import providers as sso_providers
 
     sso_providers.init_app(app)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from portal.api.problems import PROBLEM_TYPES
+from portal.search.services import SORTS as SEARCH_SORTS
+from portal.search.services import TYPES as SEARCH_TYPES
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"
@@ -250,6 +252,32 @@ SCHEMAS: dict[str, Any] = {
         "required": ["items"],
         "properties": {"items": {"type": "array", "items": _ref("Armoire")}},
     },
+    "SearchResults": {
+        "type": "object",
+        "required": ["items", "total"],
+        "properties": {
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "name", "path", "armoire_id", "folder_id", "size", "modified_at"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "name": {"type": "string"},
+                        "path": {"type": "string", "description": "Armoire / folder / sub-folder"},
+                        "armoire_id": {"type": "integer"},
+                        "folder_id": {"type": ["integer", "null"]},
+                        "size": {"type": "integer"},
+                        "mime_type": {"type": "string"},
+                        "modified_at": {"type": ["string", "null"]},
+                    },
+                },
+            },
+            "total": {"type": "integer"},
+            "page": {"type": "integer"},
+            "per_page": {"type": "integer"},
+        },
+    },
     "File": {
         "type": "object",
         "required": ["id", "name", "armoire_id", "folder_id", "size", "mime_type", "version", "sha256"],
@@ -367,6 +395,34 @@ def _paths() -> dict[str, Any]:
                     {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
                 ],
                 "responses": {"200": _json("FilePage", "One page of live files")} | _problems(*AUTHED, 404, 422),
+            }
+        },
+        "/recherche": {
+            "get": {
+                "operationId": "searchFiles",
+                "summary": "Search the organisation's live files (accent- and case-insensitive names)",
+                "security": secured,
+                "parameters": [
+                    {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 100, "pattern": NO_NUL}},
+                    {
+                        "name": "dossier",
+                        "in": "query",
+                        "schema": {"type": "string", "maxLength": 100, "pattern": NO_NUL},
+                    },
+                    {
+                        "name": "auteur",
+                        "in": "query",
+                        "schema": {"type": "string", "maxLength": 100, "pattern": NO_NUL},
+                    },
+                    {"name": "type", "in": "query", "schema": {"type": "string", "enum": list(SEARCH_TYPES)}},
+                    {"name": "du", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {"name": "au", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {"name": "tri", "in": "query", "schema": {"type": "string", "enum": list(SEARCH_SORTS)}},
+                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000000}},
+                    {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                ],
+                "responses": {"200": _json("SearchResults", "Matching files with their path")}
+                | _problems(*AUTHED, 422),
             }
         },
         "/fichiers": {

@@ -31,6 +31,7 @@ from portal.documents.services import armoires as armoire_services
 from portal.documents.services import files, folders, listing, names, reading, uploads
 from portal.documents.services import trash as trash_services
 from portal.documents.services import versions as version_services
+from portal.documents.sortkey import sort_key
 from portal.documents.upload import FORM_OVERHEAD, FieldPart, upload_reader
 from portal.extensions import csrf, db
 from portal.security.permissions import Permission, requires
@@ -110,7 +111,9 @@ def content_disposition(kind: str, name: str) -> str:
 @bp.route("/armoires")
 @requires(Permission.DOCUMENT_READ)
 def armoires():
-    items = list(db.session.execute(scoped(Armoire, current_user.organization_id).order_by(Armoire.name)).scalars())
+    items = sorted(
+        db.session.execute(scoped(Armoire, current_user.organization_id)).scalars(), key=lambda a: sort_key(a.name)
+    )
     return render_page_or_fragment(
         "documents/armoires.html",
         "documents/_armoires.html",
@@ -368,7 +371,7 @@ def add_version(file_id: int):
 
 def _move_choices(org_id: int) -> list[tuple[str, str]]:
     choices = []
-    armoires = db.session.execute(scoped(Armoire, org_id).order_by(Armoire.name)).scalars().all()
+    armoires = sorted(db.session.execute(scoped(Armoire, org_id)).scalars(), key=lambda a: sort_key(a.name))
     folders = db.session.execute(scoped(Folder, org_id)).scalars().all()
     by_id = {folder.id: folder for folder in folders}
 
@@ -382,7 +385,7 @@ def _move_choices(org_id: int) -> list[tuple[str, str]]:
 
     for armoire in armoires:
         choices.append((f"{armoire.id}:", armoire.name))
-        for folder in sorted((f for f in folders if f.armoire_id == armoire.id), key=path):
+        for folder in sorted((f for f in folders if f.armoire_id == armoire.id), key=lambda f: sort_key(path(f))):
             choices.append((f"{armoire.id}:{folder.id}", f"{armoire.name} / {path(folder)}"))
     return choices
 
@@ -612,3 +615,8 @@ def filesize(value: int | None) -> str:
         size /= 1024
     pattern = "#,##0" if unit == "o" else "#,##0.#"
     return f"{format_decimal(size, format=pattern)} {unit}"
+
+
+@bp.app_template_filter("icon_kind")
+def icon_kind(mime_type: str | None, name: str | None = None) -> str:
+    return names.icon_kind(mime_type, name)

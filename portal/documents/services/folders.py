@@ -181,7 +181,7 @@ def list_folders(organization_id: int, armoire: Armoire, parent: Folder | None) 
     """Sub-folders of ``parent`` (or the armoire's root), by name."""
     statement = scoped(Folder, organization_id).where(Folder.armoire_id == armoire.id)
     statement = statement.where(Folder.parent_id.is_(None) if parent is None else Folder.parent_id == parent.id)
-    return list(db.session.execute(statement.order_by(func.lower(Folder.name))).scalars())
+    return list(db.session.execute(statement.order_by(Folder.name_key, Folder.id)).scalars())
 
 
 def folder_trail(folder: Folder | None) -> list[Folder]:

@@ -69,3 +69,31 @@ def detect_mime(head: bytes) -> str:
 
 def is_previewable(mime_type: str) -> bool:
     return mime_type in PREVIEWABLE_TYPES
+
+
+_ICON_BY_EXTENSION = {
+    **dict.fromkeys(("xls", "xlsx", "ods", "csv"), "sheet"),
+    **dict.fromkeys(("doc", "docx", "odt", "rtf"), "doc"),
+    **dict.fromkeys(("ppt", "pptx", "odp"), "slides"),
+    **dict.fromkeys(("zip", "7z", "rar", "tar", "gz", "tgz", "bz2", "xz"), "archive"),
+    **dict.fromkeys(("json", "xml", "html", "js", "py", "sql", "yml", "yaml"), "code"),
+    **dict.fromkeys(("txt", "md", "log"), "text"),
+}
+
+
+def icon_kind(mime_type: str | None, name: str | None = None) -> str:
+    """Which file-type icon (static/img/filetypes/<kind>.svg) a file gets: by sniffed type, then extension."""
+    mime = mime_type or ""
+    if mime == "application/pdf":
+        return "pdf"
+    for prefix, kind in (("image/", "image"), ("audio/", "audio"), ("video/", "video")):
+        if mime.startswith(prefix):
+            return kind
+    extension = (name or "").rpartition(".")[2].lower() if "." in (name or "") else ""
+    if extension in _ICON_BY_EXTENSION:
+        return _ICON_BY_EXTENSION[extension]
+    if mime.startswith("text/"):
+        return "text"
+    if mime in {"application/zip", "application/gzip", "application/x-7z-compressed", "application/x-tar"}:
+        return "archive"
+    return "file"
