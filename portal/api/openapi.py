@@ -19,6 +19,7 @@ STAMP = {"type": "string", "format": "date-time"}
 NULLABLE_STAMP = {"type": ["string", "null"], "format": "date-time"}
 # The API refuses NUL characters in any text field.
 NO_NUL = "^[^\u0000]*$"
+SEARCH_TEXT = {"type": "string", "maxLength": 100, "pattern": NO_NUL}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -403,17 +404,9 @@ def _paths() -> dict[str, Any]:
                 "summary": "Search the organisation's live files (accent- and case-insensitive names)",
                 "security": secured,
                 "parameters": [
-                    {"name": "q", "in": "query", "schema": {"type": "string", "maxLength": 100, "pattern": NO_NUL}},
-                    {
-                        "name": "dossier",
-                        "in": "query",
-                        "schema": {"type": "string", "maxLength": 100, "pattern": NO_NUL},
-                    },
-                    {
-                        "name": "auteur",
-                        "in": "query",
-                        "schema": {"type": "string", "maxLength": 100, "pattern": NO_NUL},
-                    },
+                    {"name": "q", "in": "query", "schema": SEARCH_TEXT},
+                    {"name": "dossier", "in": "query", "schema": SEARCH_TEXT},
+                    {"name": "auteur", "in": "query", "schema": SEARCH_TEXT},
                     {"name": "type", "in": "query", "schema": {"type": "string", "enum": list(SEARCH_TYPES)}},
                     {"name": "du", "in": "query", "schema": {"type": "string", "format": "date"}},
                     {"name": "au", "in": "query", "schema": {"type": "string", "format": "date"}},
