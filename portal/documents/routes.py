@@ -5,7 +5,7 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from flask import Response, current_app, flash, g, request, url_for
+from flask import Response, current_app, flash, g, make_response, render_template, request, url_for
 from flask_babel import format_decimal, get_locale, ngettext
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -407,7 +407,8 @@ def file(file_id: int):
         armoire=file.armoire,
         trail=folders.folder_trail(folder),
         versions=version_services.list_versions(file),
-        previewable=names.is_previewable(file.mime_type),
+        previewable=names.is_previewable(file.mime_type, file.name),
+        text_preview=names.is_text_previewable(file.mime_type, file.name),
         rename_form=rename_form,
         move_form=move_form,
         confirm=ConfirmForm(),
@@ -498,8 +499,47 @@ def _integrity_failure(actor: Actor, error: IntegrityFailure) -> Response:
     return render_error(409, error.message)
 
 
+def _send_text_preview(file: File, number: int) -> Response:
+    """The first MiB of a text file as an escaped page, served sandboxed like every preview."""
+    limit = names.TEXT_PREVIEW_BYTES
+    actor = current_actor()
+    size = version_services.get_version(file, number).size
+    end = min(size, limit)
+    try:
+        version, chunks = reading.open_version_stream(actor, file, number, 0, end, preview=True, record_access=False)
+    except IntegrityFailure as error:
+        return _integrity_failure(actor, error)
+    file_id, file_name, number = file.id, file.name, version.number
+    try:
+        # No transaction stays open while the blob is read (see _send).
+        db.session.commit()
+        head = bytearray()
+        for chunk in chunks:
+            head += chunk
+            if len(head) >= end:
+                break
+    except IntegrityFailure as error:
+        return _integrity_failure(actor, error)
+    finally:
+        chunks.close()
+    reading.record_download(actor, file_id, file_name, number, preview=True)
+    db.session.commit()
+    text = names.decode_text_preview(bytes(head[:end]), truncated=size > limit)
+    response = make_response(
+        render_template("documents/preview_text.html", name=file_name, text=text, truncated=size > limit)
+    )
+    headers = response.headers
+    headers["Content-Security-Policy"] = PREVIEW_CSP
+    headers["X-Frame-Options"] = "SAMEORIGIN"
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _send(file: File, number: int | None, *, inline: bool) -> Response:
     version = version_services.get_version(file, number)
+    if inline and names.is_text_previewable(version.mime_type, file.name):
+        return _send_text_preview(file, version.number)
     if inline and not names.is_previewable(version.mime_type):
         raise UnsupportedMedia(_("Aucun aperçu n'est possible pour ce type de fichier : téléchargez-le."))
     size, start, end, status = version.size, 0, version.size, 200

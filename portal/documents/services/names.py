@@ -67,8 +67,30 @@ def detect_mime(head: bytes) -> str:
     return "text/plain"
 
 
-def is_previewable(mime_type: str) -> bool:
-    return mime_type in PREVIEWABLE_TYPES
+TEXT_PREVIEW_EXTENSIONS = frozenset({"txt", "csv", "md", "json"})
+TEXT_PREVIEW_BYTES = 1024 * 1024
+
+
+def is_text_previewable(mime_type: str, name: str | None = None) -> bool:
+    """Plain text (sniffed, never the client's claim) named .txt, .csv, .md or .json."""
+    extension = (name or "").rpartition(".")[2].lower() if "." in (name or "") else ""
+    return mime_type in {"text/plain", "application/json"} and extension in TEXT_PREVIEW_EXTENSIONS
+
+
+def is_previewable(mime_type: str, name: str | None = None) -> bool:
+    return mime_type in PREVIEWABLE_TYPES or is_text_previewable(mime_type, name)
+
+
+def decode_text_preview(head: bytes, truncated: bool) -> str:
+    """UTF-8 text of a preview's first bytes; a character cut at the limit is dropped, not garbled."""
+    if truncated:
+        # Back off at most 3 bytes to a character boundary.
+        for cut in range(len(head), max(len(head) - 4, 0), -1):
+            try:
+                return head[:cut].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+    return head.decode("utf-8", errors="replace")
 
 
 _ICON_BY_EXTENSION = {
