@@ -178,6 +178,9 @@ def _browse(armoire: Armoire, folder: Folder | None):
         folder=folder,
         trail=folders.folder_trail(folder),
         folders=folders.list_folders(org_id, armoire, folder),
+        tree=folders.folder_tree(org_id, armoire),
+        open_ids={item.id for item in folders.folder_trail(folder)},
+        move_choices=lambda: _move_choices(org_id),
         files=files,
         sort=sort if sort in listing.SORTS else "name",
         search=search,
@@ -660,3 +663,8 @@ def filesize(value: int | None) -> str:
 @bp.app_template_filter("icon_kind")
 def icon_kind(mime_type: str | None, name: str | None = None) -> str:
     return names.icon_kind(mime_type, name)
+
+
+@bp.app_template_filter("is_previewable")
+def is_previewable(mime_type: str, name: str | None = None) -> bool:
+    return names.is_previewable(mime_type, name)

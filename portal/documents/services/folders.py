@@ -193,3 +193,20 @@ def folder_trail(folder: Folder | None) -> list[Folder]:
         trail.append(folder)
         folder = db.session.get(Folder, folder.parent_id) if folder.parent_id else None
     return list(reversed(trail))
+
+
+TREE_MAX = 2000
+
+
+def folder_tree(organization_id: int, armoire: Armoire) -> dict[int | None, list[Folder]]:
+    """``{parent_id: [children by name]}`` for the side tree (None: the armoire's root).
+
+    Bounded: an armoire with more folders than ``TREE_MAX`` shows the first ones by name;
+    the list beside the tree still shows every sub-folder of the current one.
+    """
+    statement = scoped(Folder, organization_id).where(Folder.armoire_id == armoire.id)
+    rows = db.session.execute(statement.order_by(Folder.name_key, Folder.id).limit(TREE_MAX)).scalars()
+    children: dict[int | None, list[Folder]] = {}
+    for folder in rows:
+        children.setdefault(folder.parent_id, []).append(folder)
+    return children
