@@ -459,6 +459,7 @@ def rename_file(file_id: int):
         raise InvalidName(_("Le nouveau nom est obligatoire (255 caractères au plus)."))
     files.rename_file(current_actor(), g.file, form.name.data)
     db.session.commit()
+    flash(_("Fichier renommé en « %(name)s ».", name=g.file.name), "success")
     return redirect_or_hx(url_for("documents.file", file_id=g.file.id))
 
 
@@ -472,6 +473,10 @@ def move_file(file_id: int):
     folder = _folder_from_arg(armoire, folder_part)
     files.move_file(current_actor(), g.file, armoire, folder)
     db.session.commit()
+    flash(
+        _("Fichier déplacé vers « %(where)s ».", where=armoire.name + (f" / {folder.name}" if folder else "")),
+        "success",
+    )
     return redirect_or_hx(url_for("documents.file", file_id=g.file.id))
 
 
@@ -650,13 +655,15 @@ def purge_file(trashed_id: int):
 
 @bp.app_template_filter("filesize")
 def filesize(value: int | None) -> str:
-    """Human-readable size in the user's locale (1 Kio = 1024 octets)."""
+    """Human-readable size in the user's language: 1 Kio = 1024 o in French, KiB and B in English."""
     size = float(value or 0)
-    for unit in ("o", "Kio", "Mio", "Gio"):
-        if size < 1024 or unit == "Gio":
+    # The unit symbols are translated (msgstr "KiB"…), not spelled per language here.
+    units = (_("o"), _("Kio"), _("Mio"), _("Gio"))
+    for index, unit in enumerate(units):
+        if size < 1024 or index == len(units) - 1:
             break
         size /= 1024
-    pattern = "#,##0" if unit == "o" else "#,##0.#"
+    pattern = "#,##0" if index == 0 else "#,##0.#"
     return f"{format_decimal(size, format=pattern)} {unit}"
 
 

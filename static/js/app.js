@@ -128,5 +128,13 @@
     showToast(event.detail);
   });
 
+  // A success message flashed before a redirect (rename, move, restore…) is shown as a toast too;
+  // the flash line stays in the page for screen readers and for pages without this script.
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("#flashes .flash-success").forEach(function (flash) {
+      showToast({ message: flash.textContent.trim() });
+    });
+  });
+
   window.Coffre = { showFlash: showFlash, showToast: showToast };
 })();
