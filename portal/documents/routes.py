@@ -659,12 +659,12 @@ def filesize(value: int | None) -> str:
     size = float(value or 0)
     # The unit symbols are translated (msgstr "KiB"…), not spelled per language here.
     units = (_("o"), _("Kio"), _("Mio"), _("Gio"))
-    for index, unit in enumerate(units):
-        if size < 1024 or index == len(units) - 1:
-            break
+    index = 0
+    while size >= 1024 and index < len(units) - 1:
         size /= 1024
+        index += 1
     pattern = "#,##0" if index == 0 else "#,##0.#"
-    return f"{format_decimal(size, format=pattern)} {unit}"
+    return f"{format_decimal(size, format=pattern)} {units[index]}"
 
 
 @bp.app_template_filter("icon_kind")
