@@ -136,5 +136,23 @@
     });
   });
 
+  // <button data-print>: print the page (recovery codes); no inline handler under the CSP.
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-print]")) { window.print(); }
+  });
+
+  // <time datetime="…" data-local>: the server writes UTC; show it in the reader's time zone.
+  function localTimes(root) {
+    var lang = document.documentElement.lang || undefined;
+    (root || document).querySelectorAll("time[data-local]").forEach(function (node) {
+      var when = new Date(node.getAttribute("datetime"));
+      if (isNaN(when.getTime())) { return; }
+      node.textContent = when.toLocaleString(lang, { dateStyle: "short", timeStyle: "short" });
+      node.title = node.getAttribute("datetime");
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
+  document.addEventListener("htmx:afterSettle", function (event) { localTimes(event.target); });
+
   window.Coffre = { showFlash: showFlash, showToast: showToast };
 })();
