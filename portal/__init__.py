@@ -125,6 +125,7 @@ def _register_blueprints(app: Flask) -> None:
     from portal.organizations.routes import bp as organizations_bp
     from portal.privacy import bp as privacy_bp
     from portal.profile import bp as profile_bp
+    from portal.search import bp as search_bp
     from portal.sso import bp as sso_bp
     from portal.users import bp as users_bp
 
@@ -142,6 +143,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(sso_bp)
     app.register_blueprint(privacy_bp)
     app.register_blueprint(organizations_bp)
+    app.register_blueprint(search_bp)
     from portal.sso import providers as sso_providers
 
     sso_providers.init_app(app)

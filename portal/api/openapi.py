@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from portal.api.problems import PROBLEM_TYPES
+from portal.search.services import SORTS as SEARCH_SORTS
+from portal.search.services import TYPES as SEARCH_TYPES
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"
@@ -17,6 +19,7 @@ STAMP = {"type": "string", "format": "date-time"}
 NULLABLE_STAMP = {"type": ["string", "null"], "format": "date-time"}
 # The API refuses NUL characters in any text field.
 NO_NUL = "^[^\u0000]*$"
+SEARCH_TEXT = {"type": "string", "maxLength": 100, "pattern": NO_NUL}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -285,6 +288,32 @@ SCHEMAS: dict[str, Any] = {
         "required": ["items"],
         "properties": {"items": {"type": "array", "items": _ref("Armoire")}},
     },
+    "SearchResults": {
+        "type": "object",
+        "required": ["items", "total"],
+        "properties": {
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "name", "path", "armoire_id", "folder_id", "size", "modified_at"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "name": {"type": "string"},
+                        "path": {"type": "string", "description": "Armoire / folder / sub-folder"},
+                        "armoire_id": {"type": "integer"},
+                        "folder_id": {"type": ["integer", "null"]},
+                        "size": {"type": "integer"},
+                        "mime_type": {"type": "string"},
+                        "modified_at": {"type": ["string", "null"]},
+                    },
+                },
+            },
+            "total": {"type": "integer"},
+            "page": {"type": "integer"},
+            "per_page": {"type": "integer"},
+        },
+    },
     "File": {
         "type": "object",
         "required": ["id", "name", "armoire_id", "folder_id", "size", "mime_type", "version", "sha256"],
@@ -452,6 +481,26 @@ def _paths() -> dict[str, Any]:
                 "security": secured,
                 "parameters": [PATH_ID | {"name": "armoire_id"}],
                 "responses": {"200": _json("FolderList", "Folders")} | _problems(*AUTHED, 404),
+            }
+        },
+        "/recherche": {
+            "get": {
+                "operationId": "searchFiles",
+                "summary": "Search the organisation's live files (accent- and case-insensitive names)",
+                "security": secured,
+                "parameters": [
+                    {"name": "q", "in": "query", "schema": SEARCH_TEXT},
+                    {"name": "dossier", "in": "query", "schema": SEARCH_TEXT},
+                    {"name": "auteur", "in": "query", "schema": SEARCH_TEXT},
+                    {"name": "type", "in": "query", "schema": {"type": "string", "enum": list(SEARCH_TYPES)}},
+                    {"name": "du", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {"name": "au", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {"name": "tri", "in": "query", "schema": {"type": "string", "enum": list(SEARCH_SORTS)}},
+                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000000}},
+                    {"name": "per_page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                ],
+                "responses": {"200": _json("SearchResults", "Matching files with their path")}
+                | _problems(*AUTHED, 422),
             }
         },
         "/fichiers": {

@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("documents", __name__)
 
-from portal.documents import jobs, routes, tus_routes  # noqa: E402,F401
+from portal.documents import bulk_routes, jobs, routes, tus_routes  # noqa: E402,F401

@@ -5,7 +5,7 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from flask import Response, current_app, flash, g, request, url_for
+from flask import Response, current_app, flash, g, make_response, render_template, request, url_for
 from flask_babel import format_decimal, get_locale, ngettext
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -31,6 +31,7 @@ from portal.documents.services import armoires as armoire_services
 from portal.documents.services import files, folders, listing, names, reading, uploads
 from portal.documents.services import trash as trash_services
 from portal.documents.services import versions as version_services
+from portal.documents.sortkey import sort_key
 from portal.documents.upload import FORM_OVERHEAD, FieldPart, upload_reader
 from portal.extensions import csrf, db
 from portal.security.permissions import Permission, requires
@@ -117,7 +118,9 @@ def content_disposition(kind: str, name: str) -> str:
 @bp.route("/armoires")
 @requires(Permission.DOCUMENT_READ)
 def armoires():
-    items = list(db.session.execute(scoped(Armoire, current_user.organization_id).order_by(Armoire.name)).scalars())
+    items = sorted(
+        db.session.execute(scoped(Armoire, current_user.organization_id)).scalars(), key=lambda a: sort_key(a.name)
+    )
     return render_page_or_fragment(
         "documents/armoires.html",
         "documents/_armoires.html",
@@ -182,6 +185,9 @@ def _browse(armoire: Armoire, folder: Folder | None):
         folder=folder,
         trail=folders.folder_trail(folder),
         folders=folders.list_folders(org_id, armoire, folder),
+        tree=folders.folder_tree(org_id, armoire),
+        open_ids={item.id for item in folders.folder_trail(folder)},
+        move_choices=lambda: _move_choices(org_id),
         files=files,
         sort=sort if sort in listing.SORTS else "name",
         search=search,
@@ -375,7 +381,7 @@ def add_version(file_id: int):
 
 def _move_choices(org_id: int) -> list[tuple[str, str]]:
     choices = []
-    armoires = db.session.execute(scoped(Armoire, org_id).order_by(Armoire.name)).scalars().all()
+    armoires = sorted(db.session.execute(scoped(Armoire, org_id)).scalars(), key=lambda a: sort_key(a.name))
     folders = db.session.execute(scoped(Folder, org_id)).scalars().all()
     by_id = {folder.id: folder for folder in folders}
 
@@ -389,7 +395,7 @@ def _move_choices(org_id: int) -> list[tuple[str, str]]:
 
     for armoire in armoires:
         choices.append((f"{armoire.id}:", armoire.name))
-        for folder in sorted((f for f in folders if f.armoire_id == armoire.id), key=path):
+        for folder in sorted((f for f in folders if f.armoire_id == armoire.id), key=lambda f: sort_key(path(f))):
             choices.append((f"{armoire.id}:{folder.id}", f"{armoire.name} / {path(folder)}"))
     return choices
 
@@ -411,7 +417,8 @@ def file(file_id: int):
         armoire=file.armoire,
         trail=folders.folder_trail(folder),
         versions=version_services.list_versions(file),
-        previewable=names.is_previewable(file.mime_type),
+        previewable=names.is_previewable(file.mime_type, file.name),
+        text_preview=names.is_text_previewable(file.mime_type, file.name),
         rename_form=rename_form,
         move_form=move_form,
         confirm=ConfirmForm(),
@@ -459,6 +466,7 @@ def rename_file(file_id: int):
         raise InvalidName(_("Le nouveau nom est obligatoire (255 caractères au plus)."))
     files.rename_file(current_actor(), g.file, form.name.data)
     db.session.commit()
+    flash(_("Fichier renommé en « %(name)s ».", name=g.file.name), "success")
     return redirect_or_hx(url_for("documents.file", file_id=g.file.id))
 
 
@@ -472,6 +480,10 @@ def move_file(file_id: int):
     folder = _folder_from_arg(armoire, folder_part)
     files.move_file(current_actor(), g.file, armoire, folder)
     db.session.commit()
+    flash(
+        _("Fichier déplacé vers « %(where)s ».", where=armoire.name + (f" / {folder.name}" if folder else "")),
+        "success",
+    )
     return redirect_or_hx(url_for("documents.file", file_id=g.file.id))
 
 
@@ -502,8 +514,47 @@ def _integrity_failure(actor: Actor, error: IntegrityFailure) -> Response:
     return render_error(409, error.message)
 
 
+def _send_text_preview(file: File, number: int) -> Response:
+    """The first MiB of a text file as an escaped page, served sandboxed like every preview."""
+    limit = names.TEXT_PREVIEW_BYTES
+    actor = current_actor()
+    size = version_services.get_version(file, number).size
+    end = min(size, limit)
+    try:
+        version, chunks = reading.open_version_stream(actor, file, number, 0, end, preview=True, record_access=False)
+    except IntegrityFailure as error:
+        return _integrity_failure(actor, error)
+    file_id, file_name, number = file.id, file.name, version.number
+    try:
+        # No transaction stays open while the blob is read (see _send).
+        db.session.commit()
+        head = bytearray()
+        for chunk in chunks:
+            head += chunk
+            if len(head) >= end:
+                break
+    except IntegrityFailure as error:
+        return _integrity_failure(actor, error)
+    finally:
+        chunks.close()
+    reading.record_download(actor, file_id, file_name, number, preview=True)
+    db.session.commit()
+    text = names.decode_text_preview(bytes(head[:end]), truncated=size > limit)
+    response = make_response(
+        render_template("documents/preview_text.html", name=file_name, text=text, truncated=size > limit)
+    )
+    headers = response.headers
+    headers["Content-Security-Policy"] = PREVIEW_CSP
+    headers["X-Frame-Options"] = "SAMEORIGIN"
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _send(file: File, number: int | None, *, inline: bool) -> Response:
     version = version_services.get_version(file, number)
+    if inline and names.is_text_previewable(version.mime_type, file.name):
+        return _send_text_preview(file, version.number)
     if inline and not names.is_previewable(version.mime_type):
         raise UnsupportedMedia(_("Aucun aperçu n'est possible pour ce type de fichier : téléchargez-le."))
     size, start, end, status = version.size, 0, version.size, 200
@@ -611,11 +662,23 @@ def purge_file(trashed_id: int):
 
 @bp.app_template_filter("filesize")
 def filesize(value: int | None) -> str:
-    """Human-readable size in the user's locale (1 Kio = 1024 octets)."""
+    """Human-readable size in the user's language: 1 Kio = 1024 o in French, KiB and B in English."""
     size = float(value or 0)
-    for unit in ("o", "Kio", "Mio", "Gio"):
-        if size < 1024 or unit == "Gio":
-            break
+    # The unit symbols are translated (msgstr "KiB"…), not spelled per language here.
+    units = (_("o"), _("Kio"), _("Mio"), _("Gio"))
+    index = 0
+    while size >= 1024 and index < len(units) - 1:
         size /= 1024
-    pattern = "#,##0" if unit == "o" else "#,##0.#"
-    return f"{format_decimal(size, format=pattern)} {unit}"
+        index += 1
+    pattern = "#,##0" if index == 0 else "#,##0.#"
+    return f"{format_decimal(size, format=pattern)} {units[index]}"
+
+
+@bp.app_template_filter("icon_kind")
+def icon_kind(mime_type: str | None, name: str | None = None) -> str:
+    return names.icon_kind(mime_type, name)
+
+
+@bp.app_template_filter("is_previewable")
+def is_previewable(mime_type: str, name: str | None = None) -> bool:
+    return names.is_previewable(mime_type, name)

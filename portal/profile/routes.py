@@ -226,3 +226,11 @@ def end_other_sessions():
     db.session.commit()
     flash(_("Vos autres sessions sont fermées."), "success")
     return redirect_or_hx(url_for("profile.index"))
+
+
+@bp.app_template_filter("device_name")
+def device_name_filter(user_agent: str | None) -> str:
+    """ "Chrome sur Windows" for the sessions list (the dashboard's reading of a User-Agent)."""
+    from portal.dashboard.formatting import device_name
+
+    return str(device_name(user_agent))

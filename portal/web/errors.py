@@ -82,6 +82,27 @@ def problem_response(status: int, title: str, detail: str, type_: str | None = N
     return response
 
 
+# What a person reads as the heading of an error page or fragment: plain words, no status
+# code or protocol jargon ("409 · Conflit"); API problem titles keep ERROR_TEXTS.
+PLAIN_HEADINGS = {
+    400: _l("Cette demande n'a pas abouti"),
+    401: _l("Connectez-vous pour continuer"),
+    403: _l("Vous n'avez pas accès à cette action"),
+    404: _l("Introuvable"),
+    405: _l("Cette action n'est pas possible ainsi"),
+    409: _l("Impossible pour le moment"),
+    413: _l("C'est trop volumineux"),
+    415: _l("Ce type de fichier n'est pas pris en charge ici"),
+    416: _l("Cette partie du fichier n'existe pas"),
+    422: _l("Vérifiez ce qui a été saisi"),
+    423: _l("Cet élément est verrouillé"),
+    429: _l("Un peu de patience"),
+    503: _l("Le service est momentanément indisponible"),
+    507: _l("L'espace de stockage est plein"),
+    500: _l("Quelque chose s'est mal passé de notre côté"),
+}
+
+
 def render_error(status: int, detail: str | None = None, link: str | None = None) -> Response:
     title, default_detail = ERROR_TEXTS.get(status, ERROR_TEXTS[500])
     message = detail or str(default_detail)
@@ -93,6 +114,7 @@ def render_error(status: int, detail: str | None = None, link: str | None = None
         status=status,
         status_code=status,
         title=title,
+        heading=PLAIN_HEADINGS.get(status, title),
         detail=message,
         link=link,
     )

@@ -67,5 +67,92 @@
     });
   });
 
-  window.Coffre = { showFlash: showFlash };
+  // Toasts: a view answers with "HX-Trigger: {"coffre:toast": {"message", "undo"?}}"; the undo
+  // is a real form posted by htmx (CSRF from the body's hx-headers), never an inline handler.
+  function csrfFromBody() {
+    try {
+      return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || "";
+    } catch (error) {
+      return "";
+    }
+  }
+
+  function showToast(detail) {
+    if (!detail || !detail.message) { return; }
+    var box = document.getElementById("toasts");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "toasts";
+      box.className = "toasts";
+      box.setAttribute("aria-live", "polite");
+      document.body.appendChild(box);
+    }
+    var toast = document.createElement("div");
+    toast.className = "toast";
+    toast.setAttribute("role", "status");
+    var text = document.createElement("span");
+    text.textContent = detail.message;
+    toast.appendChild(text);
+    if (detail.undo && detail.undo.url) {
+      var form = document.createElement("form");
+      form.method = "post";
+      form.action = detail.undo.url;
+      form.setAttribute("hx-post", detail.undo.url);
+      form.setAttribute("hx-target", "#file-list");
+      form.setAttribute("hx-swap", "outerHTML");
+      var fields = [["csrf_token", csrfFromBody()], ["dossier", detail.undo.dossier || ""]];
+      (detail.undo.ids || []).forEach(function (id) { fields.push(["ids", String(id)]); });
+      fields.forEach(function (pair) {
+        var input = document.createElement("input");
+        input.type = "hidden";
+        input.name = pair[0];
+        input.value = pair[1];
+        form.appendChild(input);
+      });
+      var button = document.createElement("button");
+      button.type = "submit";
+      button.className = "secondary toast-undo";
+      button.textContent = detail.undo.label || "Undo";
+      form.appendChild(button);
+      // Hidden, not removed: htmx fires the answer's events on this form, which must still be
+      // in the document for them to bubble up to the body.
+      form.addEventListener("submit", function () { toast.hidden = true; });
+      toast.appendChild(form);
+      if (window.htmx) { window.htmx.process(form); }
+    }
+    box.appendChild(toast);
+    window.setTimeout(function () { toast.remove(); }, detail.undo ? 10000 : 5000);
+  }
+
+  document.body.addEventListener("coffre:toast", function (event) {
+    showToast(event.detail);
+  });
+
+  // A success message flashed before a redirect (rename, move, restore…) is shown as a toast too;
+  // the flash line stays in the page for screen readers and for pages without this script.
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("#flashes .flash-success").forEach(function (flash) {
+      showToast({ message: flash.textContent.trim() });
+    });
+  });
+
+  // <button data-print>: print the page (recovery codes); no inline handler under the CSP.
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-print]")) { window.print(); }
+  });
+
+  // <time datetime="…" data-local>: the server writes UTC; show it in the reader's time zone.
+  function localTimes(root) {
+    var lang = document.documentElement.lang || undefined;
+    (root || document).querySelectorAll("time[data-local]").forEach(function (node) {
+      var when = new Date(node.getAttribute("datetime"));
+      if (isNaN(when.getTime())) { return; }
+      node.textContent = when.toLocaleString(lang, { dateStyle: "short", timeStyle: "short" });
+      node.title = node.getAttribute("datetime");
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { localTimes(document); });
+  document.addEventListener("htmx:afterSettle", function (event) { localTimes(event.target); });
+
+  window.Coffre = { showFlash: showFlash, showToast: showToast };
 })();

@@ -142,3 +142,48 @@
     init();
   }
 })();
+
+// File manager list: "select all", the selection count and the bulk buttons' state.
+// The list is swapped by htmx, so everything is delegated from the document.
+(function () {
+  "use strict";
+
+  function refresh(list) {
+    if (!list) { return; }
+    var boxes = list.querySelectorAll("input[name=ids][type=checkbox]");
+    var checked = list.querySelectorAll("input[name=ids][type=checkbox]:checked").length;
+    var count = list.querySelector(".bulk-count");
+    if (count) {
+      if (!count.dataset.idle) { count.dataset.idle = count.textContent; }
+      count.textContent = checked ? count.dataset.template.replace("{n}", checked) : count.dataset.idle;
+    }
+    list.querySelectorAll("[data-bulk]").forEach(function (button) { button.disabled = checked === 0; });
+    var all = list.querySelector(".select-all");
+    if (all) {
+      all.checked = boxes.length > 0 && checked === boxes.length;
+      all.indeterminate = checked > 0 && checked < boxes.length;
+    }
+  }
+
+  document.addEventListener("change", function (event) {
+    var list = event.target.closest("#file-list");
+    if (!list) { return; }
+    if (event.target.classList.contains("select-all")) {
+      list.querySelectorAll("input[name=ids][type=checkbox]").forEach(function (box) { box.checked = event.target.checked; });
+    }
+    refresh(list);
+  });
+
+  function init() { refresh(document.getElementById("file-list")); }
+  document.addEventListener("DOMContentLoaded", init);
+  document.addEventListener("htmx:afterSettle", init);
+
+  // Row menu links to "#renommer", "#deplacer"…: open that section of the file page.
+  function openTarget() {
+    var id = window.location.hash.slice(1);
+    var target = id && document.getElementById(id);
+    if (target && target.tagName === "DETAILS") { target.open = true; }
+  }
+  document.addEventListener("DOMContentLoaded", openTarget);
+  window.addEventListener("hashchange", openTarget);
+})();

@@ -39,7 +39,7 @@ def test_drop_files_shows_progress_and_results(live_server, page, contributor):
     page.get_by_role("button", name="Se connecter").last.click()
     page.wait_for_url(lambda url: "/auth/login" not in url)
     page.goto(f"{live_server.url}/armoires/{armoire.id}")
-    assert page.get_by_text("Aucun fichier dans ce dossier.").is_visible()
+    assert page.get_by_text("Ce dossier est vide.").is_visible()
 
     page.evaluate(DROP_FILES, [["rapport annuel é.bin", "note.txt"], [3 * 1024 * 1024 + 17, 2048]])
 

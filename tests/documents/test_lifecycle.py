@@ -248,7 +248,7 @@ def test_armoire_management(admin_client, contributor_client, armoire):
 
 def test_listing_sort_search_pagination_and_empty_state(contributor_client, armoire):
     empty = contributor_client.get(f"/armoires/{armoire.id}").get_data(as_text=True)
-    assert "Aucun fichier dans ce dossier." in empty
+    assert "Ce dossier est vide." in empty and "Créer un dossier" in empty
     for i in range(30):
         upload(contributor_client, armoire.id, f"doc-{i:02d}.txt", b"x" * (i + 1))
     page1 = contributor_client.get(f"/armoires/{armoire.id}?tri=-size", headers={"HX-Request": "true"})

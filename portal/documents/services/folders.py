@@ -188,7 +188,7 @@ def list_folders(organization_id: int, armoire: Armoire, parent: Folder | None) 
     """Sub-folders of ``parent`` (or the armoire's root), by name."""
     statement = scoped(Folder, organization_id).where(Folder.armoire_id == armoire.id)
     statement = statement.where(Folder.parent_id.is_(None) if parent is None else Folder.parent_id == parent.id)
-    return list(db.session.execute(statement.order_by(func.lower(Folder.name))).scalars())
+    return list(db.session.execute(statement.order_by(Folder.name_key, Folder.id)).scalars())
 
 
 def folder_trail(folder: Folder | None) -> list[Folder]:
@@ -200,3 +200,20 @@ def folder_trail(folder: Folder | None) -> list[Folder]:
         trail.append(folder)
         folder = db.session.get(Folder, folder.parent_id) if folder.parent_id else None
     return list(reversed(trail))
+
+
+TREE_MAX = 2000
+
+
+def folder_tree(organization_id: int, armoire: Armoire) -> dict[int | None, list[Folder]]:
+    """``{parent_id: [children by name]}`` for the side tree (None: the armoire's root).
+
+    Bounded: an armoire with more folders than ``TREE_MAX`` shows the first ones by name;
+    the list beside the tree still shows every sub-folder of the current one.
+    """
+    statement = scoped(Folder, organization_id).where(Folder.armoire_id == armoire.id)
+    rows = db.session.execute(statement.order_by(Folder.name_key, Folder.id).limit(TREE_MAX)).scalars()
+    children: dict[int | None, list[Folder]] = {}
+    for folder in rows:
+        children.setdefault(folder.parent_id, []).append(folder)
+    return children

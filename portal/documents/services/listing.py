@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func
-
 from portal.documents.models import Armoire, File, Folder
+from portal.documents.sortkey import sort_key
 from portal.security.tenancy import scoped
 from portal.web.pagination import Page, paginate
 
@@ -18,8 +17,8 @@ logger = logging.getLogger(__name__)
 
 
 SORTS = {
-    "name": (File.name, False),
-    "-name": (File.name, True),
+    "name": (File.name_key, False),
+    "-name": (File.name_key, True),
     "size": (File.size, False),
     "-size": (File.size, True),
     "type": (File.mime_type, False),
@@ -43,8 +42,8 @@ def list_files(
     statement = statement.where(File.folder_id.is_(None) if folder is None else File.folder_id == folder.id)
     search = (search or "").strip()[:100]
     if search:
-        escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        statement = statement.where(func.lower(File.name).like(f"%{escaped}%", escape="\\"))
+        escaped = sort_key(search).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        statement = statement.where(File.name_key.like(f"%{escaped}%", escape="\\"))
     column, descending = SORTS.get(sort, SORTS["name"])
     order = column.desc() if descending else column.asc()
     return paginate(statement.order_by(order, File.id), page, per_page)

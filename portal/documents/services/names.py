@@ -67,5 +67,55 @@ def detect_mime(head: bytes) -> str:
     return "text/plain"
 
 
-def is_previewable(mime_type: str) -> bool:
-    return mime_type in PREVIEWABLE_TYPES
+TEXT_PREVIEW_EXTENSIONS = frozenset({"txt", "csv", "md", "json"})
+TEXT_PREVIEW_BYTES = 1024 * 1024
+
+
+def is_text_previewable(mime_type: str, name: str | None = None) -> bool:
+    """Plain text (sniffed, never the client's claim) named .txt, .csv, .md or .json."""
+    extension = (name or "").rpartition(".")[2].lower() if "." in (name or "") else ""
+    return mime_type in {"text/plain", "application/json"} and extension in TEXT_PREVIEW_EXTENSIONS
+
+
+def is_previewable(mime_type: str, name: str | None = None) -> bool:
+    return mime_type in PREVIEWABLE_TYPES or is_text_previewable(mime_type, name)
+
+
+def decode_text_preview(head: bytes, truncated: bool) -> str:
+    """UTF-8 text of a preview's first bytes; a character cut at the limit is dropped, not garbled."""
+    if truncated:
+        # Back off at most 3 bytes to a character boundary.
+        for cut in range(len(head), max(len(head) - 4, 0), -1):
+            try:
+                return head[:cut].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+    return head.decode("utf-8", errors="replace")
+
+
+_ICON_BY_EXTENSION = {
+    **dict.fromkeys(("xls", "xlsx", "ods", "csv"), "sheet"),
+    **dict.fromkeys(("doc", "docx", "odt", "rtf"), "doc"),
+    **dict.fromkeys(("ppt", "pptx", "odp"), "slides"),
+    **dict.fromkeys(("zip", "7z", "rar", "tar", "gz", "tgz", "bz2", "xz"), "archive"),
+    **dict.fromkeys(("json", "xml", "html", "js", "py", "sql", "yml", "yaml"), "code"),
+    **dict.fromkeys(("txt", "md", "log"), "text"),
+}
+
+
+def icon_kind(mime_type: str | None, name: str | None = None) -> str:
+    """Which file-type icon (static/img/filetypes/<kind>.svg) a file gets: by sniffed type, then extension."""
+    mime = mime_type or ""
+    if mime == "application/pdf":
+        return "pdf"
+    for prefix, kind in (("image/", "image"), ("audio/", "audio"), ("video/", "video")):
+        if mime.startswith(prefix):
+            return kind
+    extension = (name or "").rpartition(".")[2].lower() if "." in (name or "") else ""
+    if extension in _ICON_BY_EXTENSION:
+        return _ICON_BY_EXTENSION[extension]
+    if mime.startswith("text/"):
+        return "text"
+    if mime in {"application/zip", "application/gzip", "application/x-7z-compressed", "application/x-tar"}:
+        return "archive"
+    return "file"

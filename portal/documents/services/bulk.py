@@ -1,0 +1,156 @@
+"""Actions on a selection of files: move, trash, restore, and a streamed ZIP of their contents.
+
+The ZIP is written by ``zipfile`` into a sink that hands each produced piece to the response
+as it is made: nothing is spooled, and the plaintext exists only in the chunks passing through
+(decrypted on the fly by ``reading.open_version_stream``), never on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+from flask_babel import gettext as _
+
+from portal.audit.context import Actor
+from portal.documents.errors import InvalidName, NotFound
+from portal.documents.models import Armoire, File, Folder
+from portal.documents.services import files as file_services
+from portal.documents.services import reading
+from portal.documents.services import trash as trash_services
+from portal.extensions import db
+from portal.security.tenancy import scoped
+
+logger = logging.getLogger(__name__)
+
+MAX_SELECTION = 500
+
+
+def parse_ids(values: Iterable[str]) -> list[int]:
+    """Distinct positive ids, in order; anything else is a 422 (never a 500)."""
+    ids: list[int] = []
+    for value in values:
+        if not (value.isascii() and value.isdigit() and 0 < len(value) <= 10):
+            raise InvalidName(_("La sélection n'est pas valide."))
+        number = int(value)
+        if number not in ids:
+            ids.append(number)
+    if not ids:
+        raise InvalidName(_("Sélectionnez au moins un fichier."))
+    if len(ids) > MAX_SELECTION:
+        raise InvalidName(_("Sélectionnez au plus %(max)d fichiers à la fois.", max=MAX_SELECTION))
+    return ids
+
+
+def selected_files(organization_id: int, ids: list[int], *, trashed: bool = False) -> list[File]:
+    """The organisation's live (or trashed) files with these ids; any other id is a 404."""
+    statement = scoped(File, organization_id).where(File.id.in_(ids), File.purged_at.is_(None))
+    statement = statement.where(File.deleted_at.is_not(None) if trashed else File.deleted_at.is_(None))
+    found = {file.id: file for file in db.session.execute(statement).scalars()}
+    if len(found) != len(ids):
+        raise NotFound(_("Un des fichiers sélectionnés n'existe plus."))
+    return [found[file_id] for file_id in ids]
+
+
+def move_files(actor: Actor, selection: list[File], armoire: Armoire, folder: Folder | None) -> int:
+    for file in selection:
+        file_services.move_file(actor, file, armoire, folder)
+    return len(selection)
+
+
+def trash_files(actor: Actor, selection: list[File]) -> int:
+    for file in selection:
+        trash_services.trash_file(actor, file)
+    return len(selection)
+
+
+def restore_files(actor: Actor, selection: list[File]) -> int:
+    folder_ids = {f.folder_id for f in selection if f.folder_id}
+    existing = set(db.session.execute(db.select(Folder.id).where(Folder.id.in_(folder_ids))).scalars())
+    for file in selection:
+        if file.folder_id and file.folder_id not in existing:
+            file.folder_id = None
+        trash_services.restore_from_trash(actor, file)
+    return len(selection)
+
+
+def zip_names(names: list[str]) -> list[str]:
+    """Names inside the archive: a repeated name becomes "nom (2).ext", as on upload."""
+    taken: set[str] = set()
+    result = []
+    for name in names:
+        candidate, number = name, 1
+        stem, dot, ext = name.rpartition(".")
+        if not dot or not stem:
+            stem, dot, ext = name, "", ""
+        while candidate.casefold() in taken:
+            number += 1
+            candidate = f"{stem} ({number}){dot}{ext}"
+        taken.add(candidate.casefold())
+        result.append(candidate)
+    return result
+
+
+class _Sink:
+    """A write-only file object for zipfile: it keeps what was written until it is drained."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.buffer += data
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def drain(self) -> bytes:
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        return data
+
+
+def stream_zip(actor: Actor, file_ids: list[int], organization_id: int) -> Iterator[bytes]:
+    """The ZIP of the current versions of ``file_ids``, produced piece by piece.
+
+    Each file is opened (its first segment authenticated) only when its turn comes, and the
+    read transaction is ended before its bytes are streamed: no transaction stays open while
+    a slow client reads. Run inside the request context (``stream_with_context``).
+    """
+    sink = _Sink()
+    archive = zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True)
+    loaded = selected_files(organization_id, file_ids)
+    entries = list(zip(file_ids, zip_names([f.name for f in loaded]), [f.updated_at for f in loaded], strict=True))
+    db.session.commit()
+    for file_id, name, modified in entries:
+        file = db.session.get(File, file_id)
+        if file is None or file.deleted_at is not None or file.purged_at is not None:
+            continue
+        try:
+            _version, chunks = reading.open_version_stream(actor, file, None, record_access=False)
+        except reading.IntegrityFailure as error:
+            db.session.rollback()
+            reading.journal_integrity_failure(actor, error)
+            raise
+        db.session.commit()
+        info = zipfile.ZipInfo(name, date_time=_zip_time(modified))
+        info.compress_type = zipfile.ZIP_STORED
+        try:
+            with archive.open(info, mode="w", force_zip64=True) as entry:
+                for chunk in chunks:
+                    entry.write(chunk)
+                    if len(sink.buffer) >= 64 * 1024:
+                        yield sink.drain()
+        finally:
+            chunks.close()
+        yield sink.drain()
+    archive.close()
+    yield sink.drain()
+
+
+def _zip_time(value: datetime | None) -> tuple[int, int, int, int, int, int]:
+    if value is None or value.year < 1980:
+        return (1980, 1, 1, 0, 0, 0)
+    return (value.year, value.month, value.day, value.hour, value.minute, value.second)
