@@ -167,6 +167,7 @@ def init_app(app: Flask) -> None:
     from portal.crypto import cli as crypto_cli
     from portal.dashboard import cli as dashboard_cli
     from portal.documents import cli as documents_cli
+    from portal.storage import cli as storage_cli
 
-    for feature_cli in (audit_cli, backups_cli, crypto_cli, dashboard_cli, documents_cli):
+    for feature_cli in (audit_cli, backups_cli, crypto_cli, dashboard_cli, documents_cli, storage_cli):
         feature_cli.init_app(app)

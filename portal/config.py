@@ -98,6 +98,15 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
         # An S3-compatible bucket instead of the directory (which then only stages writes).
         "COFFRE_BACKUP_S3_BUCKET": (os.environ.get("COFFRE_BACKUP_S3_BUCKET") or "").strip() or None,
         "COFFRE_BACKUP_S3_ENDPOINT_URL": (os.environ.get("COFFRE_BACKUP_S3_ENDPOINT_URL") or "").strip() or None,
+        # Where blobs live: "local" (COFFRE_STORAGE_DIR) or "s3" (docs/deployment.md).
+        "COFFRE_STORAGE": (os.environ.get("COFFRE_STORAGE") or "local").strip().lower(),
+        "COFFRE_S3_BUCKET": (os.environ.get("COFFRE_S3_BUCKET") or "").strip() or None,
+        "COFFRE_S3_ENDPOINT_URL": (os.environ.get("COFFRE_S3_ENDPOINT_URL") or "").strip() or None,
+        "COFFRE_S3_PREFIX": (os.environ.get("COFFRE_S3_PREFIX") or "blobs/").strip(),
+        # Multipart part size, clamped to 8..64 MiB in portal/storage/s3.py.
+        "COFFRE_S3_PART_MB": _env_int("COFFRE_S3_PART_MB", 8),
+        # "json" writes one JSON object per log line (production behind a log collector).
+        "COFFRE_LOG_FORMAT": (os.environ.get("COFFRE_LOG_FORMAT") or "text").strip().lower(),
         "COFFRE_JOURNAL_FULL_VERIFY_MAX": _env_int("COFFRE_JOURNAL_FULL_VERIFY_MAX", 50_000),
         # Unset in development: links are built from the request's host (whatever the port).
         "COFFRE_BASE_URL": (os.environ.get("COFFRE_BASE_URL") or "").strip() or None,

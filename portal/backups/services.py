@@ -176,7 +176,6 @@ def run_backup(backup_id: int) -> Backup:
         known = _previous_objects(repository, organization_id, backup_id)
         snapshot = _snapshot(organization_id)
         db.session.rollback()  # step 1 done: no transaction is open while blobs are copied
-        store = get_blob_store()
         wrapped_keys = snapshot.pop("_keys")
         new_bytes = 0
         total = 0
@@ -186,6 +185,7 @@ def run_backup(backup_id: int) -> Backup:
             if not storage_key or version.get("blob_missing"):
                 version["object"] = None
                 continue
+            store = get_blob_store(version.get("storage_backend"))
             digest = known.get(storage_key)
             if digest is not None and repository.has_object(digest):
                 size = store.size(storage_key)
