@@ -56,9 +56,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _register_blueprints(app)
     _init_templates(app)
 
-    from portal import cli, scheduler
+    from portal import cli, logformat, scheduler
     from portal.security import headers
     from portal.web import errors
+
+    logformat.init_app(app)
 
     errors.init_app(app)
     headers.init_app(app)
