@@ -104,6 +104,7 @@ def _import_models() -> None:
     import portal.dashboard.models
     import portal.documents.models
     import portal.organizations.models
+    import portal.scheduler
     import portal.sso.models  # noqa: F401
 
 
