@@ -61,6 +61,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from portal.web import errors
 
     logformat.init_app(app)
+    from portal.security import shared_limits
+
+    shared_limits.init_app(app)
 
     errors.init_app(app)
     headers.init_app(app)

@@ -121,6 +121,10 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
         "REAUTH_MINUTES": _env_int("COFFRE_REAUTH_MINUTES", 10),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,
+        # A shared limit store (Redis) that stops answering: limits are skipped (reads stay
+        # open) except on sign-in forms, which answer 503 (portal/security/shared_limits.py).
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        "RATELIMIT_KEY_PREFIX": os.environ.get("COFFRE_RATELIMIT_PREFIX", "coffre"),
         # Off only for benchmarks that time one endpoint many times from one address.
         "RATELIMIT_ENABLED": _env_bool("COFFRE_RATELIMIT", True),
         "API_RATE_LIMIT": os.environ.get("COFFRE_API_RATE_LIMIT", "600/minute"),
