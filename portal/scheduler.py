@@ -117,13 +117,32 @@ def run_job(app: Flask, func: Callable[[], Any], spec: JobSpec | None = None) ->
             db.session.remove()
 
 
+def _add_jobs(scheduler: Any, app: Flask) -> None:
+    for job in JOBS:
+        scheduler.add_job(run_job, job.trigger, args=(app, job.func, job), id=job.func.__qualname__, **job.options)
+
+
 def init_app(app: Flask) -> None:
+    import click
+
+    @app.cli.command("scheduler")
+    def scheduler_command() -> None:
+        """Run the background jobs in the foreground (the deployment's scheduler process)."""
+        from apscheduler.schedulers.blocking import BlockingScheduler
+
+        background = app.extensions.pop("scheduler", None)
+        if background is not None:
+            background.shutdown(wait=False)  # this process runs the jobs in the foreground instead
+        blocking = BlockingScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
+        _add_jobs(blocking, app)
+        click.echo(f"scheduler: {len(JOBS)} job(s), one run per period across every process")
+        blocking.start()
+
     if not app.config.get("SCHEDULER_ENABLED") or app.config.get("TESTING"):
         return
     from apscheduler.schedulers.background import BackgroundScheduler
 
     scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1})
-    for job in JOBS:
-        scheduler.add_job(run_job, job.trigger, args=(app, job.func, job), id=job.func.__qualname__, **job.options)
+    _add_jobs(scheduler, app)
     scheduler.start()
     app.extensions["scheduler"] = scheduler
