@@ -149,15 +149,16 @@ def child_portal(endpoint: str, bucket: str, total: int) -> dict:
 
 
 def _run_child(kind: str, endpoint: str, bucket: str, total: int) -> dict:
-    output = subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "bench.s3_bench", "--child", kind, endpoint, bucket, str(total)],
         cwd=ROOT,
-        check=True,
         capture_output=True,
         text=True,
         env=dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"),
-    ).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} child failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:

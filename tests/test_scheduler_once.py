@@ -23,7 +23,7 @@ def test_three_processes_run_each_period_once(app, database_url, tmp_path):
     started = time.time()
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.scheduler_process", database_url, str(tmp_path / f"i{n}"), str(out), "5"],
+            [sys.executable, "-m", "tests.scheduler_process", database_url, str(tmp_path / f"i{n}"), str(out), "8"],
             cwd=ROOT,
             env=env,
         )
@@ -35,10 +35,11 @@ def test_three_processes_run_each_period_once(app, database_url, tmp_path):
     runs = out.read_text().splitlines()
     db.session.expire_all()
     claims = db.session.scalar(select(func.count()).select_from(JobRun).where(JobRun.job.like("%counted_job")))
-    # Three processes firing every second for 5 s would give ~15 runs without the claim.
+    # Three processes firing every second for 8 s would give ~24 runs without the claim.
     assert len(runs) >= 3
     assert len(runs) == claims
     times = sorted(float(line.split()[1]) for line in runs)
-    # At most one run per second of the span the runs cover (three per second without the claim).
-    assert len(runs) <= int(times[-1] - times[0]) + 2, runs
+    # About one run per second of the span the runs cover (three per second without the claim);
+    # a loaded machine may delay a claimed run past the next claim, hence the slack.
+    assert len(runs) <= int(times[-1] - times[0]) + 3, runs
     assert elapsed < 120
