@@ -61,9 +61,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _register_blueprints(app)
     _init_templates(app)
 
-    from portal import cli, scheduler
+    from portal import cli, logformat, scheduler
     from portal.security import headers
     from portal.web import errors
+
+    logformat.init_app(app)
+    from portal.security import shared_limits
+
+    shared_limits.init_app(app)
 
     errors.init_app(app)
     headers.init_app(app)
@@ -108,6 +113,7 @@ def _import_models() -> None:
     import portal.dashboard.models
     import portal.documents.models
     import portal.organizations.models
+    import portal.scheduler
     import portal.sso.models  # noqa: F401
 
 

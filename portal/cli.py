@@ -170,8 +170,17 @@ def init_app(app: Flask) -> None:
     from portal.dashboard import cli as dashboard_cli
     from portal.documents import cli as documents_cli
     from portal.privacy import cli as privacy_cli
+    from portal.storage import cli as storage_cli
 
     for feature_cli in (
-        audit_cli, backups_cli, billing_cli, compliance_cli, crypto_cli, dashboard_cli, documents_cli, privacy_cli
+        audit_cli,
+        backups_cli,
+        billing_cli,
+        compliance_cli,
+        crypto_cli,
+        dashboard_cli,
+        documents_cli,
+        privacy_cli,
+        storage_cli,
     ):
         feature_cli.init_app(app)

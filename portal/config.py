@@ -100,6 +100,15 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
         "COFFRE_BACKUP_S3_ENDPOINT_URL": (os.environ.get("COFFRE_BACKUP_S3_ENDPOINT_URL") or "").strip() or None,
         # The nightly verification re-reads 1/N of the objects: each one every N nights.
         "COFFRE_BACKUP_VERIFY_SLICES": max(1, _env_int("COFFRE_BACKUP_VERIFY_SLICES", 7)),
+        # Where blobs live: "local" (COFFRE_STORAGE_DIR) or "s3" (docs/deployment.md).
+        "COFFRE_STORAGE": (os.environ.get("COFFRE_STORAGE") or "local").strip().lower(),
+        "COFFRE_S3_BUCKET": (os.environ.get("COFFRE_S3_BUCKET") or "").strip() or None,
+        "COFFRE_S3_ENDPOINT_URL": (os.environ.get("COFFRE_S3_ENDPOINT_URL") or "").strip() or None,
+        "COFFRE_S3_PREFIX": (os.environ.get("COFFRE_S3_PREFIX") or "blobs/").strip(),
+        # Multipart part size, clamped to 8..64 MiB in portal/storage/s3.py.
+        "COFFRE_S3_PART_MB": _env_int("COFFRE_S3_PART_MB", 8),
+        # "json" writes one JSON object per log line (production behind a log collector).
+        "COFFRE_LOG_FORMAT": (os.environ.get("COFFRE_LOG_FORMAT") or "text").strip().lower(),
         "COFFRE_JOURNAL_FULL_VERIFY_MAX": _env_int("COFFRE_JOURNAL_FULL_VERIFY_MAX", 50_000),
         # Unset in development: links are built from the request's host (whatever the port).
         "COFFRE_BASE_URL": (os.environ.get("COFFRE_BASE_URL") or "").strip() or None,
@@ -114,6 +123,10 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
         "REAUTH_MINUTES": _env_int("COFFRE_REAUTH_MINUTES", 10),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,
+        # A shared limit store (Redis) that stops answering: limits are skipped (reads stay
+        # open) except on sign-in forms, which answer 503 (portal/security/shared_limits.py).
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        "RATELIMIT_KEY_PREFIX": os.environ.get("COFFRE_RATELIMIT_PREFIX", "coffre"),
         # Off only for benchmarks that time one endpoint many times from one address.
         "RATELIMIT_ENABLED": _env_bool("COFFRE_RATELIMIT", True),
         "API_RATE_LIMIT": os.environ.get("COFFRE_API_RATE_LIMIT", "600/minute"),

@@ -208,6 +208,7 @@ ENROLMENT_ENDPOINTS = {
     "auth.confirm_email",
     "main.set_language",
     "main.healthz",
+    "main.readyz",
 }
 
 

@@ -23,14 +23,14 @@ from portal.backups.repository import COPY_CHUNK, HASH_PATTERN, UID_PATTERN, Man
 
 class S3Repository(Repository):
     def __init__(self, staging: Path | str, bucket: str, endpoint_url: str | None = None) -> None:
-        import boto3
+        from portal.storage.s3 import s3_client
 
         self.root = Path(staging)
         self.tmp = self.root / "tmp"
         self.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._local = threading.local()  # S3 uploads are durable once they return
         self.bucket = bucket
-        self.client = boto3.client("s3", endpoint_url=endpoint_url)
+        self.client = s3_client(endpoint_url)
 
     # ------------------------------------------------------------------ names
 

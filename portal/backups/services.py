@@ -13,6 +13,7 @@ A backup killed before 3 leaves its row ``en_cours`` with no manifest: nothing c
 
 from __future__ import annotations
 
+import io
 import base64
 import logging
 from datetime import datetime, timedelta
@@ -260,7 +261,6 @@ def _copy_blobs(
 
     from portal.storage.blobs import get_blob_store
 
-    store = get_blob_store()
     fresh: list[dict[str, Any]] = []
     for version in versions:
         storage_key = version.get("storage_key")
@@ -275,11 +275,15 @@ def _copy_blobs(
             fresh.append(version)
 
     def hash_one(version: dict[str, Any]) -> None:
-        with store.open(version["storage_key"]) as raw:
-            version["_digest"] = repository.hash_file(raw.fileno())[0]
+        with get_blob_store(version.get("storage_backend")).open(version["storage_key"]) as raw:
+            try:
+                fileno = raw.fileno()
+            except (AttributeError, OSError, io.UnsupportedOperation):
+                return  # a blob in a bucket is hashed while it is copied
+            version["_digest"] = repository.hash_file(fileno)[0]
 
     def copy(version: dict[str, Any]) -> None:
-        with store.open(version["storage_key"]) as raw:
+        with get_blob_store(version.get("storage_backend")).open(version["storage_key"]) as raw:
             version["object"], version["object_size"], version["_written"] = repository.put_object(
                 raw, sync=False, pending=pending, digest=version.pop("_digest", None)
             )
@@ -290,7 +294,7 @@ def _copy_blobs(
                 # Hash everything, create the directories, then copy: the directories'
                 # creation otherwise waited on the data being written (a fifth of the copy).
                 list(pool.map(hash_one, fresh))  # re-raises the first failure
-                repository.make_directories({v["_digest"] for v in fresh})
+                repository.make_directories({v["_digest"] for v in fresh if "_digest" in v})
             list(pool.map(copy, fresh))
     written = total = 0
     objects: set[str] = set()

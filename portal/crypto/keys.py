@@ -399,3 +399,16 @@ def get_key_provider() -> LocalKeyProvider | KmsKeyProvider:
         provider = build_key_provider(app.config)
         app.extensions["coffre_key_provider"] = provider
     return provider
+
+
+def check_key_provider() -> None:
+    """Raise KeyUnavailable / KeyConfigError when keys cannot be wrapped (the readiness probe).
+
+    KMS is asked every time (describe_key), not through the cached primary id: a probe
+    must notice a KMS that stopped answering.
+    """
+    provider = get_key_provider()
+    if isinstance(provider, KmsKeyProvider):
+        provider._call("describe_key", KeyId=provider.key_id)
+    else:
+        provider.primary_id  # noqa: B018 -- loads the keyring

@@ -99,6 +99,12 @@ class StorageFull(DocumentError):
     status = 507
 
 
+class StorageUnavailable(DocumentError):
+    """The blob store (the S3 bucket) did not answer: nothing was kept, try again later."""
+
+    status = 503
+
+
 class ShredNotRecorded(DocumentError):
     """The shred ledger cannot be written: the purge was refused, the file stays in the trash.
 

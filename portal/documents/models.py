@@ -99,6 +99,12 @@ class File(OrgOwned, db.Model):
         return value
 
 
+def _configured_backend() -> str:
+    from flask import current_app, has_app_context
+
+    return (current_app.config.get("COFFRE_STORAGE") or "local") if has_app_context() else "local"
+
+
 class FileVersion(OrgOwned, db.Model):
     """One immutable version of a file: an encrypted blob and its wrapped data key."""
 
@@ -119,6 +125,9 @@ class FileVersion(OrgOwned, db.Model):
     comment: Mapped[str | None] = mapped_column(String(500), default=None)
     # None until the blob is on disk (within the same transaction), and again after a purge.
     storage_key: Mapped[str | None] = mapped_column(String(200), default=None, index=True)
+    # Which blob store holds storage_key ("local", "s3"; NULL: local, rows older than the
+    # column). New rows take COFFRE_STORAGE; `flask storage migrate` switches it per blob.
+    storage_backend: Mapped[str | None] = mapped_column(String(16), default=_configured_backend)
     data_key_id: Mapped[int | None] = mapped_column(
         ForeignKey("cles_chiffrement.id", ondelete="SET NULL"), default=None
     )

@@ -55,5 +55,19 @@ def _path_of(url: str) -> str:
 @bp.route("/healthz")
 @public
 def healthz():
-    db.session.execute(db.text("SELECT 1"))
+    """Liveness: the process answers (dependencies are /readyz's business)."""
     return {"status": "ok"}
+
+
+@bp.route("/readyz")
+@public
+def readyz():
+    """Readiness: 200 when every dependency answers, else 503 problem+json naming them."""
+    from portal.main.health import readiness
+    from portal.web.errors import problem_response
+
+    checks = readiness()
+    down = sorted(name for name, state in checks.items() if state != "ok")
+    if down:
+        return problem_response(503, "Service Unavailable", f"down: {', '.join(down)}", checks=checks)
+    return {"status": "ready", "checks": checks}

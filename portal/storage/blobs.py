@@ -18,15 +18,35 @@ import re
 import secrets
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from flask import current_app
 
+from portal.storage.base import (
+    BACKENDS,
+    KEY_PATTERN,
+    BlobStoreProtocol,
+    InvalidBlobKeyError,
+    PendingBlob,
+    StorageFullError,
+    StorageUnavailableError,
+    check_key,
+)
+
 logger = logging.getLogger(__name__)
 
-KEY_PATTERN = re.compile(r"[0-9a-f]{32}")
+__all__ = [
+    "KEY_PATTERN",
+    "BlobStore",
+    "InvalidBlobKeyError",
+    "PendingBlob",
+    "StorageFullError",
+    "StorageUnavailableError",
+    "delete_blobs",
+    "get_blob_store",
+]
+
 TEMP_DIR = "tmp"
 TEMP_SUFFIX = ".part"
 # Partial blobs of resumable uploads: kept across requests (and days), so not in TEMP_DIR,
@@ -36,21 +56,6 @@ RESUMABLE_DIR = "resumable"
 
 # Out of space, over a disk quota, or past the file size limit (RLIMIT_FSIZE, filesystem max).
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-
-
-class InvalidBlobKeyError(ValueError):
-    """A blob key that is not one this store could have produced."""
-
-
-class StorageFullError(OSError):
-    """The blob could not be written for lack of space: the caller answers 507, nothing is kept."""
-
-
-@dataclass
-class PendingBlob:
-    file: BinaryIO
-    key: str | None = None
-    _temp_path: Path | None = field(default=None, repr=False)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -81,6 +86,8 @@ def _make_dirs_durable(path: Path, stop: Path) -> None:
 
 
 class BlobStore:
+    name = "local"
+
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.temp = self.root / TEMP_DIR
@@ -90,19 +97,19 @@ class BlobStore:
             os.chmod(directory, 0o700)
 
     def _path(self, key: str) -> Path:
-        if not isinstance(key, str) or not KEY_PATTERN.fullmatch(key):
-            raise InvalidBlobKeyError("invalid blob key")
+        check_key(key)
         return self.root / key[:2] / key[2:4] / key
 
     @contextlib.contextmanager
-    def create(self) -> Iterator[PendingBlob]:
+    def create(self, key: str | None = None) -> Iterator[PendingBlob]:
         """Write a new blob through ``pending.file``; ``pending.key`` is set once it is durable.
 
         A full disk (or a file size limit) raises ``StorageFullError`` with the temporary file
         already removed.
         """
-        key = secrets.token_hex(16)
-        temp_path = self.temp / f"{key}{TEMP_SUFFIX}"
+        # An explicit key only when a blob moves between stores (storage migrate).
+        key = secrets.token_hex(16) if key is None else check_key(key)
+        temp_path = self.temp / f"{secrets.token_hex(16)}{TEMP_SUFFIX}"
         try:
             fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as error:
@@ -199,6 +206,13 @@ class BlobStore:
     def size(self, key: str) -> int:
         return self._path(key).stat().st_size
 
+    def modified_at(self, key: str) -> float:
+        return self._path(key).stat().st_mtime
+
+    def ping(self) -> None:
+        if not os.access(self.root, os.W_OK | os.X_OK) or not self.temp.is_dir():
+            raise StorageUnavailableError(errno.EACCES, "blob directory is not writable")
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         try:
@@ -236,9 +250,17 @@ class BlobStore:
         return removed
 
 
-def get_blob_store() -> BlobStore:
-    """The application's blob store, rooted at COFFRE_STORAGE_DIR."""
+def get_blob_store(backend: str | None = None) -> BlobStoreProtocol:
+    """The blob store named ``backend`` ("local", "s3"), or the one new blobs go to
+    (COFFRE_STORAGE). A version row's ``storage_backend`` names where its blob is (NULL: local)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    backend = backend or app.config.get("COFFRE_STORAGE") or "local"
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown blob store {backend!r} (COFFRE_STORAGE is local or s3)")
+    if backend == "s3":
+        from portal.storage.s3 import get_s3_store
+
+        return get_s3_store(app)
     root = Path(app.config["COFFRE_STORAGE_DIR"])
     store = app.extensions.get("coffre_blob_store")
     if store is None or store.root != root:
@@ -247,13 +269,28 @@ def get_blob_store() -> BlobStore:
     return store
 
 
+def configured_stores() -> list[BlobStoreProtocol]:
+    """Every store a blob may be in: the local directory, and the bucket when one is configured."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    stores = [get_blob_store("local")]
+    if app.config.get("COFFRE_STORAGE") == "s3" or app.config.get("COFFRE_S3_BUCKET"):
+        stores.append(get_blob_store("s3"))
+    return stores
+
+
 def delete_blobs(keys: Iterable[str | None]) -> None:
-    """Remove blobs (after a purge commit, or after a failed upload transaction)."""
-    store = get_blob_store()
-    for key in keys:
-        if not key:
-            continue
-        try:
-            store.delete(key)
-        except OSError:
-            logger.exception("could not delete blob %s; check-storage will report it", key)
+    """Remove blobs (after a purge commit, or after a failed upload transaction).
+
+    Keys are random 128-bit names, unique across stores, so each key is removed from every
+    configured store: a blob left in the local directory by an interrupted
+    ``storage migrate`` goes with its copy in the bucket.
+    """
+    keys = [key for key in keys if key]
+    if not keys:
+        return
+    for store in configured_stores():
+        for key in keys:
+            try:
+                store.delete(key)
+            except OSError:
+                logger.exception("could not delete blob %s from %s; check-storage will report it", key, store.name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,41 +27,52 @@ class StorageReport:
 
 
 def check_storage(fix: bool = False, grace_seconds: int = 3600) -> StorageReport:
-    """Compare blobs on disk with version rows; with ``fix`` delete orphans and flag missing blobs."""
-    from portal.storage.blobs import get_blob_store
+    """Compare the blobs of every configured store (the local directory, the bucket) with the
+    version rows that point at each; with ``fix`` delete orphans and flag missing blobs.
 
-    store = get_blob_store()
+    A blob is an orphan in a store when no row points at that store for its key: the local
+    copy a ``storage migrate`` killed before its cleanup left is one.
+    """
+    from portal.storage.blobs import configured_stores
+
     report = StorageReport()
-    known = {
-        key: (file_id, number, version_id)
-        for key, file_id, number, version_id in db.session.execute(
-            select(FileVersion.storage_key, FileVersion.file_id, FileVersion.number, FileVersion.id).where(
-                FileVersion.storage_key.is_not(None)
-            )
-        )
-    }
-    on_disk = set(store.iter_keys())
+    rows = db.session.execute(
+        select(
+            FileVersion.storage_key,
+            FileVersion.storage_backend,
+            FileVersion.file_id,
+            FileVersion.number,
+            FileVersion.id,
+        ).where(FileVersion.storage_key.is_not(None))
+    ).all()
     now = time.time()
-    for key in sorted(on_disk - known.keys()):
-        # A blob renamed into place moments ago may still be waiting for its row's commit.
-        try:
-            with store.open(key) as handle:
-                age = now - os.fstat(handle.fileno()).st_mtime
-        except FileNotFoundError:
-            continue
-        if age < grace_seconds:
-            report.recent_blobs_skipped.append(key)
-            continue
-        report.orphan_blobs.append(key)
+    for store in configured_stores():
+        known = {
+            key: (file_id, number, version_id)
+            for key, backend, file_id, number, version_id in rows
+            if (backend or "local") == store.name
+        }
+        stored = set(store.iter_keys())
+        for key in sorted(stored - known.keys()):
+            # A blob written moments ago may still be waiting for its row's commit.
+            try:
+                age = now - store.modified_at(key)
+            except FileNotFoundError:
+                continue
+            if age < grace_seconds:
+                report.recent_blobs_skipped.append(key)
+                continue
+            report.orphan_blobs.append(key)
+            if fix:
+                store.delete(key)
+        for key in sorted(known.keys() - stored):
+            file_id, number, version_id = known[key]
+            report.missing_blobs.append((file_id, number, version_id))
+            if fix:
+                db.session.execute(update(FileVersion).where(FileVersion.id == version_id).values(blob_missing=True))
+                db.session.execute(update(File).where(File.id == file_id).values(unavailable=True))
         if fix:
-            store.delete(key)
-    for key in sorted(known.keys() - on_disk):
-        file_id, number, version_id = known[key]
-        report.missing_blobs.append((file_id, number, version_id))
-        if fix:
-            db.session.execute(update(FileVersion).where(FileVersion.id == version_id).values(blob_missing=True))
-            db.session.execute(update(File).where(File.id == file_id).values(unavailable=True))
+            report.temp_swept += store.sweep_temp(grace_seconds)
     if fix:
-        report.temp_swept = store.sweep_temp(grace_seconds)
         db.session.flush()
     return report

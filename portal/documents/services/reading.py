@@ -18,6 +18,7 @@ from portal.documents.errors import (
     ContentUnavailable,
     IntegrityFailure,
     NotFound,
+    StorageUnavailable,
 )
 from portal.documents.models import File, FileVersion
 from portal.documents.services.versions import context_of, get_version
@@ -50,25 +51,29 @@ def open_version_stream(
     from portal.crypto.envelope import open_data_key
     from portal.crypto.errors import CryptoError, IntegrityError, KeyShredded, KeyUnavailable
     from portal.crypto.streaming import decrypt_stream, plaintext_length
-    from portal.storage.blobs import get_blob_store
+    from portal.storage.blobs import StorageUnavailableError, get_blob_store
 
     if file.purged_at is not None:
         raise NotFound(_("Ce fichier a été détruit."))
     version = get_version(file, version_number)
     if not version.storage_key or version.blob_missing or version.data_key is None:
         raise ContentUnavailable(_("Le contenu de cette version n'est plus disponible."))
-    store = get_blob_store()
+    store = get_blob_store(version.storage_backend)
     try:
         raw = store.open(version.storage_key)
     except FileNotFoundError as error:
         raise ContentUnavailable(_("Le contenu de cette version est introuvable dans le stockage.")) from error
+    except StorageUnavailableError as error:
+        raise StorageUnavailable(
+            _("Le stockage des fichiers ne répond pas pour le moment : réessayez dans quelques minutes.")
+        ) from error
     try:
         try:
             key = open_data_key(version.data_key, context_of(version, file))
         except (KeyShredded, KeyUnavailable) as error:
             raise ContentUnavailable(_("La clé de ce contenu est indisponible ou a été détruite.")) from error
         try:
-            if plaintext_length(os.fstat(raw.fileno()).st_size) != version.size:
+            if plaintext_length(raw.seek(0, os.SEEK_END)) != version.size:
                 raise IntegrityError("stored size does not match the recorded size")
             context = context_of(version, file)
             file_id = int(context["file"]) if "file" in context else None

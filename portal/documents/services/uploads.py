@@ -33,6 +33,7 @@ from portal.documents.errors import (
     NotFound,
     QuotaExceeded,
     StorageFull,
+    StorageUnavailable,
 )
 from portal.documents.models import Armoire, File, FileVersion, Folder
 from portal.documents.services import conflicts
@@ -173,7 +174,7 @@ def seal_upload(plan: UploadPlan, chunks: Iterable[bytes]) -> SealedUpload:
     the database: a lazy load would begin a transaction and hold it for the whole stream)."""
     from portal.crypto.envelope import generate_data_key
     from portal.crypto.streaming import associated_data
-    from portal.storage.blobs import StorageFullError, get_blob_store
+    from portal.storage.blobs import StorageFullError, StorageUnavailableError, get_blob_store
 
     release_transaction()
     context = key_context(plan.organization_id, plan.version_uid, plan.file_id)
@@ -197,6 +198,12 @@ def seal_upload(plan: UploadPlan, chunks: Iterable[bytes]) -> SealedUpload:
                 "L'espace de stockage du serveur est plein : le fichier n'a pas été enregistré. "
                 "Prévenez l'administrateur."
             )
+        ) from error
+    except StorageUnavailableError as error:
+        # The store aborted the multipart upload: no part and no row stay behind.
+        logger.error("blob store unavailable while storing an upload: %s", error)
+        raise StorageUnavailable(
+            _("Le stockage des fichiers ne répond pas pour le moment : réessayez dans quelques minutes.")
         ) from error
     assert pending.key is not None
     return SealedUpload(plan, pending.key, result.size, result.sha256, detect_mime(result.head), generated)
