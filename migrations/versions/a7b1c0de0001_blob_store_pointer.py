@@ -1,7 +1,7 @@
 """Blob store pointer per version (local directory or S3 bucket); scheduler period claims
 
 Revision ID: a7b1c0de0001
-Revises: b2c3d4e50001
+Revises: c7a100000001
 Create Date: 2026-12-03 17:00:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "a7b1c0de0001"
-down_revision = "b2c3d4e50001"
+down_revision = "c7a100000001"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """resumable uploads
 
 Revision ID: b7a100000001
-Revises: b2c3d4e50001
+Revises: d0a1c0de0001
 Create Date: 2026-12-03 16:46:42.512222
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'b7a100000001'
-down_revision = 'b2c3d4e50001'
+down_revision = "d0a1c0de0001"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """compliance retention holds disposition
 
 Revision ID: c0a1e0000001
-Revises: b2c3d4e50001
+Revises: b7a100000001
 Create Date: 2026-12-03 17:11:28.808822
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'c0a1e0000001'
-down_revision = 'b2c3d4e50001'
+down_revision = "b7a100000001"
 branch_labels = None
 depends_on = None
 

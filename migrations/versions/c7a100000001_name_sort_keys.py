@@ -1,7 +1,7 @@
 """name sort keys for files and folders (accent- and case-insensitive search and sort)
 
 Revision ID: c7a100000001
-Revises: b2c3d4e50001
+Revises: e0a1c0de0001
 Create Date: 2026-12-03 17:10:00
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "c7a100000001"
-down_revision = "b2c3d4e50001"
+down_revision = "e0a1c0de0001"
 branch_labels = None
 depends_on = None
 

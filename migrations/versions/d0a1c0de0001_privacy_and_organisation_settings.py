@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision = 'd0a1c0de0001'
-down_revision = 'b2c3d4e50001'
+down_revision = "b2c3d4e50001"
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,7 @@
 the member dashboard's rollup rows
 
 Revision ID: e0a1c0de0001
-Revises: b2c3d4e50001
+Revises: c0a1e0000001
 Create Date: 2026-12-03 17:15:00
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'e0a1c0de0001'
-down_revision = 'b2c3d4e50001'
+down_revision = "c0a1e0000001"
 branch_labels = None
 depends_on = None
 
