@@ -13,7 +13,14 @@ from werkzeug.datastructures import MultiDict
 from portal.api import bp
 from portal.api.auth import rate_limit_key
 from portal.api.inputs import MAX_ID, Validator
-from portal.api.problems import NAME_TAKEN, QUOTA_EXCEEDED, STATUS_TYPES, SUBSCRIPTION_READ_ONLY, ApiProblem, render_problem
+from portal.api.problems import (
+    NAME_TAKEN,
+    QUOTA_EXCEEDED,
+    STATUS_TYPES,
+    SUBSCRIPTION_READ_ONLY,
+    ApiProblem,
+    render_problem,
+)
 from portal.api.routes import iso
 from portal.database import reads_first, writes_on_get
 from portal.documents import errors as document_errors

@@ -13,8 +13,8 @@ A backup killed before 3 leaves its row ``en_cours`` with no manifest: nothing c
 
 from __future__ import annotations
 
-import io
 import base64
+import io
 import logging
 from datetime import datetime, timedelta
 from typing import Any
