@@ -38,7 +38,8 @@ def _problems(*statuses: int) -> dict[str, Any]:
     texts = {
         400: "Malformed request",
         401: "Missing, invalid, expired or revoked token",
-        403: "The role does not allow this, or two-factor enrolment is required",
+        403: "The role does not allow this, two-factor enrolment is required, or (uploads) the "
+        "organisation's subscription is read-only (`type` /problems/subscription-read-only)",
         404: "Not found in the caller's organisation",
         409: "Conflict with the current state (or stored content unavailable)",
         413: "Too large, or the organisation's storage quota is reached",

@@ -129,6 +129,8 @@ def test_an_active_period_that_ends_unpaid_lapses_and_a_payment_reactivates(app,
     assert "Essentiel" in Inbox.body(inbox.to(admin.email)[-1])
     _advance(end + timedelta(days=1))
     assert _subscription(org.id).status == "impayee"
+    unpaid = admin_client.get("/abonnement").get_data(as_text=True)
+    assert 'id="read-only-from"' in unpaid and 'data-status="impayee"' in unpaid
     _advance(end + timedelta(days=8))
     assert _subscription(org.id).status == "lecture_seule"
 

@@ -83,3 +83,39 @@ def test_a_reader_sees_no_billing(paying_server, page, reader):
     response = page.goto(paying_server.url + "/abonnement")
     assert response.status == 403
     page.screenshot(path=str(ARTIFACTS / "billing_reader_forbidden.png"), full_page=True)
+
+
+def test_a_read_only_organisation_shows_its_state_and_pays_its_way_back(paying_server, page, admin):
+    """The lifecycle as an admin sees it: the banner, the state on /abonnement, then paying."""
+    from datetime import timedelta
+
+    from portal.billing import lifecycle, services
+    from portal.database import utcnow
+
+    with paying_server.app.app_context():
+        subscription = services.subscription_for(admin.organization_id)
+        subscription.trial_ends_at = utcnow() - timedelta(days=8)
+        db.session.commit()
+        lifecycle.advance()
+        db.session.commit()
+    _login(page, paying_server.url, admin.email)
+    page.goto(paying_server.url + "/armoires")
+    banner = page.locator("#subscription-notice")
+    assert banner.get_attribute("data-status") == "lecture_seule"
+    assert "lecture seule" in banner.inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "billing_read_only_banner.png"), full_page=True)
+    banner.get_by_role("link", name="Ouvrir la page Abonnement").click()
+    page.wait_for_url(re.compile(r".*/abonnement$"))
+    assert page.locator("#subscription-status").inner_text() == "Lecture seule"
+    assert page.locator("#subscription-state").is_visible()
+    page.screenshot(path=str(ARTIFACTS / "billing_read_only_subscription.png"), full_page=True)
+    page.locator("#plan-essentiel button").click()
+    page.wait_for_selector("#pay-form")
+    page.select_option("#network", "mtn")
+    page.fill("#phone", "22997123456")
+    page.locator("#pay-form button[type=submit]").click()
+    page.wait_for_selector("#payment-state[data-status=SUCCESSFUL]", timeout=30_000)
+    page.goto(paying_server.url + "/abonnement")
+    assert page.locator("#subscription-status").inner_text() == "Actif"
+    assert page.locator("#subscription-state").count() == 0
