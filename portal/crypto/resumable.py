@@ -25,6 +25,7 @@ import os
 import secrets
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag
@@ -47,6 +48,9 @@ from portal.crypto.streaming import (
 _HASH_CACHE: OrderedDict[str, tuple[int, Any]] = OrderedDict()
 _HASH_CACHE_SIZE = 256
 _HASH_LOCK = threading.Lock()
+# Shared by the process; each writer has at most one segment in it at a time, so its hash
+# sees the segments in order.
+_HASHER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="coffre-hash")
 
 
 def _remember(cache_key: str | None, index: int, digest: Any) -> None:
@@ -104,6 +108,10 @@ class ResumableWriter:
         self._buffer = bytearray()
         self._hash = hashlib.sha256()
         self._complete = False
+        self._sealed = bytearray()
+        # The hash of the previous segment runs in a worker while this one is sealed
+        # (hashlib releases the GIL): hashing and AES-GCM cost about the same.
+        self._hashing: Future[None] | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -176,6 +184,7 @@ class ResumableWriter:
     def sha256(self) -> str:
         if not self._complete:
             raise CryptoError("the blob is not complete")
+        self._drain()
         return self._hash.hexdigest()
 
     def blob_size(self) -> int:
@@ -194,14 +203,28 @@ class ResumableWriter:
                 raise CryptoError("the blob file is non-blocking and not ready")
             view = view[written:]
 
+    def _drain(self) -> None:
+        """Wait for the hash of the segment handed to the worker."""
+        if self._hashing is not None:
+            hashing, self._hashing = self._hashing, None
+            hashing.result()
+
     def _seal(self, data: bytes | bytearray | memoryview) -> None:
+        """Seal one segment; ``data`` must not be modified afterwards (it is hashed meanwhile)."""
         last = self._index == self._segments - 1
         nonce, segment_aad = _nonce_and_aad(self._prefix, self._aad, self._index, last)
+        size = len(data) + TAG_SIZE
+        if len(self._sealed) < size:
+            self._sealed = bytearray(size)
+        out = memoryview(self._sealed)[:size]
+        self._drain()
+        self._hashing = _HASHER.submit(self._hash.update, data)
+        self._aead.encrypt_into(nonce, data, segment_aad, out)
         self._raw.seek(HEADER_SIZE + self._index * SEALED_SEGMENT_SIZE)
-        self._write_all(self._aead.encrypt(nonce, bytes(data), segment_aad))
-        self._hash.update(data)
+        self._write_all(out)
         self._index += 1
         if last:
+            self._drain()
             self._complete = True
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -209,9 +232,16 @@ class ResumableWriter:
         view = memoryview(data).cast("B")
         if self.received + len(view) > self.total:
             raise CryptoError("more data than the declared length")
+        # Immutable input can be sealed (and hashed meanwhile) without a copy.
+        immutable = isinstance(data, bytes)
         while view:
             last = self._index == self._segments - 1
-            want = (self.total - self._index * SEGMENT_SIZE if last else SEGMENT_SIZE) - len(self._buffer)
+            segment = self.total - self._index * SEGMENT_SIZE if last else SEGMENT_SIZE
+            if immutable and not self._buffer and len(view) >= segment:
+                self._seal(view[:segment])
+                view = view[segment:]
+                continue
+            want = segment - len(self._buffer)
             take = min(want, len(view))
             self._buffer += view[:take]
             view = view[take:]
@@ -236,12 +266,14 @@ class ResumableWriter:
 
     def checkpoint(self) -> tuple[int, Any]:
         """The state at a segment boundary, to go back to if the request is refused later."""
+        self._drain()
         return self._index, self._hash.copy()
 
     def restore(self, checkpoint: tuple[int, Any], *, cache_key: str | None = None) -> None:
         """Go back to ``checkpoint`` (a request whose checksum did not match): the file is cut
         there and nothing sealed since is kept."""
         self.drop_unsealed()
+        self._drain()
         self._index, digest = checkpoint
         self._hash = digest.copy()
         self._complete = False
@@ -251,6 +283,7 @@ class ResumableWriter:
 
     def sync(self, *, cache_key: str | None = None) -> None:
         """Make what is sealed durable (fsync) and remember the hash for a later request."""
+        self._drain()
         self._raw.flush()
         os.fsync(self._raw.fileno())
         if not self._complete:

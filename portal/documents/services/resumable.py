@@ -288,7 +288,11 @@ def receive(
         error.abandons_upload = True  # type: ignore[attr-defined]
         raise
     row = db.session.get(ResumableUpload, upload_id)
-    if row is None:  # terminated meanwhile: the rows just added go with the transaction
+    if row is None:
+        # Terminated meanwhile: the rows just added go with the rollback, the blob goes now.
+        from portal.storage.blobs import delete_blobs
+
+        delete_blobs([storage_key])
         raise UploadGone(_("Cet envoi a été annulé."))
     row.completed_at = utcnow()
     row.file_id = version.file_id
