@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from portal.audit import search
 from portal.database import UTCDateTime, utcnow
 from portal.extensions import db
+from portal.security.tenancy import OrgOwned
 
 
 class AuditEntry(db.Model):
@@ -74,7 +75,7 @@ class AuditChainHead(db.Model):
     head_hash: Mapped[str] = mapped_column(String(64))
 
 
-class RecentView(db.Model):
+class RecentView(OrgOwned, db.Model):
     """When a member last had a consultation of a file journalled (``file.viewed``).
 
     One row per (member, file): the upsert that moves ``viewed_at`` forward only when the
@@ -86,7 +87,6 @@ class RecentView(db.Model):
     __table_args__ = (UniqueConstraint("user_id", "file_id", name="uq_consultations_recentes_user_file"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    organization_id: Mapped[int] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("utilisateurs.id", ondelete="CASCADE"))
     file_id: Mapped[int] = mapped_column(ForeignKey("fichiers.id", ondelete="CASCADE"), index=True)
     viewed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

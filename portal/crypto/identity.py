@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import lru_cache
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -26,9 +27,15 @@ _VERSION = "v1"
 
 def _key(purpose: str) -> bytes:
     pepper = current_app.config["PASSWORD_PEPPER"]
+    return _derive(pepper.encode() if isinstance(pepper, str) else pepper, purpose)
+
+
+@lru_cache(maxsize=16)
+def _derive(pepper: bytes, purpose: str) -> bytes:
+    # Cached: every journal entry written or verified asks for the key.
     return HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=f"coffre/journal-{purpose}/{_VERSION}".encode()
-    ).derive(pepper.encode() if isinstance(pepper, str) else pepper)
+    ).derive(pepper)
 
 
 def identity_digest(text: str) -> str:
