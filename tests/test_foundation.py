@@ -63,7 +63,7 @@ def test_not_found_is_a_page_a_fragment_or_a_problem(client):
 
     fragment = client.get("/nulle-part", headers=HX)
     body = fragment.get_data(as_text=True)
-    assert fragment.status_code == 404 and "<html" not in body and "Page introuvable" in body
+    assert fragment.status_code == 404 and "<html" not in body and "Introuvable" in body and "404 ·" not in body
 
     boosted = client.get("/nulle-part", headers={**HX, "HX-Boosted": "true"})
     assert "<html" in boosted.get_data(as_text=True)
@@ -88,7 +88,7 @@ def test_unexpected_error_is_a_generic_500_without_details(app_factory):
     response = app.test_client().get("/boom")
     body = response.get_data(as_text=True)
     assert response.status_code == 500
-    assert "Erreur interne" in body
+    assert "Quelque chose s'est mal passé de notre côté" in body
     assert "secret internal detail" not in body and "Traceback" not in body
 
 

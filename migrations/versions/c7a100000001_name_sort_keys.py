@@ -49,12 +49,14 @@ def upgrade():
         with op.batch_alter_table(table_name, schema=None) as batch_op:
             batch_op.alter_column("name_key", server_default=None)
     with op.batch_alter_table("fichiers", schema=None) as batch_op:
-        batch_op.create_index("ix_fichiers_org_name_key", ["organization_id", "name_key"], unique=False)
+        batch_op.create_index(
+            "ix_fichiers_org_live_name_key", ["organization_id", "deleted_at", "name_key"], unique=False
+        )
 
 
 def downgrade():
     with op.batch_alter_table("fichiers", schema=None) as batch_op:
-        batch_op.drop_index("ix_fichiers_org_name_key")
+        batch_op.drop_index("ix_fichiers_org_live_name_key")
         batch_op.drop_column("name_key")
     with op.batch_alter_table("dossiers", schema=None) as batch_op:
         batch_op.drop_column("name_key")

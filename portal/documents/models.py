@@ -63,8 +63,9 @@ class File(OrgOwned, db.Model):
     __tablename__ = "fichiers"
     __table_args__ = (
         Index("ix_fichiers_armoire_folder", "armoire_id", "folder_id"),
-        # Organisation-wide search and sorting by name without a sort step over the whole table.
-        Index("ix_fichiers_org_name_key", "organization_id", "name_key"),
+        # Organisation-wide search and sorting by name: live files (deleted_at NULL) in name order,
+        # and a name filter or count read from the index alone, without visiting table rows.
+        Index("ix_fichiers_org_live_name_key", "organization_id", "deleted_at", "name_key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

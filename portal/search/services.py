@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, func, or_, select
 
 from portal.auth.models import User
 from portal.documents.models import Armoire, File, Folder
@@ -135,31 +135,35 @@ def _folders_under_path(organization_id: int, path: str) -> set[int]:
     return {folder_id for folder_id in keys if needle in full(folder_id)}
 
 
-def _statement(organization_id: int, criteria: Criteria) -> Select:
-    statement = scoped(File, organization_id).where(File.deleted_at.is_(None), File.purged_at.is_(None))
+def _clauses(organization_id: int, criteria: Criteria) -> list:
+    # A purged file is a tombstone that keeps its deleted_at: "deleted_at IS NULL" is the live set.
+    clauses = [File.organization_id == organization_id, File.deleted_at.is_(None)]
     if criteria.query:
-        statement = statement.where(File.name_key.like(_like(sort_key(criteria.query)), escape="\\"))
+        clauses.append(File.name_key.like(_like(sort_key(criteria.query)), escape="\\"))
     if criteria.path:
         folder_ids = _folders_under_path(organization_id, criteria.path)
         armoire_ids = select(Armoire.id).where(
             Armoire.organization_id == organization_id, Armoire.name.ilike(_like(criteria.path.strip()), escape="\\")
         )
-        statement = statement.where(or_(File.folder_id.in_(folder_ids), File.armoire_id.in_(armoire_ids)))
+        clauses.append(or_(File.folder_id.in_(folder_ids), File.armoire_id.in_(armoire_ids)))
     if criteria.author:
         authors = select(User.id).where(
             User.organization_id == organization_id, User.name.ilike(_like(criteria.author.strip()), escape="\\")
         )
-        statement = statement.where(File.created_by_id.in_(authors))
+        clauses.append(File.created_by_id.in_(authors))
     if criteria.kind in TYPES:
-        statement = statement.where(
-            or_(*(File.mime_type.startswith(prefix, autoescape=True) for prefix in TYPES[criteria.kind]))
-        )
+        clauses.append(or_(*(File.mime_type.startswith(prefix, autoescape=True) for prefix in TYPES[criteria.kind])))
     if criteria.since:
-        statement = statement.where(File.updated_at >= datetime.combine(criteria.since, time.min, UTC))
+        clauses.append(File.updated_at >= datetime.combine(criteria.since, time.min, UTC))
     if criteria.until:
         end = datetime.combine(criteria.until + timedelta(days=1), time.min, UTC)
-        statement = statement.where(File.updated_at < end)
+        clauses.append(File.updated_at < end)
+    return clauses
+
+
+def _statement(organization_id: int, criteria: Criteria, clauses: list) -> Select:
     column, descending = SORTS.get(criteria.sort, SORTS["name"])
+    statement = scoped(File, organization_id).where(*clauses)
     return statement.order_by(column.desc() if descending else column.asc(), File.id)
 
 
@@ -168,7 +172,11 @@ def search_files(organization_id: int, criteria: Criteria, page: object = 1, per
     criteria.query = (criteria.query or "").strip()[:QUERY_MAX]
     criteria.path = (criteria.path or "").strip()[:QUERY_MAX]
     criteria.author = (criteria.author or "").strip()[:QUERY_MAX]
-    result = paginate(_statement(organization_id, criteria), page, per_page)
+    # Counted on the filtered columns alone (not a subquery of whole rows): with a name filter
+    # only, the database answers from the (organization_id, deleted_at, name_key) index.
+    clauses = _clauses(organization_id, criteria)
+    total = db.session.execute(select(func.count(File.id)).where(*clauses)).scalar_one()
+    result = paginate(_statement(organization_id, criteria, clauses), page, per_page, total=total)
     paths = _folder_paths(organization_id, {f.folder_id for f in result.items if f.folder_id})
     hits = [Hit(f, paths.get(f.folder_id, "") if f.folder_id else "", f.armoire.name) for f in result.items]
     return Results(page=result, hits=hits)

@@ -49,10 +49,15 @@ def parse_page(value: object) -> int:
     return min(max(number, 1), 1_000_000)
 
 
-def paginate(statement: Select[Any], page: object = 1, per_page: int = DEFAULT_PER_PAGE) -> Page[Any]:
-    """Run ``statement`` for one page; the page number is clamped to what exists."""
+def paginate(
+    statement: Select[Any], page: object = 1, per_page: int = DEFAULT_PER_PAGE, *, total: int | None = None
+) -> Page[Any]:
+    """Run ``statement`` for one page; the page number is clamped to what exists.
+
+    ``total``: the row count when the caller has a cheaper way to it than counting the statement."""
     per_page = min(max(per_page, 1), MAX_PER_PAGE)
-    total = db.session.execute(select(func.count()).select_from(statement.order_by(None).subquery())).scalar_one()
+    if total is None:
+        total = db.session.execute(select(func.count()).select_from(statement.order_by(None).subquery())).scalar_one()
     pages = max(1, -(-total // per_page))
     number = min(parse_page(page), pages)
     items = list(db.session.execute(statement.limit(per_page).offset((number - 1) * per_page)).scalars())

@@ -81,6 +81,7 @@ def test_layout_per_role_and_on_a_phone(live_server, browser, make_user, org, ad
         if role == "admin" and name == "bureau":
             # The README's picture (docs/screenshot.png is copied from it): the first screen.
             page.check("input[name=ids][aria-label='Sélectionner budget.csv']")
+            page.evaluate("window.scrollTo(0, 0)")
             page.screenshot(path=str(ARTIFACTS / "file-manager-readme.png"))
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= viewport["width"] + 1, f"{name}: the page scrolls sideways ({width} px)"

@@ -53,3 +53,16 @@ def test_error_fragments_speak_plainly(admin_client):
     body = response.get_data(as_text=True)
     assert response.status_code == 404
     assert "404 ·" not in body and "<strong>Introuvable</strong>" in body
+
+
+def test_size_units_follow_the_language(app):
+    from flask_babel import force_locale
+
+    from portal.documents.routes import filesize
+
+    with app.test_request_context():
+        with force_locale("fr"):
+            assert filesize(1536) == "1,5 Kio"
+            assert filesize(12).endswith(" o")
+        with force_locale("en"):
+            assert filesize(1536) == "1.5 KiB" and filesize(12) == "12 B"
