@@ -22,8 +22,19 @@ TWO_FACTOR_ENROLMENT_REQUIRED = "/problems/two-factor-enrollment-required"
 INVALID_CREDENTIALS = "/problems/invalid-credentials"
 SSO_REQUIRED = "/problems/sso-required"
 QUOTA_EXCEEDED = "/problems/quota-exceeded"
+# Refused deletions (portal/compliance/errors.py).
+RETENTION = "/problems/retention"
+LEGAL_HOLD = "/problems/legal-hold"
 PROBLEM_TYPES: frozenset[str] = frozenset(
-    {*STATUS_TYPES.values(), TWO_FACTOR_REQUIRED, TWO_FACTOR_ENROLMENT_REQUIRED, INVALID_CREDENTIALS, QUOTA_EXCEEDED}
+    {
+        *STATUS_TYPES.values(),
+        TWO_FACTOR_REQUIRED,
+        TWO_FACTOR_ENROLMENT_REQUIRED,
+        INVALID_CREDENTIALS,
+        QUOTA_EXCEEDED,
+        RETENTION,
+        LEGAL_HOLD,
+    }
 )
 
 

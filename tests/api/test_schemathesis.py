@@ -7,6 +7,7 @@ import threading
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 from werkzeug.serving import make_server
 
 from portal.extensions import db
@@ -43,10 +44,13 @@ def live_api(app_factory, org, admin, make_armoire, store_file):
     live.thread.join(timeout=5)
 
 
+REFUSED_DELETIONS = ("/problems/retention", "/problems/legal-hold")
+
+
 def test_api_conforms_to_its_schema(live_api):
     schema = schemathesis.openapi.from_url(f"{live_api.url}/api/v1/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 21  # every documented operation, openapi.json included
+    assert len(operations) == 34  # every documented operation, openapi.json included (13 compliance ones)
     failures = []
     for operation in operations:
 
@@ -59,7 +63,14 @@ def test_api_conforms_to_its_schema(live_api):
                 case.body = {**{k: v for k, v in case.body.items() if k != "file"}, "file": case.body["file"]}
             own = case.operation.path == "/auth/token"
             token = live_api.token(live_api.user) if own else live_api.main_token
-            case.call_and_validate(base_url=f"{live_api.url}/api/v1", headers={"Authorization": f"Bearer {token}"})
+            headers = {"Authorization": f"Bearer {token}"}
+            response = case.call(base_url=f"{live_api.url}/api/v1", headers=headers)
+            excluded = []
+            if response.status_code == 423 and response.json().get("type") in REFUSED_DELETIONS:
+                # An earlier case may have put the file under retention or a legal hold: refusing
+                # a valid request with 423 is then the documented answer, not a rejection of valid data.
+                excluded = [positive_data_acceptance]
+            case.validate_response(response, excluded_checks=excluded, headers=headers)
 
         try:
             fuzz()
