@@ -624,9 +624,12 @@ def _paths() -> dict[str, Any]:
             },
             "delete": {
                 "operationId": "trashFile",
-                "summary": "Move the file to the trash",
+                "summary": "Move the file to the trash (423 under retention or a legal hold)",
                 "security": secured,
-                "responses": {"204": {"description": "In the trash"}} | _problems(*AUTHED, 404, 423),
+                # Not listed as parameters: OpenAPI cannot say that motif is required with contourner.
+                "description": "A member holding the 'contourner la conservation' grant deletes a file under a "
+                "gouvernance retention with `?contourner=1&motif=<reason>` (422 without a reason).",
+                "responses": {"204": {"description": "In the trash"}} | _problems(*AUTHED, 404, 422, 423),
             },
         },
         "/fichiers/{file_id}/contenu": {
@@ -722,6 +725,7 @@ def _paths() -> dict[str, Any]:
             }
         },
         **_backup_paths(secured),
+        **_compliance_paths(secured),
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",
@@ -729,6 +733,204 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": {"description": "This document", "content": {JSON: {"schema": {"type": "object"}}}}
                 },
+            }
+        },
+    }
+
+
+def _compliance_paths(secured: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """Retention, legal holds, bypass grants, disposition (portal/compliance/api.py): admin tokens."""
+    obj = {"type": "object"}
+
+    def ok(status: str, description: str, schema: dict[str, Any] = obj) -> dict[str, Any]:
+        return {status: {"description": description, "content": {JSON: {"schema": schema}}}}
+
+    target = {
+        "target_type": {"type": "string", "enum": ["armoire", "folder", "file"]},
+        "target_id": ID_SCHEMA,
+    }
+    # Something visible: a blank reason is refused like a missing one.
+    text = {"type": "string", "minLength": 1, "maxLength": 500, "pattern": "^[^\u0000]*[^\\s\u0000][^\u0000]*$"}
+    rule_body = {
+        "type": "object",
+        "required": ["target_type", "target_id", "duration_days", "mode", "from"],
+        "properties": target
+        | {
+            "duration_days": {"type": "integer", "minimum": 1, "maximum": 73200},
+            "mode": {"type": "string", "enum": ["gouvernance", "conformite"]},
+            "from": {"type": "string", "enum": ["upload", "last_version", "event"]},
+        },
+    }
+    hold_body = {
+        "type": "object",
+        "required": ["target_type", "target_id", "reason", "reference"],
+        "properties": target | {"reason": text, "reference": text | {"maxLength": 120}},
+    }
+    target_query = [
+        {"name": "target_type", "in": "query", "required": True, "schema": target["target_type"]},
+        {"name": "target_id", "in": "query", "required": True, "schema": ID_SCHEMA},
+    ]
+    motif = {"name": "motif", "in": "query", "schema": text}
+    in_force = {
+        "type": "object",
+        "required": ["rule", "inherited_from", "expires_at"],
+        "properties": {
+            "rule": {"type": ["object", "null"]},
+            "inherited_from": {"type": ["object", "null"]},
+            "expires_at": NULLABLE_STAMP,
+        },
+    }
+
+    def body(schema: dict[str, Any]) -> dict[str, Any]:
+        return {"required": True, "content": {JSON: {"schema": schema}}}
+
+    return {
+        "/conservation": {
+            "post": {
+                "operationId": "createRetentionRule",
+                "security": secured,
+                "requestBody": body(rule_body),
+                "responses": ok("201", "The rule") | _problems(*AUTHED, 404, 409, 415, 422),
+            },
+            "get": {
+                "operationId": "retentionInForce",
+                "summary": "The rule in force on a target, its own or inherited",
+                "security": secured,
+                "parameters": target_query,
+                "responses": ok("200", "The rule in force", in_force) | _problems(*AUTHED, 404, 422),
+            },
+        },
+        "/conservation/{rule_id}": {
+            "patch": {
+                "operationId": "changeRetentionRule",
+                "summary": "Lengthen (or, in gouvernance with the bypass and a reason, shorten) a rule",
+                "security": secured,
+                "parameters": [PATH_ID | {"name": "rule_id"}],
+                "requestBody": body(
+                    {
+                        "type": "object",
+                        "required": ["duration_days"],
+                        "properties": {
+                            "duration_days": {"type": "integer", "minimum": 1, "maximum": 73200},
+                            "mode": {"type": "string", "enum": ["gouvernance", "conformite"]},
+                            "reason": text,
+                        },
+                    }
+                ),
+                "responses": ok("200", "The rule") | _problems(*AUTHED, 404, 409, 415, 422),
+            },
+            "delete": {
+                "operationId": "deleteRetentionRule",
+                "security": secured,
+                "parameters": [PATH_ID | {"name": "rule_id"}, motif],
+                "responses": {"204": {"description": "Removed"}} | _problems(*AUTHED, 404, 409, 422),
+            },
+        },
+        "/fichiers/{file_id}/evenement": {
+            "put": {
+                "operationId": "setFileEventDate",
+                "security": secured,
+                "parameters": [PATH_ID | {"name": "file_id"}],
+                "requestBody": body(
+                    {
+                        "type": "object",
+                        "required": ["date"],
+                        "properties": {"date": {"type": "string", "format": "date"}},
+                    }
+                ),
+                "responses": ok("200", "The event date") | _problems(*AUTHED, 404, 409, 415, 422),
+            }
+        },
+        "/membres/{user_id}/contournement": {
+            "put": {
+                "operationId": "setRetentionBypass",
+                "summary": "Grant or withdraw a member's 'contourner la conservation' permission",
+                "security": secured,
+                "parameters": [PATH_ID | {"name": "user_id"}],
+                "requestBody": body(
+                    {"type": "object", "required": ["granted"], "properties": {"granted": {"type": "boolean"}}}
+                ),
+                "responses": ok("200", "The grant") | _problems(*AUTHED, 404, 415, 422),
+            }
+        },
+        "/verrouillages": {
+            "post": {
+                "operationId": "placeLegalHold",
+                "security": secured,
+                "requestBody": body(hold_body),
+                "responses": ok("201", "The hold") | _problems(*AUTHED, 404, 415, 422),
+            },
+            "get": {
+                "operationId": "listLegalHolds",
+                "security": secured,
+                "responses": ok("200", "Active holds") | _problems(*AUTHED),
+            },
+        },
+        "/verrouillages/{hold_id}": {
+            "delete": {
+                "operationId": "liftLegalHold",
+                "security": secured,
+                "parameters": [PATH_ID | {"name": "hold_id"}, motif | {"required": True}],
+                "responses": ok("200", "The lifted hold") | _problems(*AUTHED, 404, 422),
+            }
+        },
+        "/disposition": {
+            "get": {
+                "operationId": "dispositionQueue",
+                "summary": "Files whose retention has expired, awaiting review",
+                "security": secured,
+                "responses": ok("200", "The queue") | _problems(*AUTHED),
+            }
+        },
+        "/disposition/{file_id}": {
+            "post": {
+                "operationId": "decideDisposition",
+                "security": secured,
+                "parameters": [PATH_ID | {"name": "file_id"}],
+                "requestBody": body(
+                    {
+                        "oneOf": [
+                            {
+                                "type": "object",
+                                "required": ["decision"],
+                                "properties": {"decision": {"const": "destroy"}},
+                            },
+                            {
+                                "type": "object",
+                                "required": ["decision", "extend_days"],
+                                "properties": {
+                                    "decision": {"const": "keep"},
+                                    "extend_days": {"type": "integer", "minimum": 1, "maximum": 36600},
+                                },
+                            },
+                        ]
+                    }
+                ),
+                "responses": ok("201", "Kept longer, or destroyed with its certificate id")
+                | _problems(*AUTHED, 404, 409, 415, 422, 423),
+            }
+        },
+        "/certificats/{certificate_id}": {
+            "get": {
+                "operationId": "getCertificate",
+                "summary": "The signed destruction certificate (JSON)",
+                "security": secured,
+                "parameters": [PATH_ID | {"name": "certificate_id"}],
+                "responses": ok("200", "The signed certificate") | _problems(*AUTHED, 404),
+            }
+        },
+        "/certificats/{certificate_id}.pdf": {
+            "get": {
+                "operationId": "getCertificatePdf",
+                "security": secured,
+                "parameters": [PATH_ID | {"name": "certificate_id"}],
+                "responses": {
+                    "200": {
+                        "description": "Its PDF rendering",
+                        "content": {"application/pdf": {"schema": {"type": "string"}}},
+                    }
+                }
+                | _problems(*AUTHED, 404),
             }
         },
     }

@@ -25,6 +25,9 @@ QUOTA_EXCEEDED = "/problems/quota-exceeded"
 # A file of that name is already in the folder (on_conflict=refuse); ``existing_file_id`` names it.
 NAME_TAKEN = "/problems/name-taken"
 SUBSCRIPTION_READ_ONLY = "/problems/subscription-read-only"
+# Refused deletions (portal/compliance/errors.py).
+RETENTION = "/problems/retention"
+LEGAL_HOLD = "/problems/legal-hold"
 PROBLEM_TYPES: frozenset[str] = frozenset(
     {
         *STATUS_TYPES.values(),
@@ -34,6 +37,8 @@ PROBLEM_TYPES: frozenset[str] = frozenset(
         QUOTA_EXCEEDED,
         NAME_TAKEN,
         SUBSCRIPTION_READ_ONLY,
+        RETENTION,
+        LEGAL_HOLD,
     }
 )
 

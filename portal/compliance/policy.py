@@ -37,7 +37,8 @@ ACTIONS = ("trash", "purge", "retention_purge", "backup_prune", "disposition", "
 
 
 def _date(value: datetime | None) -> str:
-    return format_datetime(value, "short") if value is not None else _("la date de l'événement, non encore fixée")
+    # No expiry yet: the rule counts from an event date that is not set.
+    return format_datetime(value, "short") if value is not None else _("(date d'événement à fixer)")
 
 
 def _refusal_for(file: File, action: str, now: datetime) -> tuple[DeletionRefused | None, Any]:
@@ -79,7 +80,7 @@ def _refusal_for(file: File, action: str, now: datetime) -> tuple[DeletionRefuse
     mode = _("conformité") if rule.mode == "conformite" else _("gouvernance")
     refusal = DeletionRefused(
         _(
-            "« %(name)s » est sous conservation (règle n° %(rule)s, mode %(mode)s) jusqu'au %(date)s : "
+            "« %(name)s » est sous conservation (règle n° %(rule)s, mode %(mode)s), échéance : %(date)s ; "
             "il ne peut pas être supprimé avant.",
             name=file.name,
             rule=rule.id,

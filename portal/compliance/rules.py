@@ -24,6 +24,7 @@ from portal.extensions import db
 from portal.security.tenancy import get_scoped
 
 MODELS = {"armoire": Armoire, "folder": Folder, "file": File}
+FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 def get_target(organization_id: int, target_type: str, target_id: int):
@@ -98,7 +99,11 @@ def expiry(rule: RetentionRule, file: File) -> datetime | None:
         if day is None:
             return None
         start = datetime.combine(day, time.min, tzinfo=UTC)
-    return start + timedelta(days=rule.duration_days)
+    try:
+        return start + timedelta(days=rule.duration_days)
+    except OverflowError:
+        # An event date near year 9999: kept until the end of representable time.
+        return FAR_FUTURE
 
 
 @dataclass

@@ -48,10 +48,13 @@ def live_api(app_factory, org, admin, make_armoire, store_file):
     live.thread.join(timeout=5)
 
 
+REFUSED_DELETIONS = ("/problems/retention", "/problems/legal-hold")
+
+
 def test_api_conforms_to_its_schema(live_api):
     schema = schemathesis.openapi.from_url(f"{live_api.url}/api/v1/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 27  # every documented operation, openapi.json included
+    assert len(operations) == 40  # every documented operation, openapi.json included (13 compliance ones)
     failures = []
     for operation in operations:
 
@@ -64,15 +67,19 @@ def test_api_conforms_to_its_schema(live_api):
                 case.body = {**{k: v for k, v in case.body.items() if k != "file"}, "file": case.body["file"]}
             own = case.operation.path == "/auth/token"
             token = live_api.token(live_api.user) if own else live_api.main_token
+            headers = {"Authorization": f"Bearer {token}"}
+            response = case.call(base_url=f"{live_api.url}/api/v1", headers=headers)
+            excluded = []
             # tus headers carry a grammar OpenAPI cannot state (Upload-Metadata: base64 values
             # naming an armoire): a schema-valid header may still be a 400 there. Every other
             # check (no 5xx, documented statuses, response schemas) still applies to them.
-            excluded = [positive_data_acceptance] if case.operation.path.startswith("/uploads/") else None
-            case.call_and_validate(
-                base_url=f"{live_api.url}/api/v1",
-                headers={"Authorization": f"Bearer {token}"},
-                excluded_checks=excluded,
-            )
+            if case.operation.path.startswith("/uploads/"):
+                excluded = [positive_data_acceptance]
+            if response.status_code == 423 and response.json().get("type") in REFUSED_DELETIONS:
+                # An earlier case may have put the file under retention or a legal hold: refusing
+                # a valid request with 423 is then the documented answer, not a rejection of valid data.
+                excluded = [positive_data_acceptance]
+            case.validate_response(response, excluded_checks=excluded, headers=headers)
 
         try:
             fuzz()
