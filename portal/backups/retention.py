@@ -108,7 +108,7 @@ def prune(organization_id: int, now: datetime | None = None) -> list[int]:
             continue
         if backup.path:
             try:
-                assert_backup_prunable(organization_id, repository.read_manifest(backup.path))
+                assert_backup_prunable(organization_id, Manifest.load(repository, backup.path).files())
             except DeletionRefused as refusal:
                 refusal.action = "backup_prune"
                 record_refusal(Actor.system(organization_id), refusal, extra={"backup_id": backup.id})

@@ -262,6 +262,8 @@ def _copy_blobs(
     from portal.storage.blobs import get_blob_store
 
     fresh: list[dict[str, Any]] = []
+    # Resolved here: the copy threads have no application context.
+    stores = {backend: get_blob_store(backend) for backend in {v.get("storage_backend") for v in versions}}
     for version in versions:
         storage_key = version.get("storage_key")
         if not storage_key or version.get("blob_missing"):
@@ -275,7 +277,7 @@ def _copy_blobs(
             fresh.append(version)
 
     def hash_one(version: dict[str, Any]) -> None:
-        with get_blob_store(version.get("storage_backend")).open(version["storage_key"]) as raw:
+        with stores[version.get("storage_backend")].open(version["storage_key"]) as raw:
             try:
                 fileno = raw.fileno()
             except (AttributeError, OSError, io.UnsupportedOperation):
@@ -283,7 +285,7 @@ def _copy_blobs(
             version["_digest"] = repository.hash_file(fileno)[0]
 
     def copy(version: dict[str, Any]) -> None:
-        with get_blob_store(version.get("storage_backend")).open(version["storage_key"]) as raw:
+        with stores[version.get("storage_backend")].open(version["storage_key"]) as raw:
             version["object"], version["object_size"], version["_written"] = repository.put_object(
                 raw, sync=False, pending=pending, digest=version.pop("_digest", None)
             )

@@ -210,14 +210,15 @@ def journal_refusal(refusal: DeletionRefused) -> None:
     db.session.commit()
 
 
-def assert_backup_prunable(organization_id: int, manifest: dict[str, Any]) -> None:
+def assert_backup_prunable(organization_id: int, file_rows: list[dict[str, Any]]) -> None:
     """Refuse pruning a backup holding a file that a hold or an unexpired retention protects:
-    deleting that backup would delete a copy of the file."""
+    deleting that backup would delete a copy of the file. ``file_rows`` are the backup's files
+    as its manifest lists them."""
     from sqlalchemy import select
 
     from portal.extensions import db
 
-    ids = [row["id"] for row in manifest.get("files", []) if isinstance(row, dict) and "id" in row]
+    ids = [row["id"] for row in file_rows if isinstance(row, dict) and "id" in row]
     if not ids:
         return
     files = db.session.execute(

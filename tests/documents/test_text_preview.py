@@ -21,7 +21,7 @@ def test_text_preview_is_escaped_and_sandboxed(admin_client, armoire):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "<script>" not in body
     assert "Été;été" in body
     entry = db.session.execute(db.select(AuditEntry).order_by(AuditEntry.id.desc()).limit(1)).scalar_one()
-    assert entry.action == "file.downloaded" and entry.details.get("preview") is True
+    assert entry.action == "file.viewed"  # a consultation, not a download
 
 
 def test_text_preview_stops_at_one_mebibyte(admin_client, armoire):
