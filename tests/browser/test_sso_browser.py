@@ -77,6 +77,6 @@ def test_sso_new_member_and_admin_policy(live_server_factory, page, providers, b
     admin_page.get_by_label("Alpha").check()
     admin_page.get_by_label("SSO obligatoire (sauf pour les administrateurs)").check()
     admin_page.get_by_role("button", name="Enregistrer").click()
-    admin_page.get_by_text("Politique SSO enregistrée.").wait_for()
+    admin_page.locator("#flashes").get_by_text("Politique SSO enregistrée.").wait_for()
     admin_page.screenshot(path=str(ARTIFACTS / "sso_admin_policy.png"), full_page=True)
     admin_context.close()
