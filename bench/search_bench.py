@@ -15,11 +15,7 @@ PostgreSQL uses a throwaway database ``coffre_bench_<pid>`` (created, then dropp
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import secrets
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,8 +26,8 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.journal_bench import POSTGRES_ADMIN_URL, build_app, measure, session_cookie  # noqa: E402
-from bench.server import portal_env, start_gunicorn  # noqa: E402
+from bench.journal_bench import build_app, measure, session_cookie  # noqa: E402
+from bench.server import portal_env, running_database, start_gunicorn  # noqa: E402
 
 TARGET_MS = 100.0
 WORDS = [
@@ -188,63 +184,44 @@ SEARCHES = {
 
 
 def run(backend: str, files: int, requests: int, workers: int) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="coffre-search-bench-"))
-    instance = tmp / "instance"
-    instance.mkdir(mode=0o700)
-    secret, pepper = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
-    admin_engine = None
-    name = f"coffre_bench_{os.getpid()}"
-    if backend == "postgresql":
-        admin_engine = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin_engine.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        url = re.sub(r"/[^/]*$", f"/{name}", POSTGRES_ADMIN_URL)
-    else:
-        url = f"sqlite:///{tmp / 'bench.db'}"
-    server = None
-    try:
+    with running_database(backend) as (url, instance, secret, pepper):
         app = build_app(url, instance, secret, pepper)
         print(f"[{backend}] seeding {files:,} files…", flush=True)
         info = seed(app, files)
         print(f"[{backend}] seeded in {info['seconds']:.1f} s ({info['folders']:,} folders)", flush=True)
         server, base = start_gunicorn(portal_env(url, instance, secret, pepper), workers)
-        cookie = session_cookie(app, info["admin_id"])
-        client = httpx.Client(base_url=base, cookies={"coffre_session": cookie}, timeout=60)
-        api = {"Authorization": f"Bearer {info['token']}"}
-        today = datetime.now(UTC).date()
-        values = {
-            "since": (today - timedelta(days=30)).isoformat(),
-            "until": today.isoformat(),
-            "year_start": f"{today.year}-01-01",
-        }
-        floor = measure(client, "/healthz", requests)
-        results = {"healthz (floor)": floor}
-        for label, query in SEARCHES.items():
-            query = query.format(**values)
-            total = client.get(f"/api/v1/recherche?{query}", headers=api).json()["total"]
-            results[f"API {label} [{total:,}]"] = measure(client, f"/api/v1/recherche?{query}", requests, headers=api)
-        results["page (HTMX) q=facture"] = measure(
-            client, "/recherche?q=facture", requests, headers={"HX-Request": "true"}, expect="search-hit"
-        )
-        print(f"\n[{backend}] {files:,} files, gunicorn -w {workers}, {requests} requests each")
-        print(f"{'request [matches]':<58}{'p50 ms':>9}{'p95 ms':>9}{'p95/floor':>11}{'p95/target':>12}")
-        for label, figures in results.items():
-            print(
-                f"{label:<58}{figures['p50']:>9.1f}{figures['p95']:>9.1f}"
-                f"{figures['p95'] / floor['p95']:>11.1f}{figures['p95'] / TARGET_MS:>12.2f}"
+        try:
+            cookie = session_cookie(app, info["admin_id"])
+            client = httpx.Client(base_url=base, cookies={"coffre_session": cookie}, timeout=60)
+            api = {"Authorization": f"Bearer {info['token']}"}
+            today = datetime.now(UTC).date()
+            values = {
+                "since": (today - timedelta(days=30)).isoformat(),
+                "until": today.isoformat(),
+                "year_start": f"{today.year}-01-01",
+            }
+            floor = measure(client, "/healthz", requests)
+            results = {"healthz (floor)": floor}
+            for label, query in SEARCHES.items():
+                query = query.format(**values)
+                total = client.get(f"/api/v1/recherche?{query}", headers=api).json()["total"]
+                results[f"API {label} [{total:,}]"] = measure(
+                    client, f"/api/v1/recherche?{query}", requests, headers=api
+                )
+            results["page (HTMX) q=facture"] = measure(
+                client, "/recherche?q=facture", requests, headers={"HX-Request": "true"}, expect="search-hit"
             )
-        client.close()
-    finally:
-        if server is not None:
+            print(f"\n[{backend}] {files:,} files, gunicorn -w {workers}, {requests} requests each")
+            print(f"{'request [matches]':<58}{'p50 ms':>9}{'p95 ms':>9}{'p95/floor':>11}{'p95/target':>12}")
+            for label, figures in results.items():
+                print(
+                    f"{label:<58}{figures['p50']:>9.1f}{figures['p95']:>9.1f}"
+                    f"{figures['p95'] / floor['p95']:>11.1f}{figures['p95'] / TARGET_MS:>12.2f}"
+                )
+            client.close()
+        finally:
             server.terminate()
             server.wait(timeout=30)
-        if admin_engine is not None:
-            with admin_engine.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin_engine.dispose()
-        for path in sorted(tmp.rglob("*"), reverse=True):
-            path.unlink() if path.is_file() else path.rmdir()
-        tmp.rmdir()
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import Select, func, or_, select
 
 from portal.auth.models import User
 from portal.documents.models import Armoire, File, Folder
+from portal.documents.services import listing
 from portal.documents.sortkey import sort_key
 from portal.extensions import db
 from portal.security.tenancy import scoped
@@ -22,16 +23,8 @@ from portal.web.pagination import Page, paginate
 logger = logging.getLogger(__name__)
 
 QUERY_MAX = 100
-SORTS = {
-    "name": (File.name_key, False),
-    "-name": (File.name_key, True),
-    "size": (File.size, False),
-    "-size": (File.size, True),
-    "type": (File.mime_type, False),
-    "-type": (File.mime_type, True),
-    "modified": (File.updated_at, False),
-    "-modified": (File.updated_at, True),
-}
+# The same sorts as a folder listing: a search keeps the list's sort.
+SORTS = listing.SORTS
 # Type filter: a few families people think in, mapped to MIME type prefixes or exact types.
 TYPES: dict[str, tuple[str, ...]] = {
     "pdf": ("application/pdf",),

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from portal.documents.models import Armoire, File, Folder
 from portal.documents.sortkey import sort_key
 from portal.security.tenancy import scoped
 from portal.web.pagination import Page, paginate
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
