@@ -42,6 +42,7 @@ from portal.crypto.streaming import (
     TAG_SIZE,
     _nonce_and_aad,
     _segment_aead,
+    write_fully,
 )
 
 # Hash states of uploads in progress in this process: (sealed segment count, sha256 state).
@@ -196,12 +197,7 @@ class ResumableWriter:
     # ------------------------------------------------------------------ writing
 
     def _write_all(self, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            written = self._raw.write(view)
-            if written is None:
-                raise CryptoError("the blob file is non-blocking and not ready")
-            view = view[written:]
+        write_fully(self._raw, data)
 
     def _drain(self) -> None:
         """Wait for the hash of the segment handed to the worker."""

@@ -330,13 +330,7 @@ class EncryptingWriter:
             self._sink.reserve(len(data))[:] = data
             self._sink.commit(len(data))
             return
-        # An unbuffered raw file may accept only part of a write.
-        view = memoryview(data)
-        while view:
-            written = self._raw.write(view)
-            if written is None:
-                raise CryptoError("the blob file is non-blocking and not ready")
-            view = view[written:]
+        write_fully(self._raw, data)
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         if self._finished:
@@ -416,6 +410,16 @@ def ciphertext_length(plaintext_size: int) -> int:
         raise ValueError("negative size")
     segments = max(1, -(-plaintext_size // SEGMENT_SIZE))
     return HEADER_SIZE + plaintext_size + segments * TAG_SIZE
+
+
+def write_fully(raw: BinaryIO, data: memoryview | bytes) -> None:
+    """Write all of ``data``: an unbuffered raw file may accept only part of a write."""
+    view = memoryview(data)
+    while view:
+        written = raw.write(view)
+        if written is None:
+            raise CryptoError("the blob file is non-blocking and not ready")
+        view = view[written:]
 
 
 def _read_exact(raw: BinaryIO, size: int) -> bytes:
