@@ -9,7 +9,6 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from portal.audit.context import Actor
-from portal.audit.services import record
 from portal.auth.models import User
 from portal.database import write_transaction
 from portal.extensions import db
@@ -37,14 +36,7 @@ def export_command(user_id: int) -> None:
     with write_transaction():
         member = _member(user_id)
         actor = Actor.system(member.organization_id)
-        record(
-            "user.data_exported",
-            actor,
-            target_type="user",
-            target_id=member.id,
-            target_label=member.email,
-            details={"versions": len(export.uploaded_versions(member)), "channel": "cli"},
-        )
+        export.record_export(member, actor, channel="cli")
         db.session.commit()
     out = sys.stdout.buffer
     for chunk in export.stream_zip(user_id, actor):

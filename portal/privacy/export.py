@@ -22,6 +22,7 @@ from sqlalchemy import or_, select
 from portal.api.models import ApiToken
 from portal.audit.context import Actor
 from portal.audit.models import AuditEntry
+from portal.audit.services import record
 from portal.auth.models import User, UserSession
 from portal.documents.models import Armoire, File, FileVersion
 from portal.extensions import db
@@ -82,6 +83,21 @@ def uploaded_versions(user: User) -> list[tuple[int, int]]:
         .order_by(FileVersion.file_id, FileVersion.number)
     ).all()
     return [(row.file_id, row.number) for row in rows]
+
+
+def record_export(member: User, actor: Actor, channel: str | None = None) -> None:
+    """Journal that ``member``'s data is being exported (before the first byte is served)."""
+    details: dict[str, Any] = {"versions": len(uploaded_versions(member))}
+    if channel:
+        details["channel"] = channel
+    record(
+        "user.data_exported",
+        actor,
+        target_type="user",
+        target_id=member.id,
+        target_label=member.email,
+        details=details,
+    )
 
 
 def summary(user: User) -> dict[str, Any]:

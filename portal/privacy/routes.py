@@ -4,7 +4,6 @@ from flask import Response, flash, stream_with_context, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
-from portal.audit.services import record
 from portal.auth.forms import EmptyForm
 from portal.auth.models import User
 from portal.auth.reauth import requires_recent_auth
@@ -26,14 +25,7 @@ from portal.web.htmx import redirect_or_hx
 def export_member(user_id: int):
     member = get_scoped_or_404(User, user_id)
     actor = current_actor()
-    record(
-        "user.data_exported",
-        actor,
-        target_type="user",
-        target_id=member.id,
-        target_label=member.email,
-        details={"versions": len(export.uploaded_versions(member))},
-    )
+    export.record_export(member, actor)
     # Committed before the first byte: an export that was served is always in the journal.
     db.session.commit()
     # Resolved now and kept with the request: messages built while streaming (an integrity
