@@ -15,7 +15,7 @@ from portal.mail import absolute_url, dev_outbox_enabled, send_template_safely
 from portal.security.permissions import Permission, requires
 from portal.security.tenancy import get_scoped_or_404
 from portal.users import bp, services
-from portal.users.forms import ROLE_LABELS, InviteForm, RoleForm, SecurityForm
+from portal.users.forms import ROLE_LABELS, InviteForm, RoleForm
 from portal.web.context import current_actor
 from portal.web.errors import render_error
 from portal.web.htmx import redirect_or_hx, render_page_or_fragment, wants_fragment
@@ -37,7 +37,6 @@ def _list_context(invite_form: InviteForm | None = None) -> dict:
         "dev_outbox": dev_outbox_enabled(),
         "search": search,
         "invite_form": invite_form or InviteForm(formdata=None),
-        "security_form": SecurityForm(formdata=None, data={"require_2fa": current_user.organization.require_2fa}),
         "role_labels": ROLE_LABELS,
         "action_form": EmptyForm(formdata=None),
     }
@@ -222,21 +221,3 @@ def deactivate(user_id: int):
 @requires(Permission.USER_MANAGE)
 def reactivate(user_id: int):
     return _set_active(user_id, True)
-
-
-@bp.route("/securite", methods=["POST"])
-@requires(Permission.ORGANIZATION_MANAGE)
-@requires_recent_auth
-def security():
-    form = SecurityForm()
-    if not form.validate_on_submit():
-        return render_error(400)
-    org = current_user.organization
-    changed = services.set_require_2fa(org, bool(form.require_2fa.data), current_actor())
-    db.session.commit()
-    if changed:
-        if org.require_2fa:
-            flash(_("La double authentification est désormais exigée pour tous les membres."), "success")
-        else:
-            flash(_("La double authentification n'est plus exigée. Ce changement est journalisé."), "warning")
-    return redirect_or_hx(url_for("users.index"))

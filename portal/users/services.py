@@ -14,7 +14,6 @@ from portal.auth.models import AccountToken, User
 from portal.auth.services import EmailTakenError, consume_token, find_user_by_email, issue_token, normalise_email
 from portal.auth.sessions import revoke_sessions
 from portal.extensions import db
-from portal.organizations.models import Organization
 from portal.security import sealed
 from portal.security.passwords import hash_password
 from portal.security.permissions import Role
@@ -229,21 +228,6 @@ def reactivate(user: User, actor: Actor) -> None:
         return
     user.active = True
     record("user.reactivated", actor, target_type="user", target_id=user.id, target_label=user.email)
-
-
-def set_require_2fa(org: Organization, required: bool, actor: Actor) -> bool:
-    if org.require_2fa == required:
-        return False
-    org.require_2fa = required
-    record(
-        "organization.settings_changed",
-        actor,
-        target_type="organization",
-        target_id=org.id,
-        target_label=org.name,
-        details={"require_2fa": required},
-    )
-    return True
 
 
 def count_active_members(organization_id: int) -> int:

@@ -113,3 +113,26 @@ def test_default_language_applies_to_members_without_their_own(app, org, make_us
     decided = login_as(make_user("lecteur", org=org, locale="fr"))
     assert '<html lang="en">' in undecided.get("/").get_data(as_text=True)
     assert '<html lang="fr">' in decided.get("/").get_data(as_text=True)
+
+
+def test_turning_required_2fa_off_is_journalled_and_the_members_page_has_no_second_switch(
+    app, org, admin, admin_client
+):
+    org.require_2fa = True
+    admin.two_factor_method = "email"  # enrolled, so the admin is not sent to enrolment
+    db.session.commit()
+    response = _post(admin_client, name="Organisation A")  # the box left unticked: 2FA no longer required
+    assert response.status_code == 303
+    db.session.expire_all()
+    assert db.session.get(Organization, org.id).require_2fa is False
+    entry = db.session.execute(
+        select(AuditEntry).where(AuditEntry.action == "organization.settings_changed")
+    ).scalar_one()
+    assert entry.details == {"require_2fa": [True, False]}
+    # One place decides the policy: the members page links to it and posts nowhere else.
+    members = admin_client.get("/users").get_data(as_text=True)
+    assert "/users/securite" not in members and URL in members
+    assert admin_client.post("/users/securite", data={"csrf_token": csrf(admin_client, "/users")}).status_code in (
+        404,
+        405,
+    )

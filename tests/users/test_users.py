@@ -146,18 +146,6 @@ def test_role_change_asks_for_the_password_again_after_ten_minutes(admin_client,
     assert put_role(admin_client, reader.id, "lecteur").status_code == 200
 
 
-def test_admin_can_turn_off_required_2fa_and_it_is_logged(admin_client, admin):
-    admin.organization.require_2fa = True
-    admin.two_factor_method = "email"  # enrolled, so the admin is not sent to enrolment
-    db.session.commit()
-    token = csrf_of(admin_client, "/users")
-    response = admin_client.post("/users/securite", data={"csrf_token": token})
-    assert response.status_code == 303
-    db.session.refresh(admin)
-    assert admin.organization.require_2fa is False
-    assert "organization.settings_changed" in journal_actions(admin.organization_id)
-
-
 def test_invitation_can_be_sent_again_and_the_old_link_dies(admin_client, admin, app, inbox, reader):
     token = csrf_of(admin_client, "/users")
     admin_client.post(
