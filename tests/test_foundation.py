@@ -29,6 +29,16 @@ def test_member_home_shows_organisation_user_and_armoires(admin_client, admin):
     assert "Aucune armoire" in html
 
 
+def test_an_empty_home_offers_the_create_button_to_whoever_may_create(admin_client, reader_client):
+    admin_home = admin_client.get("/").get_data(as_text=True)
+    assert '<a role="button" href="/armoires#nouvelle-armoire">' in admin_home
+    # The target is a visible form, not a collapsed disclosure.
+    armoires = admin_client.get("/armoires").get_data(as_text=True)
+    assert 'id="nouvelle-armoire"' in armoires and "<details>" not in armoires.split('id="nouvelle-armoire"')[1][:200]
+    reader_home = reader_client.get("/").get_data(as_text=True)
+    assert "nouvelle-armoire" not in reader_home and "un administrateur de votre organisation" in reader_home
+
+
 @pytest.mark.parametrize("path", ["/", "/auth/login", "/page-qui-n-existe-pas", "/api/v1/inconnu"])
 def test_security_headers_on_every_response(client, path):
     response = client.get(path)
