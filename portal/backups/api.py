@@ -56,7 +56,7 @@ def api_restore(backup_id: int):
     try:
         job = restores.start_restore(current_actor(), backup, scope)
     except services.BackupError as error:
-        raise ApiProblem(error.status, error.message) from None
+        raise ApiProblem(error.status, error.message, error.problem_type) from None
     db.session.commit()
     executor.submit(restores.run_restore, job.id)
     return jsonify(restores.restore_row(job)), 202

@@ -13,6 +13,7 @@ from typing import Any
 from flask_babel import gettext as _
 from sqlalchemy import select
 
+from portal.api.problems import SUBSCRIPTION_READ_ONLY
 from portal.audit.context import Actor
 from portal.audit.services import record
 from portal.backups.manifests import Manifest
@@ -21,6 +22,8 @@ from portal.backups.repository import ManifestError, Repository, get_repository
 from portal.backups.services import BackupError, backup_now
 from portal.backups.verification import check_objects
 from portal.database import utcnow, write_transaction
+from portal.documents.errors import SubscriptionReadOnly
+from portal.documents.services import quota
 from portal.extensions import db
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,12 @@ def start_restore(actor: Actor, backup: Backup, scope: dict[str, Any]) -> Restor
         raise BackupError(_("La dernière vérification de cette sauvegarde a échoué : elle ne peut pas être restaurée."))
     if backup.status not in ("reussie", "verifiee"):
         raise BackupError(_("Cette sauvegarde n'est pas terminée : elle ne peut pas être restaurée."))
+    try:
+        # A restore writes new versions: a read-only subscription refuses it here, once, rather
+        # than letting the job run and count every file as failed on the same refusal.
+        quota.upload_limits(backup.organization_id, None)
+    except SubscriptionReadOnly as error:
+        raise BackupError(error.message, status=403, problem_type=SUBSCRIPTION_READ_ONLY) from None
     manifest = load_manifest(backup)
     selected = _select(manifest, scope)
     if not (selected or manifest.scope_exists(scope)):

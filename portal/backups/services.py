@@ -34,10 +34,12 @@ logger = logging.getLogger(__name__)
 
 
 class BackupError(Exception):
-    def __init__(self, message: str, status: int = 409) -> None:
+    def __init__(self, message: str, status: int = 409, problem_type: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        # The API's problem ``type`` when the refusal has a stable one of its own.
+        self.problem_type = problem_type
 
 
 def _value(value: Any) -> Any:

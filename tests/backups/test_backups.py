@@ -210,6 +210,27 @@ def test_restore_makes_new_versions_and_runs_again_to_the_same_state(app, client
     assert db.session.get(File, changed.id).current_version.number == 3
 
 
+def test_a_read_only_subscription_refuses_a_restore_before_it_starts(app, client, admin, setup, wait):
+    """Reads keep working in lecture_seule, writes do not: a restore (new versions) is refused
+    once, with the subscription's own problem type, instead of a job counting every file failed."""
+    from portal.billing.models import STATUS_READ_ONLY
+    from portal.billing.services import subscription_for
+
+    row = _backup(client, setup["token"])
+    wait()
+    subscription_for(admin.organization_id).status = STATUS_READ_ONLY
+    db.session.commit()
+    response = client.post(
+        f"/api/v1/sauvegardes/{row['id']}/restaurer", json={"all": True}, headers=bearer(setup["token"])
+    )
+    assert response.status_code == 403
+    assert response.get_json()["type"] == "/problems/subscription-read-only"
+    assert db.session.execute(select(Restore)).first() is None
+    # Backups themselves (reads of the organisation's data) still run.
+    assert _backup(client, setup["token"])["status"] == "en_cours"
+    wait()
+
+
 def test_a_purge_reaches_the_backups(app, client, admin, setup, wait):
     row = _backup(client, setup["token"])
     wait()
