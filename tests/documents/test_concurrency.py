@@ -293,6 +293,21 @@ def test_download_client_going_away_leaves_no_thread(contributor_client, armoire
     assert contributor_client.get(f"/fichiers/{file.id}/telecharger").data == content
 
 
+def test_a_download_decrypts_in_the_thread_that_sends_it(contributor_client, armoire):
+    """No decrypt-ahead worker (issue 10 D13): the kernel reads the blob ahead, and the
+    worker's hand-offs and page faults cost more server CPU per GiB than it overlapped."""
+    content = os.urandom(6 * (1 << 20))
+    upload(contributor_client, armoire.id, "gros.bin", content)
+    file = last_file()
+    response = contributor_client.get(f"/fichiers/{file.id}/telecharger", buffered=False)
+    received = []
+    for chunk in response.response:
+        received.append(chunk)
+        assert not crypto_threads()
+    response.close()
+    assert b"".join(received) == content
+
+
 def test_storage_full_is_a_507_and_leaves_nothing(app, contributor_client, armoire, storage_dir):
     """RLIMIT_FSIZE makes the blob write fail with EFBIG (CPython ignores SIGXFSZ)."""
     import resource
