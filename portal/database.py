@@ -11,6 +11,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase
@@ -35,6 +37,11 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def dialect_insert(table, dialect_name: str):
+    """``INSERT`` of ``table`` in the dialect that renders ``ON CONFLICT`` (PostgreSQL or SQLite)."""
+    return (postgresql_insert if dialect_name == "postgresql" else sqlite_insert)(table)
 
 
 def utcnow() -> datetime:

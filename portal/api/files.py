@@ -209,12 +209,13 @@ def _seal_and_finish(plan: Any, part: Any, parts: Any) -> FileVersion:
 
 def _commit_upload(version: FileVersion | None) -> None:
     """Commit the version row; if that fails the blob written before it is removed."""
+    # Read first: after the rollback the row is gone and the object cannot reload it.
+    storage_key = version.storage_key if version is not None else None
     try:
         db.session.commit()
     except BaseException:
         db.session.rollback()
-        if version is not None:
-            delete_blobs([version.storage_key])
+        delete_blobs([storage_key])
         raise
 
 

@@ -14,9 +14,11 @@ errs toward destruction (see docs/security.md).
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
 import os
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,13 @@ def generate_data_key(organization_id: int, context: dict[str, str]) -> Generate
 _MASTER_KEY_LOCK = 0x636F_6666_7265_4B31
 
 
+@functools.cache
+def _sqlite_key_lock() -> Any:
+    # Built once: every upload takes it.
+    keys = DataKey.__table__
+    return keys.update().where(keys.c.id == -1).values(id=keys.c.id)
+
+
 def lock_master_keys(*, exclusive: bool) -> None:
     """Serialise storing a data key with retiring a master key version, across processes,
     until the end of the transaction.
@@ -78,13 +87,11 @@ def lock_master_keys(*, exclusive: bool) -> None:
         function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
         db.session.execute(text(f"SELECT {function}(:key)"), {"key": _MASTER_KEY_LOCK})
     else:
-        db.session.execute(
-            update(DataKey).where(DataKey.id == -1).values(id=DataKey.id).execution_options(synchronize_session=False)
-        )
+        db.session.execute(_sqlite_key_lock())
 
 
-def save_data_key(generated: GeneratedKey) -> DataKey:
-    """Store the wrapped half of ``generated``; adds and flushes the row.
+def _live_wrapping(generated: GeneratedKey) -> tuple[bytes, str]:
+    """(wrapped key, master key id) to store for ``generated``, under the master key lock.
 
     The key was wrapped when the upload began, possibly minutes ago: a rotation and a
     retirement may have happened since, in another process. Under the master key lock, the
@@ -100,6 +107,12 @@ def save_data_key(generated: GeneratedKey) -> DataKey:
         if master_key_id != provider.primary_id:
             wrapped, master_key_id = provider.wrap_under_primary(generated.key, generated.context)
             log.info("data key made under %s is stored wrapped under %s", generated.master_key_id, master_key_id)
+    return wrapped, master_key_id
+
+
+def save_data_key(generated: GeneratedKey) -> DataKey:
+    """Store the wrapped half of ``generated`` (see ``_live_wrapping``); adds and flushes the row."""
+    wrapped, master_key_id = _live_wrapping(generated)
     row = DataKey(
         organization_id=generated.organization_id,
         wrapped_key=wrapped,
@@ -109,6 +122,28 @@ def save_data_key(generated: GeneratedKey) -> DataKey:
     db.session.add(row)
     db.session.flush()
     return row
+
+
+@functools.cache
+def _insert_key() -> Any:
+    keys = DataKey.__table__
+    return keys.insert().returning(keys.c.id)
+
+
+def insert_data_key(generated: GeneratedKey) -> int:
+    """``save_data_key`` as one Core insert, returning the row's id and adding nothing to the
+    session (an upload's final transaction, which needs only the id)."""
+    wrapped, master_key_id = _live_wrapping(generated)
+    values = {
+        "uid": secrets.token_hex(16),
+        "organization_id": generated.organization_id,
+        "wrapped_key": wrapped,
+        "master_key_id": master_key_id,
+        "context": dict(generated.context),
+        "created_at": utcnow(),
+        "shredded_at": None,
+    }
+    return db.session.execute(_insert_key(), values).scalar_one()
 
 
 def new_data_key(organization_id: int, context: dict[str, str]) -> tuple[DataKey, bytes]:

@@ -1,8 +1,9 @@
-"""Threaded encryption and decryption pipelines around the streaming AEAD.
+"""The threaded encryption pipeline around the streaming AEAD.
 
-``encrypt_pipelined`` seals an upload while its body is still arriving; ``prefetch``
-decrypts the next segments of a download while the previous one is sent. Both keep at
-most a few chunks in flight, so memory stays flat whatever the file's size.
+``encrypt_pipelined`` seals an upload while its body is still arriving, with at most a few
+chunks in flight, so memory stays flat whatever the file's size. Downloads decrypt in the
+sending thread (``documents.services.reading``): a decrypt-ahead worker (``prefetch``, until
+issue 10 D13) cost more in hand-offs and page faults than it overlapped.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import contextlib
 import hashlib
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -141,54 +142,3 @@ def encrypt_pipelined(
         if not finished:
             writer.abort()
     return EncryptResult(writer.plaintext_size, digest.hexdigest(), bytes(head))
-
-
-def prefetch(iterator: Iterator[bytes], depth: int = PIPELINE_DEPTH) -> Iterator[bytes]:
-    """Run ``iterator`` (reading and decrypting segments) one step ahead in a worker thread
-    while this one writes to the client; closing the generator stops and joins the worker."""
-    work: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    failure: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            for item in iterator:
-                while not stop.is_set():
-                    try:
-                        work.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-        except BaseException as error:
-            failure.append(error)
-        finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    close()
-            while not stop.is_set():
-                try:
-                    work.put(_DONE, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-
-    thread = threading.Thread(target=worker, name="coffre-decrypt", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = work.get()
-            if item is _DONE:
-                break
-            yield item  # type: ignore[misc]
-        thread.join()
-        if failure:
-            raise failure[0]
-    finally:
-        stop.set()
-        with contextlib.suppress(queue.Empty):
-            while True:
-                work.get_nowait()
-        thread.join()

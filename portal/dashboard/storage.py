@@ -3,42 +3,48 @@
 
 ORM events of ``File`` and ``FileVersion`` upsert deltas on the flushing connection, so
 the counters commit or roll back with the change (atomic ``ON CONFLICT DO UPDATE``, as
-for the journal rollups). Every change of a file's state goes through the ORM: uploads,
-versions, trash, restore, purge and moves; an armoire is deleted only when empty, and
+for the journal rollups). Every change of a file's state goes through the ORM (trash,
+restore, purge and moves) except an upload's rows, which ``documents.services.uploads``
+inserts in Core and counts with ``add`` itself; an armoire is deleted only when empty, and
 versions are never deleted. ``recount`` is the live sum, for the tests and ``rebuild``.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sqlalchemy import case, delete, event, func, inspect, literal, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from portal.dashboard.models import ArmoireStorage
+from portal.database import dialect_insert
 from portal.documents.models import File, FileVersion
 from portal.extensions import db
 
 
-def _add(connection: Any, organization_id: int, armoire_id: int, files: int, versions: int, size: int) -> None:
+@functools.cache
+def _upsert(dialect_name: str) -> Any:
+    """Built once per dialect (every upload runs it): the deltas are parameters, added with
+    ``excluded`` on a conflict."""
+    table = ArmoireStorage.__table__
+    statement = dialect_insert(table, dialect_name)
+    return statement.on_conflict_do_update(
+        index_elements=["organization_id", "armoire_id"],
+        set_={
+            "files": table.c.files + statement.excluded.files,
+            "versions": table.c.versions + statement.excluded.versions,
+            "bytes": table.c.bytes + statement.excluded.bytes,
+        },
+    )
+
+
+def add(connection: Any, organization_id: int, armoire_id: int, files: int, versions: int, size: int) -> None:
+    """Add deltas to an armoire's counters on ``connection`` (a Core insert of a file or a
+    version, which the ORM events below do not see, calls it itself)."""
     if not (files or versions or size):
         return
-    dialect_insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    table = ArmoireStorage.__table__
-    statement = dialect_insert(table).values(
-        organization_id=organization_id, armoire_id=armoire_id, files=files, versions=versions, bytes=size
-    )
-    connection.execute(
-        statement.on_conflict_do_update(
-            index_elements=["organization_id", "armoire_id"],
-            set_={
-                "files": table.c.files + files,
-                "versions": table.c.versions + versions,
-                "bytes": table.c.bytes + size,
-            },
-        )
-    )
+    row = {"organization_id": organization_id, "armoire_id": armoire_id, "files": files, "versions": versions}
+    connection.execute(_upsert(connection.dialect.name), {**row, "bytes": size})
 
 
 def _versions_of(connection: Any, file_id: int) -> tuple[int, int]:
@@ -59,7 +65,7 @@ def _contribution(deleted: Any, purged: Any, versions: tuple[int, int]) -> tuple
 @event.listens_for(File, "after_insert")
 def _file_inserted(_mapper: Any, connection: Any, file: File) -> None:
     files, _versions, _size = _contribution(file.deleted_at, file.purged_at, (0, 0))
-    _add(connection, file.organization_id, file.armoire_id, files, 0, 0)
+    add(connection, file.organization_id, file.armoire_id, files, 0, 0)
 
 
 @event.listens_for(File, "after_update")
@@ -74,8 +80,8 @@ def _file_updated(_mapper: Any, connection: Any, file: File) -> None:
     versions = _versions_of(connection, file.id)
     old = _contribution(before["deleted_at"], before["purged_at"], versions)
     new = _contribution(file.deleted_at, file.purged_at, versions)
-    _add(connection, file.organization_id, before["armoire_id"], -old[0], -old[1], -old[2])
-    _add(connection, file.organization_id, file.armoire_id, *new)
+    add(connection, file.organization_id, before["armoire_id"], -old[0], -old[1], -old[2])
+    add(connection, file.organization_id, file.armoire_id, *new)
 
 
 @event.listens_for(FileVersion, "after_insert")
@@ -84,7 +90,7 @@ def _version_inserted(_mapper: Any, connection: Any, version: FileVersion) -> No
         select(File.armoire_id, File.deleted_at, File.purged_at).where(File.id == version.file_id)
     ).one()
     live = row.deleted_at is None and row.purged_at is None
-    _add(
+    add(
         connection,
         version.organization_id,
         row.armoire_id,

@@ -66,23 +66,39 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _make_dirs_durable(path: Path, stop: Path) -> None:
-    """Create ``path`` (and missing parents up to ``stop``), fsyncing each new entry's parent.
+def _make_dirs(path: Path, stop: Path) -> list[Path]:
+    """Create ``path`` (and missing parents up to ``stop``); return the directories whose
+    entries changed, innermost first, for the caller to fsync once its own entry is in.
 
     A directory entry is only durable once its parent directory is fsynced: without it a
     power cut could lose root/ab (and the blob renamed inside it) after the row committed.
+    The fsyncs wait until the blob's rename so that they are issued together: on a
+    journalling file system the first one commits every entry made so far and the others
+    find nothing left to write (one journal commit per new blob instead of one per level).
     """
     missing: list[Path] = []
     current = path
     while current != stop and not current.is_dir():
         missing.append(current)
         current = current.parent
+    changed: list[Path] = []
     for directory in reversed(missing):
         try:
             directory.mkdir(mode=0o700)
         except FileExistsError:
-            continue  # another writer made it; it fsynced the parent
-        _fsync_dir(directory.parent)
+            continue  # another writer made it, and fsyncs its parent
+        changed.insert(0, directory.parent)
+    return changed
+
+
+def _fsync_dirs(directories: Iterable[Path]) -> None:
+    for directory in directories:
+        _fsync_dir(directory)
+
+
+def _make_dirs_durable(path: Path, stop: Path) -> None:
+    """Create ``path`` (and missing parents up to ``stop``), durably."""
+    _fsync_dirs(_make_dirs(path, stop))
 
 
 class BlobStore:
@@ -120,13 +136,19 @@ class BlobStore:
         pending = PendingBlob(file=handle, _temp_path=temp_path)
         try:
             yield pending
+            # The content is durable before it gets its name: a blob is whole or absent.
             os.fsync(handle.fileno())
             handle.close()
             final = self._path(key)
-            _make_dirs_durable(final.parent, self.root)
+            created = _make_dirs(final.parent, self.root)
             os.rename(temp_path, final)
-            _fsync_dir(final.parent)
-            _fsync_dir(self.temp)
+            # The blob's directory, then the parents of any directory made for it. The
+            # temporary directory is not fsynced: that would only make the removal of the
+            # ``.part`` name durable. Lost in a crash, that name comes back as a second link
+            # to the blob's inode (or as the file itself, the rename undone, and the row never
+            # committed since create had not returned); sweep_temp unlinks it an hour later,
+            # which leaves the blob's own name, and so the blob, intact.
+            _fsync_dirs([final.parent, *created])
         except BaseException as error:
             handle.close()
             with contextlib.suppress(FileNotFoundError):

@@ -166,15 +166,18 @@ def test_rotation_does_not_touch_blobs_and_keeps_them_readable(app, org) -> None
 
 
 def test_new_blob_directories_are_made_durable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each directory created for a blob has its parent fsynced, not only the leaf."""
+    """Each directory created for a blob has its parent fsynced, not only the leaf, before
+    ``create`` returns. The fsyncs are issued together after the rename (one journal commit,
+    not one per level), and the temporary directory is left to sweep_temp (see ``create``)."""
     from portal.storage import blobs
 
     store = BlobStore(tmp_path / "storage")
-    synced: list[Path] = []
+    synced: list[tuple[Path, bool]] = []
     real = blobs._fsync_dir
 
     def recording(path: Path) -> None:
-        synced.append(Path(path))
+        renamed = any(p.is_file() for p in store.root.glob("??/??/*"))
+        synced.append((Path(path), renamed))
         real(path)
 
     monkeypatch.setattr(blobs, "_fsync_dir", recording)
@@ -182,10 +185,13 @@ def test_new_blob_directories_are_made_durable(tmp_path: Path, monkeypatch: pyte
         pending.file.write(b"x")
     key = pending.key
     first, second = store.root / key[:2], store.root / key[:2] / key[2:4]
-    assert store.root in synced  # holds the new root/ab entry
-    assert first in synced  # holds the new root/ab/cd entry
-    assert second in synced  # holds the blob's entry after the rename
-    assert synced.index(store.root) < synced.index(first) < synced.index(second)
+    paths = [path for path, _ in synced]
+    assert store.root in paths  # holds the new root/ab entry
+    assert first in paths  # holds the new root/ab/cd entry
+    assert second in paths  # holds the blob's entry after the rename
+    assert all(renamed for _, renamed in synced)
+    assert store.temp not in paths
+    assert len(paths) == 3
 
 
 def test_full_errors_become_storage_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from portal.audit.context import Actor
 from portal.audit.models import AuditEntry
+from portal.database import utcnow
 from portal.documents.errors import QuotaExceeded
 from portal.documents.models import File, FileVersion
 from portal.documents.services import quota, uploads
@@ -185,6 +186,62 @@ def test_quota_rechecked_at_the_end_removes_the_blob(app, contributor, armoire, 
     assert len(blob_files(storage_dir)) == 1
 
 
+@pytest.mark.parametrize("gone", ["armoire", "folder", "folder_elsewhere", "file_trashed"])
+def test_a_target_gone_before_the_rows_is_a_404_that_leaves_nothing(app, contributor, armoire, storage_dir, gone):
+    """T1 inserts a new file only if its armoire (and folder) are still there, in the insert
+    itself; a new version only if its file is still live. Either way nothing stays behind:
+    no row, no journal entry, no blob, storage counters unchanged."""
+    from portal.dashboard import storage
+    from portal.documents.errors import NotFound
+    from portal.documents.services import armoires, folders
+
+    actor = Actor(contributor.organization_id, contributor.id)
+    folder = folders.create_folder(actor, armoire, None, "Dossier")
+    other = armoires.create_armoire(actor, "Autre")
+    existing = uploads.store_upload(actor, armoire, None, "déjà.txt", [b"v1"], None)
+    db.session.commit()
+    file = db.session.get(File, existing.file_id)
+    if gone == "file_trashed":
+        plan = uploads.prepare_version(actor, file, "déjà.txt", None)
+    else:
+        plan = uploads.prepare_upload(actor, armoire, folder if gone != "armoire" else None, "nouveau.txt", None)
+    sealed = uploads.seal_upload(plan, [b"contenu"])
+    if gone == "armoire":
+        plan.armoire_id = other.id + 1000
+    elif gone == "folder":
+        db.session.execute(db.delete(File.__table__.metadata.tables["dossiers"]).where(db.text(f"id = {folder.id}")))
+    elif gone == "folder_elsewhere":
+        plan.armoire_id = other.id
+    else:
+        db.session.refresh(file)  # the counters' event compares with the loaded value
+        file.deleted_at = utcnow()
+    db.session.commit()
+    counters = storage.stored(contributor.organization_id)
+    entries = db.session.execute(db.select(db.func.count(AuditEntry.id))).scalar_one()
+    with app.test_request_context(), pytest.raises(NotFound):
+        uploads.finish_upload(sealed)
+    db.session.rollback()
+    assert db.session.execute(db.select(db.func.count(FileVersion.id))).scalar_one() == 1
+    assert [f.name for f in db.session.execute(db.select(File)).scalars()] == ["déjà.txt"]
+    assert db.session.execute(db.select(db.func.count(AuditEntry.id))).scalar_one() == entries
+    assert storage.stored(contributor.organization_id) == counters == storage.recount(contributor.organization_id)
+    assert len(blob_files(storage_dir)) == 1
+
+
+def test_upload_rows_keep_the_storage_counters_equal_to_the_files(contributor, armoire):
+    """The upload's rows are Core inserts, which the counters' ORM events do not see: the
+    upload counts them itself, once per file and per version."""
+    from portal.dashboard import storage
+
+    actor = Actor(contributor.organization_id, contributor.id)
+    first = uploads.store_upload(actor, armoire, None, "a.txt", [b"un"], None)
+    uploads.add_version(actor, db.session.get(File, first.file_id), "a.txt", [b"deux!"], None)
+    uploads.store_upload(actor, armoire, None, "b.txt", [b"trois"], None)
+    db.session.commit()
+    expected = {armoire.id: (2, 3, 2 + 5 + 5)}
+    assert storage.stored(contributor.organization_id) == expected == storage.recount(contributor.organization_id)
+
+
 def test_audit_details_are_merged_into_the_journal(contributor, armoire):
     actor = Actor(contributor.organization_id, contributor.id)
     version = uploads.store_upload(
@@ -234,6 +291,21 @@ def test_download_client_going_away_leaves_no_thread(contributor_client, armoire
     response.close()  # the client disconnects after the first chunk
     wait_for(lambda: not crypto_threads(), timeout=5)
     assert contributor_client.get(f"/fichiers/{file.id}/telecharger").data == content
+
+
+def test_a_download_decrypts_in_the_thread_that_sends_it(contributor_client, armoire):
+    """No decrypt-ahead worker (issue 10 D13): the kernel reads the blob ahead, and the
+    worker's hand-offs and page faults cost more server CPU per GiB than it overlapped."""
+    content = os.urandom(6 * (1 << 20))
+    upload(contributor_client, armoire.id, "gros.bin", content)
+    file = last_file()
+    response = contributor_client.get(f"/fichiers/{file.id}/telecharger", buffered=False)
+    received = []
+    for chunk in response.response:
+        received.append(chunk)
+        assert not crypto_threads()
+    response.close()
+    assert b"".join(received) == content
 
 
 def test_storage_full_is_a_507_and_leaves_nothing(app, contributor_client, armoire, storage_dir):

@@ -12,7 +12,6 @@ from flask_babel import gettext as _
 
 from portal.audit.context import Actor
 from portal.audit.services import record
-from portal.crypto.pipeline import prefetch
 from portal.database import write_transaction
 from portal.documents.errors import (
     ContentUnavailable,
@@ -96,8 +95,10 @@ def open_version_stream(
         try:
             if first:
                 yield first
-            # Decrypt the next segments while this thread sends the previous one.
-            yield from prefetch(chunks)
+            # Decrypted in this thread: the kernel reads the blob ahead (streaming._SegmentReader),
+            # and a worker thread decrypting ahead only added hand-offs under the GIL and page
+            # faults (its segments were freed by this thread, outside the arena that made them).
+            yield from chunks
         except CryptoError as error:
             failure.__cause__ = error
             journal_integrity_failure(actor, failure, app=app)

@@ -16,6 +16,7 @@ then fails, it deletes the blobs of the versions it created
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from collections.abc import Iterable
@@ -23,7 +24,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask_babel import gettext as _
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, exists, func, select
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.util import identity_key
 
 from portal.audit.context import Actor
 from portal.audit.services import record
@@ -35,12 +38,13 @@ from portal.documents.errors import (
     StorageFull,
     StorageUnavailable,
 )
-from portal.documents.models import Armoire, File, FileVersion, Folder
+from portal.documents.models import Armoire, File, FileVersion, Folder, _configured_backend
 from portal.documents.services import conflicts
 from portal.documents.services.names import MIME_SNIFF_BYTES, detect_mime, sanitize_name
 from portal.documents.services.quota import check_size, lock_organization, upload_limits, used_bytes
 from portal.documents.services.reading import open_version_stream
 from portal.documents.services.versions import key_context, require_live
+from portal.documents.sortkey import sort_key
 from portal.extensions import db
 from portal.security.text import clean_name
 from portal.storage.blobs import delete_blobs
@@ -86,13 +90,6 @@ class SealedUpload:
     data_key: GeneratedKey | None
     # A key stored before the body arrived (a resumable upload), instead of ``data_key``.
     data_key_id: int | None = None
-
-
-def _next_number(file: File) -> int:
-    current = db.session.execute(
-        select(func.coalesce(func.max(FileVersion.number), 0)).where(FileVersion.file_id == file.id)
-    ).scalar_one()
-    return int(current) + 1
 
 
 def release_transaction() -> None:
@@ -209,12 +206,88 @@ def seal_upload(plan: UploadPlan, chunks: Iterable[bytes]) -> SealedUpload:
     return SealedUpload(plan, pending.key, result.size, result.sha256, detect_mime(result.head), generated)
 
 
+@functools.cache
+def _new_file_insert(in_folder: bool) -> Any:
+    """INSERT of a new file that checks its armoire (and folder) in the same statement: the
+    row is inserted only if they still exist in the organisation, else nothing comes back.
+
+    Built once per shape. Every upload's final transaction runs under SQLite's write lock (or
+    the organisation's row lock), so its Python cost is paid by every other writer waiting:
+    building, hashing and flushing ORM statements was most of it (issue 10, D15)."""
+    files, armoires, folders = File.__table__, Armoire.__table__, Folder.__table__
+    where = [armoires.c.id == bindparam("armoire_id"), armoires.c.organization_id == bindparam("organization_id")]
+    if in_folder:
+        where.append(exists().where(folders.c.id == bindparam("folder_id"), folders.c.armoire_id == armoires.c.id))
+    source = select(
+        *(bindparam(name, type_=files.c[name].type) for name in _NEW_FILE_COLUMNS if name != "armoire_id"),
+        armoires.c.id,
+    ).where(*where)
+    columns = [name for name in _NEW_FILE_COLUMNS if name != "armoire_id"] + ["armoire_id"]
+    return files.insert().from_select(columns, source).returning(files.c.id)
+
+
+_NEW_FILE_COLUMNS = (
+    "organization_id",
+    "armoire_id",
+    "folder_id",
+    "name",
+    "name_key",
+    "size",
+    "mime_type",
+    "created_by_id",
+    "created_at",
+    "updated_at",
+    "unavailable",
+)
+
+
+@functools.cache
+def _statements() -> Any:
+    files, versions = File.__table__, FileVersion.__table__
+    # The file's row lock (NO KEY UPDATE lets inserts that reference the file, its version
+    # row, take KEY SHARE), read with what the version needs: its next number among them.
+    next_number = (
+        select(func.coalesce(func.max(versions.c.number), 0) + 1)
+        .where(versions.c.file_id == files.c.id)
+        .scalar_subquery()
+    )
+    lock_file = (
+        select(
+            files.c.organization_id,
+            files.c.armoire_id,
+            files.c.folder_id,
+            files.c.name,
+            files.c.deleted_at,
+            files.c.purged_at,
+            next_number.label("next_number"),
+        )
+        .where(files.c.id == bindparam("file_id"))
+        .with_for_update(key_share=True)
+    )
+    insert_version = versions.insert().returning(versions.c.id)
+    point_file = (
+        files.update()
+        .where(files.c.id == bindparam("file_id"))
+        .values(
+            current_version_id=bindparam("version_id"),
+            size=bindparam("new_size"),
+            mime_type=bindparam("new_mime_type"),
+            updated_at=bindparam("now"),
+            unavailable=False,
+        )
+    )
+    return lock_file, insert_version, point_file
+
+
 def finish_upload(sealed: SealedUpload) -> FileVersion:
     """T1: lock, re-check the quota on the real size, add the rows and the journal entry (flushed).
 
-    The blob is deleted if anything fails here; if the caller's commit fails, it deletes it.
+    The rows are Core statements, not ORM objects (see ``_new_file_insert``); the version
+    handed back is in the session as if read from its row. The blob is deleted if anything fails here;
+    if the caller's commit fails, it deletes it.
     """
-    from portal.crypto.envelope import save_data_key
+    from portal.crypto.envelope import insert_data_key
+    from portal.dashboard import storage
 
     plan = sealed.plan
     try:
@@ -234,78 +307,103 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
                     name = conflicts.free_name(plan.armoire_id, plan.folder_id, plan.filename)
                 else:
                     file_id, action, uploaded_name = existing.id, "file.modified", plan.filename
+        lock_file, insert_version, point_file = _statements()
+        now = utcnow()
         if file_id is None:
-            armoire = db.session.get(Armoire, plan.armoire_id)
-            if armoire is None or armoire.organization_id != plan.organization_id:
-                raise NotFound(_("Armoire introuvable."))
-            folder_id = plan.folder_id
-            if folder_id is not None:
-                folder = db.session.get(Folder, folder_id)
-                if folder is None or folder.armoire_id != armoire.id:
-                    raise NotFound(_("Dossier introuvable."))
-            file = File(
-                organization_id=plan.organization_id,
-                armoire_id=armoire.id,
-                folder_id=folder_id,
-                name=name,
-                created_by_id=plan.actor.user_id,
-            )
-            db.session.add(file)
-            db.session.flush()
+            armoire_id, folder_id, number = plan.armoire_id, plan.folder_id, 1
+            file_id = db.session.execute(
+                _new_file_insert(folder_id is not None),
+                {
+                    "organization_id": plan.organization_id,
+                    "armoire_id": armoire_id,
+                    "folder_id": folder_id,
+                    "name": name,
+                    "name_key": sort_key(name),
+                    "size": sealed.size,
+                    "mime_type": sealed.mime_type,
+                    "created_by_id": plan.actor.user_id,
+                    "created_at": now,
+                    "updated_at": now,
+                    "unavailable": False,
+                },
+            ).scalar()
+            if file_id is None:
+                raise NotFound(_("Dossier introuvable.") if folder_id is not None else _("Armoire introuvable."))
+            new_files = 1
         else:
-            # Lock the row alone (File's joined relationships cannot be locked on PostgreSQL),
-            # then reload it: version numbers are allocated one at a time per file. NO KEY
-            # UPDATE lets inserts that reference the file (its version row) take KEY SHARE.
-            db.session.execute(select(File.id).where(File.id == file_id).with_for_update(key_share=True))
-            file = db.session.get(File, file_id, populate_existing=True)
-            if file is None or file.organization_id != plan.organization_id:
+            # Version numbers are allocated one at a time per file, under this lock.
+            row = db.session.execute(lock_file, {"file_id": file_id}).first()
+            if row is None or row.organization_id != plan.organization_id:
                 raise NotFound(_("Fichier introuvable."))
-            require_live(file)
-        data_key_id = save_data_key(sealed.data_key).id if sealed.data_key is not None else sealed.data_key_id
-        version = FileVersion(
-            uid=plan.version_uid,
-            organization_id=plan.organization_id,
-            file_id=file.id,
-            # A file created just above has no version yet.
-            number=_next_number(file) if file_id is not None else 1,
-            author_id=plan.actor.user_id,
-            comment=plan.comment,
-            restored_from_version=plan.restored_from,
-            storage_key=sealed.storage_key,
-            size=sealed.size,
-            sha256=sealed.sha256,
-            mime_type=sealed.mime_type,
-            data_key_id=data_key_id,
+            require_live(row)
+            armoire_id, folder_id, name, number = row.armoire_id, row.folder_id, row.name, row.next_number
+            new_files = 0
+        data_key_id = insert_data_key(sealed.data_key) if sealed.data_key is not None else sealed.data_key_id
+        values = {
+            "uid": plan.version_uid,
+            "organization_id": plan.organization_id,
+            "file_id": file_id,
+            "number": number,
+            "size": sealed.size,
+            "sha256": sealed.sha256,
+            "mime_type": sealed.mime_type,
+            "author_id": plan.actor.user_id,
+            "created_at": now,
+            "comment": plan.comment,
+            "storage_key": sealed.storage_key,
+            "storage_backend": _configured_backend(),
+            "data_key_id": data_key_id,
+            "restored_from_version": plan.restored_from,
+            "blob_missing": False,
+        }
+        version_id = db.session.execute(insert_version, values).scalar_one()
+        db.session.execute(
+            point_file,
+            {
+                "file_id": file_id,
+                "version_id": version_id,
+                "new_size": sealed.size,
+                "new_mime_type": sealed.mime_type,
+                "now": now,
+            },
         )
-        db.session.add(version)
-        db.session.flush()
-        file.current_version_id = version.id
-        file.size = version.size
-        file.mime_type = version.mime_type
-        file.updated_at = utcnow()
-        file.unavailable = False
-        db.session.flush()
-        details: dict[str, Any] = {"version": version.number, "size": version.size, "sha256": version.sha256}
+        # What the ORM events count for a File and a FileVersion inserted through the session.
+        storage.add(db.session.connection(), plan.organization_id, armoire_id, new_files, 1, sealed.size)
+        _expire_file(file_id)
+        details: dict[str, Any] = {"version": number, "size": sealed.size, "sha256": sealed.sha256}
         if action == "file.added":
-            details |= {"mime_type": version.mime_type, "armoire": file.armoire_id, "folder": file.folder_id}
+            details |= {"mime_type": sealed.mime_type, "armoire": armoire_id, "folder": folder_id}
             if name != plan.filename:
                 details["uploaded_name"] = plan.filename
         elif action == "file.modified":
-            details |= {"mime_type": version.mime_type, "uploaded_name": uploaded_name}
+            details |= {"mime_type": sealed.mime_type, "uploaded_name": uploaded_name}
         else:
-            details = {"from_version": plan.restored_from, "version": version.number, "sha256": version.sha256}
+            details = {"from_version": plan.restored_from, "version": number, "sha256": sealed.sha256}
         record(
             action,
             plan.actor,
             target_type="file",
-            target_id=file.id,
-            target_label=file.name,
+            target_id=file_id,
+            target_label=name,
             details={**details, **plan.audit_details},
         )
     except BaseException:
         delete_blobs([sealed.storage_key])
         raise
+    version = FileVersion(id=version_id, **values)
+    # In the session as if loaded from its row: its relationships (data key, author) load
+    # on demand, and nothing is written for it at the flush.
+    make_transient_to_detached(version)
+    db.session.add(version)
     return version
+
+
+def _expire_file(file_id: int) -> None:
+    """A copy of the file loaded earlier in this session (the conflict check's) no longer
+    matches its row: the next read reloads it."""
+    loaded = db.session.identity_map.get(identity_key(File, file_id))
+    if loaded is not None:
+        db.session.expire(loaded)
 
 
 def store_upload(
