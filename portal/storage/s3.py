@@ -368,6 +368,17 @@ class S3BlobStore:
                     if KEY_PATTERN.fullmatch(key):
                         yield key
 
+    def abort_unfinished(self, key: str) -> int:
+        name = self._name(key)
+        aborted = 0
+        with _translated():
+            listed = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=name)
+            for upload in listed.get("Uploads", []):
+                if upload["Key"] == name:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload["UploadId"])
+                    aborted += 1
+        return aborted
+
     def sweep_temp(self, older_than_seconds: int = 3600, now: float | None = None) -> int:
         """Abort multipart uploads started more than ``older_than_seconds`` ago."""
         now = time.time() if now is None else now
