@@ -5,6 +5,7 @@ COFFRE_S3_PART_MB) and full parts go up on a few threads while the next fills, s
 stays at a handful of parts whatever the file size and nothing touches the local disk. A
 blob smaller than a part is one PUT. Every part carries ``x-amz-checksum-sha256``, checked
 by the store. Any failure aborts the multipart upload, so no orphan part is billed or kept;
+an abort the store cannot receive is recorded (``abandoned.py``) and retried by the sweep;
 ``sweep_temp`` aborts the uploads a killed process left.
 
 Reads are ranged GETs of one part-sized window with the next one fetched ahead; the
@@ -23,7 +24,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -195,8 +196,9 @@ class _MultipartWriter(io.RawIOBase):
                 Bucket=self._store.bucket, Key=self._name, UploadId=self._upload_id
             )
         except Exception:
-            # sweep_temp (check-storage, the daily job) aborts it later.
-            logger.warning("could not abort multipart upload %s; check-storage will", self._upload_id)
+            logger.warning("could not abort multipart upload %s; recorded for the sweep", self._upload_id)
+            if self._store.on_abort_failed is not None:
+                self._store.on_abort_failed(self._store.bucket, self._name, self._upload_id)
 
     def _shutdown(self) -> None:
         if self._pool is not None:
@@ -292,11 +294,20 @@ class _RangeReader(io.RawIOBase):
 class S3BlobStore:
     name = "s3"
 
-    def __init__(self, client: Any, bucket: str, prefix: str = "blobs/", part_size: int = MIN_PART) -> None:
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        prefix: str = "blobs/",
+        part_size: int = MIN_PART,
+        on_abort_failed: Callable[[str, str, str], None] | None = None,
+    ) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = prefix
         self.part_size = max(MIN_PART, min(MAX_PART, part_size))
+        # Called with (bucket, object key, upload id) when an abort cannot reach the store.
+        self.on_abort_failed = on_abort_failed
 
     def _name(self, key: str) -> str:
         return f"{self.prefix}{check_key(key)}"
@@ -414,6 +425,9 @@ def get_s3_store(app: Flask) -> S3BlobStore:
     identity = (bucket, endpoint, prefix, part_size)
     cached = app.extensions.get("coffre_s3_blob_store")
     if cached is None or cached[0] != identity:
-        cached = (identity, S3BlobStore(s3_client(endpoint), bucket, prefix, part_size))
+        from portal.storage import abandoned
+
+        store = S3BlobStore(s3_client(endpoint), bucket, prefix, part_size, abandoned.recorder(app))
+        cached = (identity, store)
         app.extensions["coffre_s3_blob_store"] = cached
     return cached[1]

@@ -1,4 +1,4 @@
-"""A loopback TCP relay in front of moto that a test can cut, to make S3 unreachable mid-request."""
+"""A loopback TCP relay in front of moto that a test can cut (S3 unreachable mid-request) and restore."""
 
 from __future__ import annotations
 
@@ -43,6 +43,13 @@ class CuttableProxy:
                 sink.sendall(data)
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
+
+    def restore(self) -> None:
+        """The store is back, on the same address."""
+        self._sockets = []
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self.cut_event.clear()
+        threading.Thread(target=self._accept, daemon=True).start()
 
     def cut(self) -> None:
         """Refuse new connections and reset the open ones (the store is gone)."""

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 from sqlalchemy import func, select
 
 from portal.audit.context import Actor
@@ -20,10 +19,6 @@ from portal.extensions import db
 from portal.storage.blobs import get_blob_store
 from portal.storage.s3 import MIB
 from tests.edge.servers import APP_SPEC, ROOT
-
-pytestmark = pytest.mark.skipif(
-    os.environ.get("COFFRE_TEST_DATABASE", "sqlite") != "sqlite", reason="the subprocess shares the SQLite file"
-)
 
 
 def _migrate(database_url, instance, overrides, wait=True):
