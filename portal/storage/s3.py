@@ -21,8 +21,8 @@ import contextlib
 import hashlib
 import io
 import logging
+import queue
 import secrets
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -93,32 +93,59 @@ def _sha256_b64(data: bytes | memoryview) -> str:
 
 
 class _MultipartWriter(io.RawIOBase):
-    """A write-only file whose bytes go to one object, part by part."""
+    """A write-only file whose bytes go to one object, part by part.
+
+    Parts are filled in place in at most IN_FLIGHT + 1 part-sized buffers, reused: a
+    buffer goes back to the free list when its part has landed, and the writer waits for
+    one when all are busy (the back-pressure on the encryptor). No part is copied on its
+    way to botocore, and no 8 MiB block is freed and allocated again per part, which
+    under glibc's malloc grew the heap instead of reusing it.
+    """
 
     def __init__(self, store: S3BlobStore, name: str) -> None:
         super().__init__()
         self._store = store
         self._name = name
-        self._buffer = bytearray()
+        # The first buffer grows as bytes come, so a small blob never takes a whole part.
+        self._buffer: bytearray | None = bytearray()
+        self._fill = 0
+        self._allocated = 1
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._upload_id: str | None = None
         self._parts: list[Future] = []
         self._pool: ThreadPoolExecutor | None = None
-        self._slots = threading.BoundedSemaphore(IN_FLIGHT)
-        self._failed = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        self._buffer += data
+        view = memoryview(data).cast("B")
         size = self._store.part_size
-        while len(self._buffer) >= size:
-            part = bytes(self._buffer[:size])
-            del self._buffer[:size]
-            self._send(part)
-        return len(data)
+        written = 0
+        while written < len(view):
+            if self._buffer is None:
+                self._buffer = self._take_buffer(size)
+            count = min(size - self._fill, len(view) - written)
+            # In place in a reused buffer; at the end (growing it) in the first one.
+            self._buffer[self._fill : self._fill + count] = view[written : written + count]
+            self._fill += count
+            written += count
+            if self._fill == size:
+                buffer, self._buffer, self._fill = self._buffer, None, 0
+                self._send(buffer, size)
+        return written
 
-    def _send(self, part: bytes) -> None:
+    def _take_buffer(self, size: int) -> bytearray:
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        if self._allocated < IN_FLIGHT + 1:
+            self._allocated += 1
+            return bytearray(size)
+        return self._free.get()  # every buffer is on the wire: wait for a part to land
+
+    def _send(self, buffer: bytearray, length: int) -> None:
         client, bucket = self._store.client, self._store.bucket
         if self._upload_id is None:
             with _translated():
@@ -127,26 +154,29 @@ class _MultipartWriter(io.RawIOBase):
             self._pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="coffre-s3-part")
         for done in self._parts:
             if done.done() and done.exception() is not None:
+                self._free.put(buffer)
                 self._raise(done.exception())
-        self._slots.acquire()  # back-pressure: the encryptor waits while IN_FLIGHT parts are on the wire
         number = len(self._parts) + 1
         assert self._pool is not None
-        future = self._pool.submit(self._upload_part, number, part)
-        future.add_done_callback(lambda _f: self._slots.release())
-        self._parts.append(future)
+        self._parts.append(self._pool.submit(self._upload_part, number, buffer, length))
 
-    def _upload_part(self, number: int, part: bytes) -> dict[str, Any]:
-        checksum = _sha256_b64(part)
-        answer = self._store.client.upload_part(
-            Bucket=self._store.bucket,
-            Key=self._name,
-            UploadId=self._upload_id,
-            PartNumber=number,
-            Body=part,
-            ChecksumAlgorithm="SHA256",
-            ChecksumSHA256=checksum,
-        )
-        return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": checksum}
+    def _upload_part(self, number: int, buffer: bytearray, length: int) -> dict[str, Any]:
+        try:
+            # Only the last part is shorter than its buffer: that one is copied.
+            body = buffer if length == len(buffer) else bytes(memoryview(buffer)[:length])
+            checksum = _sha256_b64(body)
+            answer = self._store.client.upload_part(
+                Bucket=self._store.bucket,
+                Key=self._name,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=body,
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=checksum,
+            )
+            return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumSHA256": checksum}
+        finally:
+            self._free.put(buffer)
 
     @staticmethod
     def _raise(error: BaseException | None) -> None:
@@ -160,7 +190,7 @@ class _MultipartWriter(io.RawIOBase):
     def finish(self) -> None:
         client, bucket = self._store.client, self._store.bucket
         if self._upload_id is None:
-            body = bytes(self._buffer)
+            body = self._buffer or b""  # the first, growing buffer: exactly the blob
             with _translated():
                 client.put_object(
                     Bucket=bucket,
@@ -170,9 +200,10 @@ class _MultipartWriter(io.RawIOBase):
                     ChecksumSHA256=_sha256_b64(body),
                 )
             return
-        if self._buffer:
-            self._send(bytes(self._buffer))
-            self._buffer = bytearray()
+        if self._buffer is not None and self._fill:
+            buffer, length = self._buffer, self._fill
+            self._buffer, self._fill = None, 0
+            self._send(buffer, length)
         parts = []
         for future in self._parts:
             error = future.exception()
@@ -187,7 +218,7 @@ class _MultipartWriter(io.RawIOBase):
 
     def abort(self) -> None:
         """Drop the parts sent so far (after the ones on the wire have landed)."""
-        self._buffer = bytearray()
+        self._buffer, self._fill = None, 0
         if self._upload_id is None:
             return
         self._shutdown()
@@ -264,6 +295,12 @@ class _RangeReader(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
             size = self._size - self._position
+        offset = self._position - self._window_start
+        if offset >= 0 and offset + size <= len(self._window):
+            # Within the window (the decryptor's segment reads, mostly): one slice, no join.
+            piece = self._window[offset : offset + size]
+            self._position += len(piece)
+            return piece
         out = bytearray()
         while size > 0 and self._position < self._size:
             offset = self._position - self._window_start
