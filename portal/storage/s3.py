@@ -47,10 +47,15 @@ IN_FLIGHT = 4
 MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
-def s3_client(endpoint_url: str | None = None) -> Any:
+def s3_client(endpoint_url: str | None = None, *, checksummed_writes: bool = False) -> Any:
     """A boto3 S3 client (credentials and region from the usual AWS variables) with bounded
     timeouts and retries, so an unreachable store fails a request instead of hanging it.
-    Shared by the blob store and the backup repository (portal/backups/s3.py)."""
+    Shared by the blob store and the backup repository (portal/backups/s3.py).
+
+    ``checksummed_writes``: every write of this client carries ``x-amz-checksum-sha256``
+    (a signed header the store verifies), so the SigV4 payload hash, a second SHA-256 pass
+    over every part that botocore makes only over plain http, is left out, as botocore
+    already does over https."""
     import boto3
     from botocore.config import Config
 
@@ -59,6 +64,7 @@ def s3_client(endpoint_url: str | None = None) -> Any:
         read_timeout=60,
         retries={"max_attempts": 3, "mode": "standard"},
         max_pool_connections=2 * IN_FLIGHT + 4,
+        s3={"payload_signing_enabled": False} if checksummed_writes else None,
     )
     return boto3.client("s3", endpoint_url=endpoint_url, config=config)
 
@@ -92,13 +98,51 @@ def _sha256_b64(data: bytes | memoryview) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
+class _PartBody(io.RawIOBase):
+    """A part as a file over its buffer, never copied whole.
+
+    The buffer itself as the body (a bytearray) went out in one ``sendall`` bounded by the
+    5 s connect timeout: over a link slower than about 1.6 MiB/s every part failed
+    (tests/storage/test_slow_store.py); ``bytes`` would cost a copy per part. A file is
+    sent in blocks, each with its own timeout, and botocore seeks back to retry.
+    """
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
+        self._position = max(0, min(len(self._view), base + offset))
+        return self._position
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def readinto(self, buffer: Any) -> int:
+        count = min(len(buffer), len(self._view) - self._position)
+        buffer[:count] = self._view[self._position : self._position + count]
+        self._position += count
+        return count
+
+
 class _MultipartWriter(io.RawIOBase):
     """A write-only file whose bytes go to one object, part by part.
 
     Parts are filled in place in at most IN_FLIGHT + 1 part-sized buffers, reused: a
     buffer goes back to the free list when its part has landed, and the writer waits for
-    one when all are busy (the back-pressure on the encryptor). No part is copied on its
-    way to botocore, and no 8 MiB block is freed and allocated again per part, which
+    one when all are busy (the back-pressure on the encryptor). No part is copied whole on
+    its way to botocore (``_PartBody``), and no 8 MiB block is freed and allocated again per part, which
     under glibc's malloc grew the heap instead of reusing it.
     """
 
@@ -162,15 +206,14 @@ class _MultipartWriter(io.RawIOBase):
 
     def _upload_part(self, number: int, buffer: bytearray, length: int) -> dict[str, Any]:
         try:
-            # Only the last part is shorter than its buffer: that one is copied.
-            body = buffer if length == len(buffer) else bytes(memoryview(buffer)[:length])
-            checksum = _sha256_b64(body)
+            view = memoryview(buffer)[:length]
+            checksum = _sha256_b64(view)
             answer = self._store.client.upload_part(
                 Bucket=self._store.bucket,
                 Key=self._name,
                 UploadId=self._upload_id,
                 PartNumber=number,
-                Body=body,
+                Body=_PartBody(view),
                 ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=checksum,
             )
@@ -464,7 +507,8 @@ def get_s3_store(app: Flask) -> S3BlobStore:
     if cached is None or cached[0] != identity:
         from portal.storage import abandoned
 
-        store = S3BlobStore(s3_client(endpoint), bucket, prefix, part_size, abandoned.recorder(app))
+        client = s3_client(endpoint, checksummed_writes=True)
+        store = S3BlobStore(client, bucket, prefix, part_size, abandoned.recorder(app))
         cached = (identity, store)
         app.extensions["coffre_s3_blob_store"] = cached
     return cached[1]
