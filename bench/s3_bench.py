@@ -81,6 +81,16 @@ def _rss_now_mib() -> float:
     return 0.0
 
 
+def _result(upload_s: float, download_s: float, rss_before: float, rss_after_upload: float) -> dict:
+    return {
+        "upload_s": upload_s,
+        "download_s": download_s,
+        "rss_mib": _peak_rss_mib(),
+        "rss_before_mib": rss_before,
+        "rss_upload_mib": rss_after_upload,
+    }
+
+
 def child_raw(endpoint: str, bucket: str, total: int) -> dict:
     import boto3
 
@@ -97,13 +107,7 @@ def child_raw(endpoint: str, bucket: str, total: int) -> dict:
     download = time.perf_counter() - started
     assert sink.size == total
     client.delete_object(Bucket=bucket, Key=key)
-    return {
-        "upload_s": upload,
-        "download_s": download,
-        "rss_mib": _peak_rss_mib(),
-        "rss_before_mib": before,
-        "rss_upload_mib": after_upload,
-    }
+    return _result(upload, download, before, after_upload)
 
 
 def child_portal(endpoint: str, bucket: str, total: int) -> dict:
@@ -153,13 +157,7 @@ def child_portal(endpoint: str, bucket: str, total: int) -> dict:
         size = sum(len(chunk) for chunk in stream)
         download = time.perf_counter() - started
         assert size == total
-    return {
-        "upload_s": upload,
-        "download_s": download,
-        "rss_mib": _peak_rss_mib(),
-        "rss_before_mib": before,
-        "rss_upload_mib": after_upload,
-    }
+    return _result(upload, download, before, after_upload)
 
 
 def _run_child(kind: str, endpoint: str, bucket: str, total: int) -> dict:

@@ -98,19 +98,11 @@ def _sha256_b64(data: bytes | memoryview) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
-class _PartBody(io.RawIOBase):
-    """A part as a file over its buffer, never copied whole.
+class _SeekableReader(io.RawIOBase):
+    """Read-only, seekable over ``_size`` bytes; subclasses implement the reading."""
 
-    The buffer itself as the body (a bytearray) went out in one ``sendall`` bounded by the
-    5 s connect timeout: over a link slower than about 1.6 MiB/s every part failed
-    (tests/storage/test_slow_store.py); ``bytes`` would cost a copy per part. A file is
-    sent in blocks, each with its own timeout, and botocore seeks back to retry.
-    """
-
-    def __init__(self, view: memoryview) -> None:
-        super().__init__()
-        self._view = view
-        self._position = 0
+    _size = 0
+    _position = 0
 
     def readable(self) -> bool:
         return True
@@ -122,15 +114,31 @@ class _PartBody(io.RawIOBase):
         return self._position
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
-        self._position = max(0, min(len(self._view), base + offset))
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
         return self._position
 
+
+class _PartBody(_SeekableReader):
+    """A part as a file over its buffer, never copied whole.
+
+    The buffer itself as the body (a bytearray) went out in one ``sendall`` bounded by the
+    5 s connect timeout: over a link slower than about 1.6 MiB/s every part failed
+    (tests/storage/test_slow_store.py); ``bytes`` would cost a copy per part. A file is
+    sent in blocks, each with its own timeout, and botocore seeks back to retry.
+    """
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view = view
+        self._size = len(view)
+        self._position = 0
+
     def __len__(self) -> int:
-        return len(self._view)
+        return self._size
 
     def readinto(self, buffer: Any) -> int:
-        count = min(len(buffer), len(self._view) - self._position)
+        count = max(0, min(len(buffer), self._size - self._position))
         buffer[:count] = self._view[self._position : self._position + count]
         self._position += count
         return count
@@ -280,7 +288,7 @@ class _MultipartWriter(io.RawIOBase):
             self._pool = None
 
 
-class _RangeReader(io.RawIOBase):
+class _RangeReader(_SeekableReader):
     """A seekable read-only view of one object, read in part-sized ranged GETs."""
 
     def __init__(self, store: S3BlobStore, name: str, size: int) -> None:
@@ -294,20 +302,6 @@ class _RangeReader(io.RawIOBase):
         self._ahead: Future | None = None
         self._ahead_start = -1
         self._pool: ThreadPoolExecutor | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
 
     def _get(self, start: int) -> bytes:
         end = min(self._size, start + self._store.part_size) - 1
