@@ -81,6 +81,16 @@ def _rss_now_mib() -> float:
     return 0.0
 
 
+def _result(upload_s: float, download_s: float, rss_before: float, rss_after_upload: float) -> dict:
+    return {
+        "upload_s": upload_s,
+        "download_s": download_s,
+        "rss_mib": _peak_rss_mib(),
+        "rss_before_mib": rss_before,
+        "rss_upload_mib": rss_after_upload,
+    }
+
+
 def child_raw(endpoint: str, bucket: str, total: int) -> dict:
     import boto3
 
@@ -90,13 +100,14 @@ def child_raw(endpoint: str, bucket: str, total: int) -> dict:
     started = time.perf_counter()
     client.upload_fileobj(_Source(total), bucket, key)
     upload = time.perf_counter() - started
+    after_upload = _peak_rss_mib()
     sink = _Sink()
     started = time.perf_counter()
     client.download_fileobj(bucket, key, sink)
     download = time.perf_counter() - started
     assert sink.size == total
     client.delete_object(Bucket=bucket, Key=key)
-    return {"upload_s": upload, "download_s": download, "rss_mib": _peak_rss_mib(), "rss_before_mib": before}
+    return _result(upload, download, before, after_upload)
 
 
 def child_portal(endpoint: str, bucket: str, total: int) -> dict:
@@ -138,6 +149,7 @@ def child_portal(endpoint: str, bucket: str, total: int) -> dict:
         version = uploads.store_upload(actor, armoire, None, "gros.bin", _chunks(total), total)
         db.session.commit()
         upload = time.perf_counter() - started
+        after_upload = _peak_rss_mib()
         file_id = version.file_id
         started = time.perf_counter()
         _v, stream = reading.open_version_stream(actor, db.session.get(File, file_id))
@@ -145,7 +157,7 @@ def child_portal(endpoint: str, bucket: str, total: int) -> dict:
         size = sum(len(chunk) for chunk in stream)
         download = time.perf_counter() - started
         assert size == total
-    return {"upload_s": upload, "download_s": download, "rss_mib": _peak_rss_mib(), "rss_before_mib": before}
+    return _result(upload, download, before, after_upload)
 
 
 def _run_child(kind: str, endpoint: str, bucket: str, total: int) -> dict:
@@ -165,6 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--port", type=int, default=0, help="moto_server's port (default: a free one)")
     parser.add_argument("--child", nargs=4, metavar=("KIND", "ENDPOINT", "BUCKET", "BYTES"))
     args = parser.parse_args()
     if args.child:
@@ -174,7 +187,7 @@ def main() -> None:
         return
 
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
-    port = free_port()
+    port = args.port or free_port()
     moto = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -205,8 +218,10 @@ def main() -> None:
                     f"portal {portal_rate:7.1f} MiB/s  ratio {portal_rate / raw_rate:.2f}"
                 )
             print(
-                f"round {round_number} RSS before the transfer / peak: raw {raw['rss_before_mib']:.0f} / "
-                f"{raw['rss_mib']:.0f} MiB, portal {portal['rss_before_mib']:.0f} / {portal['rss_mib']:.0f} MiB"
+                f"round {round_number} RSS before the transfer / peak after the upload / peak: "
+                f"raw {raw['rss_before_mib']:.0f} / {raw['rss_upload_mib']:.0f} / {raw['rss_mib']:.0f} MiB, "
+                f"portal {portal['rss_before_mib']:.0f} / {portal['rss_upload_mib']:.0f} / "
+                f"{portal['rss_mib']:.0f} MiB"
             )
         print(f"load average {os.getloadavg()[0]:.1f} at end")
     finally:

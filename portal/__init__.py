@@ -114,7 +114,8 @@ def _import_models() -> None:
     import portal.documents.models
     import portal.organizations.models
     import portal.scheduler
-    import portal.sso.models  # noqa: F401
+    import portal.sso.models
+    import portal.storage.models  # noqa: F401
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -19,7 +19,14 @@ documents_cli = AppGroup("documents", help="Documents: storage consistency and t
 )
 def check_storage_command(fix: bool, grace_seconds: int) -> None:
     """List blobs without a version row, and version rows without a blob."""
-    report = consistency.check_storage(fix=fix, grace_seconds=grace_seconds)
+    from portal.storage.base import StorageUnavailableError
+
+    try:
+        report = consistency.check_storage(fix=fix, grace_seconds=grace_seconds)
+    except StorageUnavailableError as error:
+        db.session.rollback()
+        click.echo(f"blob store unavailable ({error}): nothing checked, run again once it answers")
+        raise SystemExit(1) from None
     for key in report.orphan_blobs:
         click.echo(f"orphan blob{' (deleted)' if fix else ''}: {key}")
     for key in report.recent_blobs_skipped:
@@ -29,6 +36,11 @@ def check_storage_command(fix: bool, grace_seconds: int) -> None:
     if fix:
         db.session.commit()
         click.echo(f"temporary files swept: {report.temp_swept}")
+        if report.abandoned_aborted or report.abandoned_waiting:
+            click.echo(
+                f"abandoned multipart uploads aborted: {report.abandoned_aborted}, "
+                f"still waiting for the store: {report.abandoned_waiting}"
+            )
     click.echo(f"{len(report.orphan_blobs)} orphan blob(s), {len(report.missing_blobs)} missing blob(s).")
     if (report.orphan_blobs or report.missing_blobs) and not fix:
         raise SystemExit(1)

@@ -37,3 +37,22 @@ def expire_uploads_now() -> int:
 @scheduled_job("interval", hours=1)
 def expire_resumable_uploads_job() -> None:
     expire_uploads_now()
+
+
+def abort_abandoned_uploads_now() -> int:
+    """Abort the multipart uploads whose abort could not reach the bucket; commits."""
+    from portal.storage import abandoned
+    from portal.storage.blobs import configured_stores
+
+    aborted = 0
+    for store in configured_stores():
+        if store.name == "s3":
+            aborted += abandoned.sweep(store)[0]
+    db.session.commit()
+    return aborted
+
+
+# Parts left by a failed abort are billed until aborted: sooner than the daily check.
+@scheduled_job("interval", minutes=15)
+def abort_abandoned_uploads_job() -> None:
+    abort_abandoned_uploads_now()

@@ -65,6 +65,9 @@ class BlobStoreProtocol(Protocol):
 
     def iter_keys(self) -> Iterator[str]: ...
 
+    def abort_unfinished(self, key: str) -> int:
+        """Drop what an interrupted write of this very key left (``storage migrate`` reruns)."""
+
     def sweep_temp(self, older_than_seconds: int = 3600, now: float | None = None) -> int:
         """Remove what crashed writes left (temp files, unfinished multipart uploads)."""
 

@@ -256,6 +256,11 @@ class BlobStore:
                     if KEY_PATTERN.fullmatch(name) and name[:2] == first.name and name[2:4] == second.name:
                         yield name
 
+    def abort_unfinished(self, key: str) -> int:
+        # Temp files are named at random, not by key: sweep_temp removes them.
+        check_key(key)
+        return 0
+
     def sweep_temp(self, older_than_seconds: int = 3600, now: float | None = None) -> int:
         """Delete temporary files left by crashed writes; recent ones may be writes in progress."""
         now = time.time() if now is None else now

@@ -44,7 +44,8 @@ def migrate_command(target: str) -> None:
                 click.echo(f"left {item.key} in {item.source} ({error}): check-storage --fix removes it", err=True)
             moved += 1
             click.echo(f"moved {item.key} ({size} bytes) {item.source} -> {target}")
-        else:
+        elif not migrate.referenced_in(item.key, target):
+            # The row was purged meanwhile; when another run switched it, the copy is its blob.
             target_store.delete(item.key)
     click.echo(f"{moved} blob(s) moved to {target}, {failed} failed.")
     if failed:

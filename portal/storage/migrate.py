@@ -4,9 +4,9 @@ One blob at a time: copy it under the same key into the target, read the copy ba
 compare size and ciphertext sha256 with the source, then switch the version row's
 ``storage_backend`` (the caller commits), and only after that commit delete the source
 copy. A kill at any point leaves every row pointing at a store that holds its blob; a
-rerun picks up the rows not yet switched (a half-written copy is overwritten, an
-unfinished multipart upload is swept by check-storage, a source copy left after the
-switch is an orphan check-storage removes).
+rerun picks up the rows not yet switched (an unfinished multipart upload of the key is
+aborted, a complete copy is verified and kept, a source copy left after the switch is an
+orphan check-storage removes).
 """
 
 from __future__ import annotations
@@ -68,7 +68,21 @@ def _digest(handle) -> tuple[int, str]:  # type: ignore[no-untyped-def]
 
 
 def copy_verified(source: BlobStoreProtocol, target: BlobStoreProtocol, key: str) -> int:
-    """Copy one blob under the same key and verify the copy; returns its size."""
+    """Copy one blob under the same key and verify the copy; returns its size.
+
+    A run killed mid-way may have left, for this key, an unfinished multipart upload
+    (aborted here, or it would stay in the bucket) or a complete copy whose row was not
+    switched yet (kept when it matches the source, so a versioned bucket does not keep two
+    versions of the blob; removed with all its versions when it does not).
+    """
+    target.abort_unfinished(key)
+    if target.exists(key):
+        with source.open(key) as raw:
+            expected = _digest(raw)
+        with target.open(key) as copy:
+            if _digest(copy) == expected and target.size(key) == expected[0]:
+                return expected[0]
+        target.delete(key)
     digest = hashlib.sha256()
     size = 0
     with source.open(key) as raw, target.create(key) as pending:
@@ -82,6 +96,17 @@ def copy_verified(source: BlobStoreProtocol, target: BlobStoreProtocol, key: str
         target.delete(key)
         raise CopyMismatchError(f"copy of blob {key} does not match its source")
     return size
+
+
+def referenced_in(key: str, backend: str) -> bool:
+    """Whether a row points at ``key`` in ``backend`` (another run may have switched it)."""
+    found = db.session.scalar(
+        select(FileVersion.id).where(
+            FileVersion.storage_key == key, func.coalesce(FileVersion.storage_backend, "local") == backend
+        )
+    )
+    db.session.rollback()
+    return found is not None
 
 
 def switch_pointer(item: Pending, target: str) -> bool:

@@ -1,4 +1,5 @@
-"""S3 unreachable in the middle of an upload: 503 problem+json, no row, no part kept."""
+"""S3 unreachable in the middle of an upload: 503 problem+json, no row, and the parts the
+failed abort left are recorded, then aborted once the store answers."""
 
 from __future__ import annotations
 
@@ -8,12 +9,17 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 
+from portal.documents.jobs import abort_abandoned_uploads_now
 from portal.documents.models import File, FileVersion
 from portal.extensions import db
-from portal.storage.s3 import MIB, S3BlobStore, s3_client
+from portal.storage.models import AbandonedUpload
+from portal.storage.s3 import MIB
 from tests.storage.proxy import CuttableProxy
 
 BOUNDARY = "coffre-fault-boundary"
+# moto reports every multipart upload as initiated in 2010: a grace longer than that keeps
+# the listing sweep (sweep_temp, the fallback) from aborting it, so only the durable list can.
+LISTING_GRACE = 10**9
 
 
 class CuttingBody(io.RawIOBase):
@@ -77,12 +83,45 @@ def test_store_unreachable_mid_upload(app, client, bucket, s3_endpoint, contribu
     assert db.session.scalar(select(func.count()).select_from(FileVersion)) == 0
     assert "Contents" not in s3.list_objects_v2(Bucket=name)
 
-    # The abort could not reach the store either; once it is back, the sweep (check-storage
-    # --fix, which the docs tell operators to schedule) aborts what is left: no part stays.
-    direct = S3BlobStore(s3_client(s3_endpoint), name, "blobs/")
-    direct.sweep_temp(older_than_seconds=0)
-    assert direct.pending_uploads() == 0
+    # The abort could not reach the store either: the upload id is on the durable list.
+    abandoned = db.session.execute(select(AbandonedUpload.bucket, AbandonedUpload.object_key)).all()
+    assert [row.bucket for row in abandoned] == [name]
+    (upload,) = s3.list_multipart_uploads(Bucket=name)["Uploads"]  # its parts are still there
+    assert upload["Key"] == abandoned[0].object_key
+
+    # Still down: the job keeps the entry for its next run, check-storage says what is down.
+    assert abort_abandoned_uploads_now() == 0
+    assert db.session.scalar(select(AbandonedUpload.attempts)) == 1
+    runner = app.test_cli_runner()
+    down = runner.invoke(args=["documents", "check-storage", "--fix", "--grace-seconds", str(LISTING_GRACE)])
+    assert down.exit_code == 1 and "blob store unavailable" in down.output, down.output
+
+    # Back up: check-storage --fix (the quarter-hourly job does the same) aborts it.
+    proxy.restore()
+    fixed = runner.invoke(args=["documents", "check-storage", "--fix", "--grace-seconds", str(LISTING_GRACE)])
+    assert fixed.exit_code == 0, fixed.output
+    assert "abandoned multipart uploads aborted: 1" in fixed.output, fixed.output
+    assert not s3.list_multipart_uploads(Bucket=name).get("Uploads")
+    assert db.session.scalar(select(func.count()).select_from(AbandonedUpload)) == 0
     assert "Contents" not in s3.list_objects_v2(Bucket=name)
-    # The app's client still holds pooled connections to the cut proxy.
+    proxy.cut()
     app.extensions.pop("coffre_s3_blob_store")[1].client.close()
-    direct.client.close()
+
+
+def test_the_job_aborts_recorded_uploads(app, bucket, s3_endpoint):
+    """The scheduled sweep aborts what is on the list, and forgets an upload already gone."""
+    from portal.storage import abandoned
+    from portal.storage.blobs import get_blob_store
+
+    s3, name = bucket
+    app.config.update(COFFRE_STORAGE="s3", COFFRE_S3_BUCKET=name, COFFRE_S3_ENDPOINT_URL=s3_endpoint)
+    store = get_blob_store("s3")
+    started = s3.create_multipart_upload(Bucket=name, Key="blobs/" + "a" * 32)["UploadId"]
+    s3.upload_part(Bucket=name, Key="blobs/" + "a" * 32, UploadId=started, PartNumber=1, Body=b"x" * 1024)
+    record = abandoned.recorder(app)
+    record(name, "blobs/" + "a" * 32, started)
+    record(name, "blobs/" + "b" * 32, "no-such-upload")
+    assert abort_abandoned_uploads_now() == 2
+    assert not s3.list_multipart_uploads(Bucket=name).get("Uploads")
+    assert db.session.scalar(select(func.count()).select_from(AbandonedUpload)) == 0
+    assert store.pending_uploads() == 0

@@ -87,6 +87,9 @@ def test_migrate_resumes_after_a_kill_at_each_step(app, bucket, s3_endpoint, mak
     assert list(local.iter_keys()) == []
     db.session.expire_all()
     assert len(list(s3.iter_keys())) == 3 and not any(v.blob_missing for v in db.session.query(FileVersion))
+    # The copy made before the kill was verified and kept, not written a second time.
+    versions = _client.list_object_versions(Bucket=name).get("Versions", [])
+    assert sorted(item["Key"] for item in versions) == sorted(s3.prefix + key for key in s3.iter_keys())
     _read_all(actor, contents)
 
 

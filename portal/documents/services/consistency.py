@@ -24,6 +24,8 @@ class StorageReport:
     recent_blobs_skipped: list[str] = field(default_factory=list)
     missing_blobs: list[tuple[int, int, int]] = field(default_factory=list)  # (file id, version number, version id)
     temp_swept: int = 0
+    abandoned_aborted: int = 0  # multipart uploads whose abort had failed, aborted now
+    abandoned_waiting: int = 0  # the same, the store still unreachable
 
 
 def check_storage(fix: bool = False, grace_seconds: int = 3600) -> StorageReport:
@@ -72,6 +74,10 @@ def check_storage(fix: bool = False, grace_seconds: int = 3600) -> StorageReport
                 db.session.execute(update(FileVersion).where(FileVersion.id == version_id).values(blob_missing=True))
                 db.session.execute(update(File).where(File.id == file_id).values(unavailable=True))
         if fix:
+            if store.name == "s3":
+                from portal.storage import abandoned
+
+                report.abandoned_aborted, report.abandoned_waiting = abandoned.sweep(store)
             report.temp_swept += store.sweep_temp(grace_seconds)
     if fix:
         db.session.flush()
