@@ -28,10 +28,14 @@ def is_search_object(name: str | None, type_: str) -> bool:
 
 
 def _upgraded_app(url: str, instance: Path):
+    return _upgraded_app_at(url, instance, "head")
+
+
+def _upgraded_app_at(url: str, instance: Path, revision: str):
     os.environ["COFFRE_INSTANCE_DIR"] = str(instance)
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True, "SCHEDULER_ENABLED": False})
     with app.app_context():
-        upgrade(directory=str(ROOT / "migrations"))
+        upgrade(directory=str(ROOT / "migrations"), revision=revision)
     return app
 
 
@@ -146,3 +150,69 @@ def test_search_index_migration_indexes_the_existing_entries(tmp_path):
             ).all()
         db.engine.dispose()
     assert len(found) == 1
+
+
+def test_name_index_migration_indexes_the_existing_files(tmp_path):
+    os.environ["COFFRE_INSTANCE_DIR"] = str(tmp_path / "instance")
+    url = f"sqlite:///{tmp_path / 'migrated.db'}"
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True, "SCHEDULER_ENABLED": False})
+    with app.app_context():
+        upgrade(directory=str(ROOT / "migrations"), revision="a7b1c0de0001")
+        raw = db.engine.raw_connection()
+        try:
+            # The file alone matters here: its organisation and armoire are left out.
+            raw.execute("PRAGMA foreign_keys=OFF")
+            raw.execute(
+                "INSERT INTO fichiers (organization_id, armoire_id, name, name_key, size, mime_type, created_at, "
+                "updated_at, unavailable) VALUES (1, 1, 'Électricité.pdf', 'electricite.pdf', 1, 'application/pdf', "
+                "'2026-01-01 00:00:00', '2026-01-01 00:00:00', 0)"
+            )
+            raw.commit()
+        finally:
+            raw.close()
+        upgrade(directory=str(ROOT / "migrations"))
+        with db.engine.connect() as connection:
+            found = connection.exec_driver_sql(
+                'SELECT rowid FROM fichiers_fts WHERE fichiers_fts MATCH \'"tri" AND "ite"\''
+            ).all()
+        db.engine.dispose()
+    assert len(found) == 1
+
+
+def test_search_migration_without_pg_trgm(tmp_path, postgres_url):
+    """A server where pg_trgm cannot be created still migrates: the B-tree indexes come, the
+    trigram index does not, and the migration's transaction is not left aborted."""
+    app = _upgraded_app_at(postgres_url, tmp_path / "instance", "a7b1c0de0001")
+    role = f"coffre_noext_{secrets.token_hex(4)}"
+    database = postgres_url.rsplit("/", 1)[1]
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        # Without the journal's index the extension can go; a role without CREATE on the
+        # database may not create it again (trusted extensions need that privilege).
+        connection.exec_driver_sql("DROP INDEX ix_journal_activite_label_trgm")
+        connection.exec_driver_sql("DROP EXTENSION pg_trgm")
+        connection.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
+        connection.exec_driver_sql(f'REVOKE CREATE ON DATABASE "{database}" FROM PUBLIC')
+        connection.exec_driver_sql(f'GRANT USAGE, CREATE ON SCHEMA public TO "{role}"')
+        connection.exec_driver_sql(f'ALTER TABLE fichiers OWNER TO "{role}"')
+        connection.exec_driver_sql(f'ALTER TABLE alembic_version OWNER TO "{role}"')
+    try:
+        limited = postgres_url.replace("postgres@", f"{role}@", 1)
+        limited_app = _upgraded_app(limited, tmp_path / "instance2")
+        with limited_app.app_context():
+            indexes = {index["name"] for index in sa.inspect(db.engine).get_indexes("fichiers")}
+            version = db.session.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+            db.session.remove()
+            db.engine.dispose()
+        assert {"ix_fichiers_org_folder_live", "ix_fichiers_org_author_live", "ix_fichiers_org_live_updated"} <= indexes
+        assert "ix_fichiers_name_key_trgm" not in indexes
+        assert version == "5eac00000001"
+    finally:
+        with app.app_context():
+            db.engine.dispose()
+        with admin.connect() as connection:
+            # The role goes now (roles outlive databases); the fixture drops the database.
+            connection.exec_driver_sql(f'REASSIGN OWNED BY "{role}" TO CURRENT_USER')
+            connection.exec_driver_sql(f'DROP OWNED BY "{role}"')
+            connection.exec_driver_sql(f'DROP ROLE "{role}"')
+        admin.dispose()

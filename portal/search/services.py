@@ -23,7 +23,7 @@ from portal.documents.services import listing
 from portal.documents.sortkey import sort_key
 from portal.extensions import db
 from portal.security.tenancy import scoped
-from portal.web.pagination import Page, paginate
+from portal.web.pagination import MAX_PER_PAGE, Page, paginate, parse_page
 
 logger = logging.getLogger(__name__)
 
@@ -264,14 +264,37 @@ def _statement(organization_id: int, criteria: Criteria, found: _Filter) -> Sele
     return statement.order_by(column.desc() if descending else column.asc(), File.id)
 
 
+def _counted_page(
+    organization_id: int, criteria: Criteria, found: _Filter, page: object, per_page: int
+) -> tuple[Page[File], int] | None:
+    """A page and the match count in one statement (``count(*) OVER ()``), for a narrowed
+    search: it reads and sorts all its matches anyway, and a separate count would read them
+    a second time. None past the last page (or the cap): the caller counts, then clamps."""
+    per_page = min(max(per_page, 1), MAX_PER_PAGE)
+    number = parse_page(page)
+    offset = (number - 1) * per_page
+    if offset >= COUNT_CAP:
+        return None
+    statement = _statement(organization_id, criteria, found).add_columns(func.count().over())
+    rows = db.session.execute(statement.limit(per_page).offset(offset)).all()
+    if not rows and number > 1:
+        return None
+    total = rows[0][1] if rows else 0
+    return Page(items=[row[0] for row in rows], number=number, per_page=per_page, total=min(total, COUNT_CAP)), total
+
+
 def search_files(organization_id: int, criteria: Criteria, page: object = 1, per_page: int = 25) -> Results:
     """One page of the organisation's live files matching ``criteria``, each with its folder path."""
     criteria.query = (criteria.query or "").strip()[:QUERY_MAX]
     criteria.path = (criteria.path or "").strip()[:QUERY_MAX]
     criteria.author = (criteria.author or "").strip()[:QUERY_MAX]
     found = _filter(organization_id, criteria)
-    total = _count(organization_id, found)
-    result = paginate(_statement(organization_id, criteria, found), page, per_page, total=min(total, COUNT_CAP))
+    counted = _counted_page(organization_id, criteria, found, page, per_page) if found.narrowed else None
+    if counted is not None:
+        result, total = counted
+    else:
+        total = _count(organization_id, found)
+        result = paginate(_statement(organization_id, criteria, found), page, per_page, total=min(total, COUNT_CAP))
     if total > COUNT_CAP:
         # The last page stops at the cap, as the count does.
         del result.items[max(0, COUNT_CAP - (result.number - 1) * result.per_page) :]
