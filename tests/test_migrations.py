@@ -132,51 +132,42 @@ def test_migrations_match_the_models(tmp_path, postgres_url, backend):
     assert differences == [], "models and migrations differ: run `flask --app wsgi db migrate`"
 
 
-def test_search_index_migration_indexes_the_existing_entries(tmp_path):
-    os.environ["COFFRE_INSTANCE_DIR"] = str(tmp_path / "instance")
-    url = f"sqlite:///{tmp_path / 'migrated.db'}"
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True, "SCHEDULER_ENABLED": False})
+def _trigram_rows_after_upgrade(tmp_path, revision: str, insert: str, match: str) -> int:
+    """Upgrade a SQLite database to ``revision``, add a row, upgrade to the head, count the FTS matches."""
+    app = _upgraded_app_at(f"sqlite:///{tmp_path / 'migrated.db'}", tmp_path / "instance", revision)
     with app.app_context():
-        upgrade(directory=str(ROOT / "migrations"), revision="a1c0ff3e0004")
-        with db.engine.begin() as connection:
-            connection.exec_driver_sql(
-                "INSERT INTO journal_activite (chain_id, seq, action, target_label, created_at, prev_hash, entry_hash) "
-                "VALUES (0, 1, 'user.login', 'Rapport rarissime.pdf', '2026-01-01 00:00:00', 'x', 'x')"
-            )
-        upgrade(directory=str(ROOT / "migrations"))
-        with db.engine.connect() as connection:
-            found = connection.exec_driver_sql(
-                'SELECT rowid FROM journal_activite_fts WHERE journal_activite_fts MATCH \'"ris" AND "sim"\''
-            ).all()
-        db.engine.dispose()
-    assert len(found) == 1
-
-
-def test_name_index_migration_indexes_the_existing_files(tmp_path):
-    os.environ["COFFRE_INSTANCE_DIR"] = str(tmp_path / "instance")
-    url = f"sqlite:///{tmp_path / 'migrated.db'}"
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True, "SCHEDULER_ENABLED": False})
-    with app.app_context():
-        upgrade(directory=str(ROOT / "migrations"), revision="a7b1c0de0001")
         raw = db.engine.raw_connection()
         try:
-            # The file alone matters here: its organisation and armoire are left out.
+            # The row alone matters here: what it refers to is left out.
             raw.execute("PRAGMA foreign_keys=OFF")
-            raw.execute(
-                "INSERT INTO fichiers (organization_id, armoire_id, name, name_key, size, mime_type, created_at, "
-                "updated_at, unavailable) VALUES (1, 1, 'Électricité.pdf', 'electricite.pdf', 1, 'application/pdf', "
-                "'2026-01-01 00:00:00', '2026-01-01 00:00:00', 0)"
-            )
+            raw.execute(insert)
             raw.commit()
         finally:
             raw.close()
         upgrade(directory=str(ROOT / "migrations"))
         with db.engine.connect() as connection:
-            found = connection.exec_driver_sql(
-                'SELECT rowid FROM fichiers_fts WHERE fichiers_fts MATCH \'"tri" AND "ite"\''
-            ).all()
+            found = connection.exec_driver_sql(match).all()
         db.engine.dispose()
-    assert len(found) == 1
+    return len(found)
+
+
+def test_search_index_migration_indexes_the_existing_entries(tmp_path):
+    insert = (
+        "INSERT INTO journal_activite (chain_id, seq, action, target_label, created_at, prev_hash, entry_hash) "
+        "VALUES (0, 1, 'user.login', 'Rapport rarissime.pdf', '2026-01-01 00:00:00', 'x', 'x')"
+    )
+    match = 'SELECT rowid FROM journal_activite_fts WHERE journal_activite_fts MATCH \'"ris" AND "sim"\''
+    assert _trigram_rows_after_upgrade(tmp_path, "a1c0ff3e0004", insert, match) == 1
+
+
+def test_name_index_migration_indexes_the_existing_files(tmp_path):
+    insert = (
+        "INSERT INTO fichiers (organization_id, armoire_id, name, name_key, size, mime_type, created_at, "
+        "updated_at, unavailable) VALUES (1, 1, 'Électricité.pdf', 'electricite.pdf', 1, 'application/pdf', "
+        "'2026-01-01 00:00:00', '2026-01-01 00:00:00', 0)"
+    )
+    match = 'SELECT rowid FROM fichiers_fts WHERE fichiers_fts MATCH \'"tri" AND "ite"\''
+    assert _trigram_rows_after_upgrade(tmp_path, "a7b1c0de0001", insert, match) == 1
 
 
 def test_search_migration_without_pg_trgm(tmp_path, postgres_url):
