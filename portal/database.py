@@ -44,6 +44,16 @@ def dialect_insert(table, dialect_name: str):
     return (postgresql_insert if dialect_name == "postgresql" else sqlite_insert)(table)
 
 
+def is_trigram_object(name: str | None, type_: str, fts_table: str, trgm_index: str) -> bool:
+    """Whether ``name`` is one of a trigram index's objects, unknown to the models: the FTS5
+    table and its shadow tables (SQLite), or the GIN index (PostgreSQL)."""
+    if not name:
+        return False
+    if type_ == "table":
+        return name == fts_table or name.startswith(fts_table + "_")
+    return type_ == "index" and name == trgm_index
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from portal.api.problems import PROBLEM_TYPES
+from portal.search.services import COUNT_CAP as SEARCH_COUNT_CAP
 from portal.search.services import SORTS as SEARCH_SORTS
 from portal.search.services import TYPES as SEARCH_TYPES
 
@@ -291,7 +292,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "SearchResults": {
         "type": "object",
-        "required": ["items", "total"],
+        "required": ["items", "total", "total_capped"],
         "properties": {
             "items": {
                 "type": "array",
@@ -310,7 +311,14 @@ SCHEMAS: dict[str, Any] = {
                     },
                 },
             },
-            "total": {"type": "integer"},
+            "total": {
+                "type": "integer",
+                "maximum": SEARCH_COUNT_CAP,
+                "description": f"Matching files, counted up to {SEARCH_COUNT_CAP:,}: when more match, total is "
+                f"{SEARCH_COUNT_CAP:,} and total_capped is true (pages stop there; narrow the search to reach "
+                "the others)",
+            },
+            "total_capped": {"type": "boolean", "description": f"More than {SEARCH_COUNT_CAP:,} files match"},
             "page": {"type": "integer"},
             "per_page": {"type": "integer"},
         },
@@ -488,6 +496,9 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "searchFiles",
                 "summary": "Search the organisation's live files (accent- and case-insensitive names)",
+                "description": f"The count stops at {SEARCH_COUNT_CAP:,} matches (total_capped is then true and "
+                'total is the cap); clients such as the desktop app should show it as "more than" and not page '
+                "past it.",
                 "security": secured,
                 "parameters": [
                     {"name": "q", "in": "query", "schema": SEARCH_TEXT},

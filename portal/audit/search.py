@@ -18,6 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from portal.database import is_trigram_object
+
 FTS_TABLE = "journal_activite_fts"
 TRGM_INDEX = "ix_journal_activite_label_trgm"
 # Text shorter than a trigram has no trigram to look up: such a search scans, as before.
@@ -49,11 +51,7 @@ fts = sa.table(FTS_TABLE, sa.column("rowid", sa.Integer), sa.column(FTS_TABLE))
 
 def is_search_object(name: str | None, type_: str) -> bool:
     """The index's own tables (FTS5 and its shadow tables) and index, unknown to the models."""
-    if not name:
-        return False
-    if type_ == "table":
-        return name == FTS_TABLE or name.startswith(FTS_TABLE + "_")
-    return type_ == "index" and name == TRGM_INDEX
+    return is_trigram_object(name, type_, FTS_TABLE, TRGM_INDEX)
 
 
 def fts_query(text: str) -> str:

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 import portal.crypto.models  # noqa: F401  # the FK to cles_chiffrement needs the table in the metadata
 from portal.database import UTCDateTime, utcnow
+from portal.documents import name_index
 from portal.documents.sortkey import sort_key
 from portal.extensions import db
 from portal.security.tenancy import OrgOwned
@@ -66,6 +67,12 @@ class File(OrgOwned, db.Model):
         # Organisation-wide search and sorting by name: live files (deleted_at NULL) in name order,
         # and a name filter or count read from the index alone, without visiting table rows.
         Index("ix_fichiers_org_live_name_key", "organization_id", "deleted_at", "name_key"),
+        # The search's other filters, each narrowed by its own index rather than by visiting
+        # rows met in name order: folders (a folder path resolved to folder ids), author (with
+        # the type, so that "author + type" is counted from the index), modification dates.
+        Index("ix_fichiers_org_folder_live", "organization_id", "folder_id", "deleted_at", "name_key"),
+        Index("ix_fichiers_org_author_live", "organization_id", "created_by_id", "deleted_at", "mime_type"),
+        Index("ix_fichiers_org_live_updated", "organization_id", "deleted_at", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -98,6 +105,9 @@ class File(OrgOwned, db.Model):
     def _keep_name_key(self, _key: str, value: str) -> str:
         self.name_key = sort_key(value)
         return value
+
+
+name_index.attach(File.__table__)
 
 
 def _configured_backend() -> str:

@@ -33,7 +33,7 @@ def api_search() -> Response:
     criteria = criteria_from(request.args)
     if criteria.is_empty:
         # Nothing asked, nothing found: listing every file is the armoires' endpoint's job.
-        return jsonify({"items": [], "total": 0, "page": 1, "per_page": per_page})
+        return jsonify({"items": [], "total": 0, "total_capped": False, "page": 1, "per_page": per_page})
     results = services.search_files(current_user.organization_id, criteria, page, per_page)
     return jsonify(
         {
@@ -50,7 +50,9 @@ def api_search() -> Response:
                 }
                 for hit in results.hits
             ],
+            # Counting stops at COUNT_CAP: beyond it total is COUNT_CAP and total_capped is true.
             "total": results.page.total,
+            "total_capped": results.capped,
             "page": results.page.number,
             "per_page": results.page.per_page,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import request
+from flask_babel import format_decimal
 from flask_login import current_user
 
 from portal.search import bp, services
@@ -36,4 +37,5 @@ def search():
         results=results,
         types=services.TYPES,
         sort=criteria.sort,
+        count_cap=format_decimal(services.COUNT_CAP),
     )
