@@ -167,13 +167,13 @@ def test_name_index_migration_indexes_the_existing_files(tmp_path):
         "'2026-01-01 00:00:00', '2026-01-01 00:00:00', 0)"
     )
     match = 'SELECT rowid FROM fichiers_fts WHERE fichiers_fts MATCH \'"tri" AND "ite"\''
-    assert _trigram_rows_after_upgrade(tmp_path, "a7b1c0de0001", insert, match) == 1
+    assert _trigram_rows_after_upgrade(tmp_path, "53a300000001", insert, match) == 1
 
 
 def test_search_migration_without_pg_trgm(tmp_path, postgres_url):
     """A server where pg_trgm cannot be created still migrates: the B-tree indexes come, the
     trigram index does not, and the migration's transaction is not left aborted."""
-    app = _upgraded_app_at(postgres_url, tmp_path / "instance", "a7b1c0de0001")
+    app = _upgraded_app_at(postgres_url, tmp_path / "instance", "53a300000001")
     role = f"coffre_noext_{secrets.token_hex(4)}"
     database = postgres_url.rsplit("/", 1)[1]
     admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
@@ -197,7 +197,9 @@ def test_search_migration_without_pg_trgm(tmp_path, postgres_url):
             db.engine.dispose()
         assert {"ix_fichiers_org_folder_live", "ix_fichiers_org_author_live", "ix_fichiers_org_live_updated"} <= indexes
         assert "ix_fichiers_name_key_trgm" not in indexes
-        assert version == "5eac00000001"
+        from alembic.script import ScriptDirectory
+
+        assert version == ScriptDirectory("migrations").get_current_head()  # the whole chain ran
     finally:
         with app.app_context():
             db.engine.dispose()
