@@ -22,6 +22,8 @@ from portal.audit.context import Actor
 from portal.audit.services import record
 from portal.auth.models import User
 from portal.billing import invoices, lifecycle
+from portal.billing.changes import is_downgrade, refuse_if_paid_ahead
+from portal.billing.errors import BillingError
 from portal.billing.feexpay import NETWORK_COUNTRY, FeexPayClient, GatewayError, InvalidPhoneError, normalise_phone
 from portal.billing.models import (
     EXPIRED,
@@ -45,15 +47,6 @@ logger = logging.getLogger(__name__)
 PERIOD_DAYS = {"mensuel": 30, "annuel": 365}
 RECONCILE_AFTER = timedelta(minutes=10)
 EXPIRE_AFTER = timedelta(hours=24)
-
-
-class BillingError(Exception):
-    """A refused billing action; ``field`` names the offending input (422)."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 def client() -> FeexPayClient:
@@ -185,10 +178,9 @@ def choose_plan(actor: Actor, plan_code: str, period: str) -> Subscription:
     _check_period(period)
     plan = _plan_by_code(plan_code)
     subscription = subscription_for(actor.organization_id)
+    refuse_if_paid_ahead(subscription)
     current = db.session.get(Plan, subscription.plan_id) if subscription.plan_id else None
-    downgrade = (
-        current is not None and subscription.status == STATUS_ACTIVE and plan.price_month_ht < current.price_month_ht
-    )
+    downgrade = is_downgrade(subscription, current, plan, utcnow())
     if downgrade:
         current_usage = usage(subscription)
         if (
@@ -205,14 +197,19 @@ def choose_plan(actor: Actor, plan_code: str, period: str) -> Subscription:
             )
     subscription.next_plan_id = plan.id
     subscription.next_period = period
+    # A downgrade switches by itself at the end of the period in force (changes.apply_due).
+    subscription.next_plan_at = subscription.current_period_end if downgrade else None
     db.session.flush()
+    details = {"plan": plan.code, "period": period, "downgrade": downgrade}
+    if downgrade:
+        details["at"] = subscription.next_plan_at.isoformat()
     record(
         "subscription.changed",
         actor,
         target_type="subscription",
         target_id=subscription.id,
         target_label=plan.name,
-        details={"plan": plan.code, "period": period, "downgrade": downgrade},
+        details=details,
     )
     return subscription
 
@@ -282,6 +279,7 @@ def start_payment(
         normalised = "".join(ch for ch in phone if ch.isdigit())[:20] or None
     lock_organization(actor.organization_id)
     subscription = subscription_for(actor.organization_id)
+    refuse_if_paid_ahead(subscription, plan)
     payment = db.session.execute(
         select(Payment).where(
             Payment.organization_id == actor.organization_id, Payment.plan_id == plan.id, Payment.status == PENDING
@@ -402,19 +400,26 @@ def _activate(actor: Actor, payment: Payment, now: datetime) -> None:
     ).scalar_one()
     plan = db.session.get(Plan, payment.plan_id)
     length = timedelta(days=PERIOD_DAYS[payment.period])
+    current = db.session.get(Plan, subscription.plan_id) if subscription.plan_id else None
+    if is_downgrade(subscription, current, plan, now):
+        _prepay_downgrade(actor, payment, subscription, plan, length)
+        return
     if subscription.status == STATUS_TRIAL:
         remaining = max(timedelta(0), (subscription.trial_ends_at or now) - now)
         start, end = now, now + length + remaining
     elif subscription.plan_id == plan.id and subscription.current_period_end and subscription.current_period_end > now:
         start = subscription.current_period_end
         end = start + length
+        if subscription.next_plan_at is not None:
+            # The current plan renewed: the next period is paid on it, so an unpaid downgrade is dropped.
+            subscription.next_plan_id = subscription.next_period = subscription.next_plan_at = None
     else:
         start, end = now, now + length  # an upgrade (its credit was taken off the price) or a lapsed plan
     previous = subscription.status
     subscription.plan_id, subscription.period = plan.id, payment.period
     subscription.status, subscription.current_period_end = STATUS_ACTIVE, end
     if subscription.next_plan_id == plan.id:
-        subscription.next_plan_id = subscription.next_period = None
+        subscription.next_plan_id = subscription.next_period = subscription.next_plan_at = None
     storage, _members = quotas(subscription)
     db.session.execute(
         update(Organization).where(Organization.id == payment.organization_id).values(storage_quota_bytes=storage)
@@ -437,6 +442,42 @@ def _activate(actor: Actor, payment: Payment, now: datetime) -> None:
             target_label=plan.name,
             details={"from": previous, "to": STATUS_ACTIVE, "period_end": end.isoformat()},
         )
+    invoices.issue_for_payment(actor, payment, plan, start, end)
+
+
+def _prepay_downgrade(
+    actor: Actor, payment: Payment, subscription: Subscription, plan: Plan, length: timedelta
+) -> None:
+    """A cheaper plan paid while the current one runs: the paid time starts at the current
+    period's end, on that plan, and the plan in force (and its quotas) stays until then."""
+    start = subscription.current_period_end
+    end = start + length
+    subscription.next_plan_id, subscription.next_period = plan.id, payment.period
+    # Paid again ahead: the switch date stays the first one, the paid time adds up.
+    subscription.next_plan_at = subscription.next_plan_at or start
+    subscription.current_period_end = end
+    db.session.flush()
+    record(
+        "payment.succeeded",
+        actor,
+        target_type="payment",
+        target_id=payment.id,
+        target_label=plan.name,
+        details={"reference": payment.reference, "amount_ttc": payment.amount_ttc},
+    )
+    record(
+        "subscription.changed",
+        actor,
+        target_type="subscription",
+        target_id=subscription.id,
+        target_label=plan.name,
+        details={
+            "plan": plan.code,
+            "at": subscription.next_plan_at.isoformat(),
+            "period_end": end.isoformat(),
+            "paid_ahead": True,
+        },
+    )
     invoices.issue_for_payment(actor, payment, plan, start, end)
 
 
