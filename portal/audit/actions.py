@@ -80,6 +80,7 @@ ACTIONS: frozenset[str] = frozenset(
         "subscription.downgrade_postponed",
         "plan.created",
         "plan.changed",
+        "plan.deleted",
         "payment.started",
         "payment.succeeded",
         "payment.failed",

@@ -41,7 +41,7 @@ def network_choices() -> list[SelectChoice]:
 
 def _page_context(org_id: int, pay_form: PayForm | None = None, error: str | None = None) -> dict:
     subscription = services.subscription_for(org_id)
-    plans = services.plans()
+    plans = services.plans(subscription)
     plan = db.session.get(Plan, subscription.plan_id) if subscription.plan_id else None
     next_plan = db.session.get(Plan, subscription.next_plan_id) if subscription.next_plan_id else None
     payments = db.session.execute(scoped(Payment, org_id).order_by(Payment.id.desc()).limit(20)).scalars().all()

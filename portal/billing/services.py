@@ -64,12 +64,18 @@ def split_amounts(amount_ht: int, percent: int | None = None) -> tuple[int, int]
     return ttc - amount_ht, ttc
 
 
-def plans() -> list[Plan]:
-    return list(db.session.execute(select(Plan).where(Plan.active.is_(True)).order_by(Plan.position)).scalars())
+def plans(subscription: Subscription | None = None) -> list[Plan]:
+    """The plans offered: the active ones, and the organisation's own even when deactivated."""
+    offered = Plan.active.is_(True)
+    if subscription is not None and subscription.plan_id is not None:
+        offered = offered | (Plan.id == subscription.plan_id)
+    return list(db.session.execute(select(Plan).where(offered).order_by(Plan.position)).scalars())
 
 
 def smallest_plan() -> Plan | None:
-    return db.session.execute(select(Plan).order_by(Plan.price_month_ht, Plan.position).limit(1)).scalar_one_or_none()
+    return db.session.execute(
+        select(Plan).where(Plan.active.is_(True)).order_by(Plan.price_month_ht, Plan.position).limit(1)
+    ).scalar_one_or_none()
 
 
 def subscription_for(organization_id: int) -> Subscription:
@@ -160,9 +166,10 @@ def check_member_quota(organization_id: int) -> None:
 # ---------------------------------------------------------------- choosing
 
 
-def _plan_by_code(code: str) -> Plan:
-    plan = db.session.execute(select(Plan).where(Plan.code == code, Plan.active.is_(True))).scalar_one_or_none()
-    if plan is None:
+def _plan_by_code(code: str, subscription: Subscription | None = None) -> Plan:
+    """An active plan, or the organisation's own plan even if deactivated (it may renew it)."""
+    plan = db.session.execute(select(Plan).where(Plan.code == code)).scalar_one_or_none()
+    if plan is None or not (plan.active or (subscription is not None and plan.id == subscription.plan_id)):
         raise BillingError(_("Formule inconnue."), "plan")
     return plan
 
@@ -176,8 +183,8 @@ def choose_plan(actor: Actor, plan_code: str, period: str) -> Subscription:
     """Select a plan: an upgrade (or any plan from the trial) waits for its payment;
     a downgrade waits for the period's end."""
     _check_period(period)
-    plan = _plan_by_code(plan_code)
     subscription = subscription_for(actor.organization_id)
+    plan = _plan_by_code(plan_code, subscription)
     refuse_if_paid_ahead(subscription)
     current = db.session.get(Plan, subscription.plan_id) if subscription.plan_id else None
     downgrade = is_downgrade(subscription, current, plan, utcnow())
@@ -271,7 +278,7 @@ def start_payment(
     charges twice. One whose initiation failed (no reference) is tried again.
     """
     _check_period(period)
-    plan = _plan_by_code(plan_code)
+    plan = _plan_by_code(plan_code, subscription_for(actor.organization_id))
     if method not in ("mobile", "carte"):
         raise BillingError(_("Moyen de paiement inconnu."), "method")
     normalised = validate_mobile(network or "", phone or "") if method == "mobile" else None
