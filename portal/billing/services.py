@@ -409,8 +409,36 @@ def _activate(actor: Actor, payment: Payment, now: datetime) -> None:
     length = timedelta(days=PERIOD_DAYS[payment.period])
     current = db.session.get(Plan, subscription.plan_id) if subscription.plan_id else None
     if is_downgrade(subscription, current, plan, now):
-        _prepay_downgrade(actor, payment, subscription, plan, length)
-        return
+        start, end = _prepay_downgrade(subscription, plan, payment.period, length)
+        change = {"plan": plan.code, "at": subscription.next_plan_at.isoformat(), "paid_ahead": True}
+    else:
+        start, end, previous = _extend(subscription, plan, payment.period, length, now)
+        change = None if previous == STATUS_ACTIVE else {"from": previous, "to": STATUS_ACTIVE}
+    db.session.flush()
+    record(
+        "payment.succeeded",
+        actor,
+        target_type="payment",
+        target_id=payment.id,
+        target_label=plan.name,
+        details={"reference": payment.reference, "amount_ttc": payment.amount_ttc},
+    )
+    if change is not None:
+        record(
+            "subscription.changed",
+            actor,
+            target_type="subscription",
+            target_id=subscription.id,
+            target_label=plan.name,
+            details={**change, "period_end": end.isoformat()},
+        )
+    invoices.issue_for_payment(actor, payment, plan, start, end)
+
+
+def _extend(
+    subscription: Subscription, plan: Plan, period: str, length: timedelta, now: datetime
+) -> tuple[datetime, datetime, str]:
+    """Put ``plan`` in force for the paid time; (start, end, the status before)."""
     if subscription.status == STATUS_TRIAL:
         remaining = max(timedelta(0), (subscription.trial_ends_at or now) - now)
         start, end = now, now + length + remaining
@@ -423,69 +451,29 @@ def _activate(actor: Actor, payment: Payment, now: datetime) -> None:
     else:
         start, end = now, now + length  # an upgrade (its credit was taken off the price) or a lapsed plan
     previous = subscription.status
-    subscription.plan_id, subscription.period = plan.id, payment.period
+    subscription.plan_id, subscription.period = plan.id, period
     subscription.status, subscription.current_period_end = STATUS_ACTIVE, end
     if subscription.next_plan_id == plan.id:
         subscription.next_plan_id = subscription.next_period = subscription.next_plan_at = None
     storage, _members = quotas(subscription)
     db.session.execute(
-        update(Organization).where(Organization.id == payment.organization_id).values(storage_quota_bytes=storage)
+        update(Organization).where(Organization.id == subscription.organization_id).values(storage_quota_bytes=storage)
     )
-    db.session.flush()
-    record(
-        "payment.succeeded",
-        actor,
-        target_type="payment",
-        target_id=payment.id,
-        target_label=plan.name,
-        details={"reference": payment.reference, "amount_ttc": payment.amount_ttc},
-    )
-    if previous != STATUS_ACTIVE:
-        record(
-            "subscription.changed",
-            actor,
-            target_type="subscription",
-            target_id=subscription.id,
-            target_label=plan.name,
-            details={"from": previous, "to": STATUS_ACTIVE, "period_end": end.isoformat()},
-        )
-    invoices.issue_for_payment(actor, payment, plan, start, end)
+    return start, end, previous
 
 
 def _prepay_downgrade(
-    actor: Actor, payment: Payment, subscription: Subscription, plan: Plan, length: timedelta
-) -> None:
+    subscription: Subscription, plan: Plan, period: str, length: timedelta
+) -> tuple[datetime, datetime]:
     """A cheaper plan paid while the current one runs: the paid time starts at the current
     period's end, on that plan, and the plan in force (and its quotas) stays until then."""
     start = subscription.current_period_end
     end = start + length
-    subscription.next_plan_id, subscription.next_period = plan.id, payment.period
+    subscription.next_plan_id, subscription.next_period = plan.id, period
     # Paid again ahead: the switch date stays the first one, the paid time adds up.
     subscription.next_plan_at = subscription.next_plan_at or start
     subscription.current_period_end = end
-    db.session.flush()
-    record(
-        "payment.succeeded",
-        actor,
-        target_type="payment",
-        target_id=payment.id,
-        target_label=plan.name,
-        details={"reference": payment.reference, "amount_ttc": payment.amount_ttc},
-    )
-    record(
-        "subscription.changed",
-        actor,
-        target_type="subscription",
-        target_id=subscription.id,
-        target_label=plan.name,
-        details={
-            "plan": plan.code,
-            "at": subscription.next_plan_at.isoformat(),
-            "period_end": end.isoformat(),
-            "paid_ahead": True,
-        },
-    )
-    invoices.issue_for_payment(actor, payment, plan, start, end)
+    return start, end
 
 
 def handle_notification(gateway: FeexPayClient, body: Any) -> None:

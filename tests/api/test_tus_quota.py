@@ -9,9 +9,7 @@ import threading
 from datetime import timedelta
 
 import httpx
-import pytest
 from sqlalchemy import select, update
-from werkzeug.serving import make_server
 
 from portal.database import utcnow
 from portal.documents.models import FileVersion, ResumableUpload
@@ -19,18 +17,9 @@ from portal.documents.services.quota import reserved_bytes, used_bytes
 from portal.extensions import db
 from portal.organizations.models import Organization
 from tests.api.test_tus import b64, bearer, create, metadata
+from tests.api.test_tus_live import server  # noqa: F401 - fixture
 
 LENGTH = 100_000
-
-
-@pytest.fixture
-def server(app_factory):
-    server = make_server("127.0.0.1", 0, app_factory(SERVER_NAME=None), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_port
-    server.shutdown()
-    thread.join(timeout=5)
 
 
 def _set_quota(org_id: int, quota: int) -> None:
@@ -39,7 +28,11 @@ def _set_quota(org_id: int, quota: int) -> None:
 
 
 def test_twenty_parallel_resumable_uploads_cannot_overshoot_the_quota(
-    server, contributor, make_token, make_armoire, org
+    server,  # noqa: F811 - the fixture
+    contributor,
+    make_token,
+    make_armoire,
+    org,
 ):
     """Room for five and a half: five creations are accepted, fifteen refused at once, and the
     five then complete in parallel (their own reservation does not count against them)."""

@@ -3,7 +3,6 @@ postponed (admins told once) while usage exceeds the smaller plan."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -14,11 +13,11 @@ from portal.audit.models import AuditEntry
 from portal.auth.models import User
 from portal.billing import changes, services
 from portal.billing.models import Invoice, Payment, Plan, Subscription, SubscriptionReminder
-from portal.database import utcnow, write_transaction
+from portal.database import utcnow
 from portal.extensions import db
 from portal.organizations.models import Organization
 from tests.auth.support import Inbox, smtp_server  # noqa: F401 - fixture
-from tests.billing.conftest import choose, pay
+from tests.billing.conftest import choose, pay, run_concurrently
 from tests.conftest import csrf
 
 GIB = 1024 * 1024 * 1024
@@ -180,26 +179,7 @@ def test_the_postponed_change_is_explained_on_the_page(admin_client, admin, make
 def test_concurrent_runs_switch_once(app, admin_client, admin, org):
     end = _on_pro(org.id)
     choose(admin_client, "essentiel")
-    runs = 4
-    barrier = threading.Barrier(runs)
-    results: list[object] = []
-
-    def run() -> None:
-        try:
-            with app.app_context():
-                barrier.wait()
-                with write_transaction():
-                    results.append(changes.apply_due(end + timedelta(minutes=1))["switched"])
-                    db.session.commit()
-                db.session.remove()
-        except BaseException as error:  # reported below: a thread's assertion would be lost
-            results.append(error)
-
-    threads = [threading.Thread(target=run) for _ in range(runs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results = run_concurrently(app, 4, lambda: changes.apply_due(end + timedelta(minutes=1))["switched"])
     assert sorted(results) == [0, 0, 0, 1], results
     switched = [e for e in _journal("subscription.changed") if e.details.get("source") == "scheduled_change"]
     assert len(switched) == 1
