@@ -123,3 +123,39 @@ def test_a_reservation_holds_the_space_until_termination_or_expiry(client, contr
         | {"Upload-Length": str(LENGTH), "Upload-Metadata": metadata(filename="d.bin", armoire_id=armoire.id)},
     )
     assert third.status_code == 201
+
+
+def test_twenty_parallel_one_request_uploads_cannot_overshoot_the_quota(
+    server,  # noqa: F811 - the fixture
+    contributor,
+    make_token,
+    make_armoire,
+    org,
+):
+    """The issue's quota race for ordinary uploads, at the issue's scale: twenty at once, room for five."""
+    org_id = contributor.organization_id
+    _set_quota(org_id, 5 * LENGTH + LENGTH // 2)
+    secret = make_token(contributor)
+    armoire_id = make_armoire(org).id
+    barrier = threading.Barrier(20)
+    statuses: list[int] = []
+
+    def send(i: int) -> None:
+        barrier.wait(timeout=30)
+        response = httpx.post(
+            f"http://127.0.0.1:{server}/api/v1/fichiers",
+            data={"armoire_id": str(armoire_id)},
+            files={"file": (f"f{i}.bin", os.urandom(LENGTH))},
+            headers={"Authorization": f"Bearer {secret}"},
+            timeout=60,
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [201] * 5 + [413] * 15, statuses
+    db.session.rollback()
+    assert used_bytes(org_id) == 5 * LENGTH
