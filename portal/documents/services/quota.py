@@ -26,20 +26,15 @@ if TYPE_CHECKING:
     from portal.documents.services.uploads import UploadPlan
 
 
-def used_bytes(organization_id: int) -> int:
-    """Bytes counted against the quota: every stored version of every non-purged file."""
-    total = db.session.execute(
+def _stored_total(organization_id: int):
+    return (
         select(func.coalesce(func.sum(FileVersion.size), 0))
         .join(File, File.id == FileVersion.file_id)
         .where(FileVersion.organization_id == organization_id, File.purged_at.is_(None))
-    ).scalar_one()
-    return int(total)
+    )
 
 
-def reserved_bytes(organization_id: int, except_version_uid: str | None = None) -> int:
-    """Declared lengths of the organisation's unfinished, unexpired resumable uploads.
-
-    ``except_version_uid``: the upload being completed, whose bytes its own check adds."""
+def _reserved_total(organization_id: int, except_version_uid: str | None):
     query = select(func.coalesce(func.sum(ResumableUpload.length), 0)).where(
         ResumableUpload.organization_id == organization_id,
         ResumableUpload.completed_at.is_(None),
@@ -47,12 +42,27 @@ def reserved_bytes(organization_id: int, except_version_uid: str | None = None) 
     )
     if except_version_uid is not None:
         query = query.where(ResumableUpload.version_uid != except_version_uid)
-    return int(db.session.execute(query).scalar_one())
+    return query
+
+
+def used_bytes(organization_id: int) -> int:
+    """Bytes counted against the quota: every stored version of every non-purged file."""
+    return int(db.session.execute(_stored_total(organization_id)).scalar_one())
+
+
+def reserved_bytes(organization_id: int, except_version_uid: str | None = None) -> int:
+    """Declared lengths of the organisation's unfinished, unexpired resumable uploads.
+
+    ``except_version_uid``: the upload being completed, whose bytes its own check adds."""
+    return int(db.session.execute(_reserved_total(organization_id, except_version_uid)).scalar_one())
 
 
 def committed_bytes(organization_id: int, except_version_uid: str | None = None) -> int:
-    """What a new upload must fit beside: stored bytes plus the reservations of resumable uploads."""
-    return used_bytes(organization_id) + reserved_bytes(organization_id, except_version_uid)
+    """What a new upload must fit beside: stored bytes plus the reservations of resumable
+    uploads, in one statement (a small upload's statement budget is counted)."""
+    stored = _stored_total(organization_id).scalar_subquery()
+    reserved = _reserved_total(organization_id, except_version_uid).scalar_subquery()
+    return int(db.session.execute(select(stored + reserved)).scalar_one())
 
 
 def quota_bytes(organization_id: int) -> int | None:
