@@ -88,6 +88,12 @@ SENTENCES: dict[str, Any] = {
     "keys.ledger_applied": _l("%(user)s a appliqué le registre des destructions de clés"),
     "subscription.changed": _l("%(user)s a modifié l'abonnement (formule %(target)s)"),
     "subscription.reminder_sent": _l("Rappel d'échéance de l'abonnement envoyé aux administrateurs (%(target)s)"),
+    "subscription.downgrade_postponed": _l(
+        "Passage à la formule %(target)s reporté : l'utilisation dépasse ses limites (administrateurs prévenus)"
+    ),
+    "plan.created": _l("%(user)s a créé la formule %(target)s"),
+    "plan.changed": _l("%(user)s a modifié la formule %(target)s"),
+    "plan.deleted": _l("%(user)s a supprimé la formule %(target)s"),
     "payment.started": _l("%(user)s a lancé un paiement (formule %(target)s)"),
     "payment.succeeded": _l("Paiement %(target)s réussi"),
     "payment.failed": _l("Échec du paiement %(target)s"),
@@ -160,6 +166,10 @@ ACTION_LABELS: dict[str, Any] = {
     "backup.restored": _l("Sauvegarde restaurée"),
     "subscription.changed": _l("Abonnement modifié"),
     "subscription.reminder_sent": _l("Rappel d'abonnement envoyé"),
+    "subscription.downgrade_postponed": _l("Changement de formule reporté"),
+    "plan.created": _l("Formule créée"),
+    "plan.changed": _l("Formule modifiée"),
+    "plan.deleted": _l("Formule supprimée"),
     "payment.started": _l("Paiement lancé"),
     "backup.verified": _l("Sauvegarde vérifiée"),
     "backup.failed": _l("Échec de sauvegarde"),

@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("billing", __name__)
 
-from portal.billing import api, jobs, routes  # noqa: E402,F401
+from portal.billing import api, jobs, plan_routes, routes  # noqa: E402,F401

@@ -12,7 +12,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from portal.audit.context import Actor
-from portal.billing import invoices, lifecycle
+from portal.billing import changes, invoices, lifecycle
 from portal.billing.models import Invoice
 from portal.database import write_transaction
 from portal.extensions import db
@@ -22,9 +22,10 @@ billing_cli = AppGroup("billing", help="Subscriptions and invoices.")
 
 @billing_cli.command("lifecycle")
 def lifecycle_command() -> None:
-    """Run the subscription lifecycle now (lapses, read-only, reminder e-mails), as the hourly job does."""
+    """Run the subscription lifecycle now (scheduled downgrades, lapses, read-only, reminder
+    e-mails), as the hourly job does."""
     with write_transaction():
-        counts = lifecycle.advance()
+        counts = changes.apply_due() | lifecycle.advance()
         db.session.commit()
     click.echo(", ".join(f"{key}: {value}" for key, value in counts.items()))
 

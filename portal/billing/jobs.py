@@ -1,9 +1,9 @@
 """Scheduled jobs of billing: reconciliation of payments FeexPay never notified, and the
-subscription lifecycle (lapses, read-only, reminder e-mails)."""
+subscription lifecycle (scheduled downgrades, lapses, read-only, reminder e-mails)."""
 
 from __future__ import annotations
 
-from portal.billing import lifecycle, services
+from portal.billing import changes, lifecycle, services
 from portal.scheduler import scheduled_job
 
 
@@ -15,4 +15,6 @@ def reconcile_payments_job() -> None:
 # Hourly: a period ending at 14:05 turns unpaid by 15:00; reminders are once-only whatever the rate.
 @scheduled_job("interval", hours=1)
 def subscription_lifecycle_job() -> None:
+    # Downgrades first: a plan switched at its period's end then lapses (unpaid) on the new plan.
+    changes.apply_due()
     lifecycle.advance()

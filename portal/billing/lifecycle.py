@@ -122,7 +122,7 @@ def _transition(subscription: Subscription, to: str, now: datetime) -> bool:
     return True
 
 
-def _claim_reminder(subscription: Subscription, end: datetime, kind: str, now: datetime) -> int | None:
+def claim_reminder(subscription: Subscription, end: datetime, kind: str, now: datetime) -> int | None:
     """Insert the reminder's row; its id, or None when some run already sent that reminder."""
     dialect = db.session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
@@ -142,7 +142,7 @@ def _claim_reminder(subscription: Subscription, end: datetime, kind: str, now: d
     return db.session.execute(statement).scalar_one_or_none()
 
 
-def _subscription_url() -> str:
+def subscription_url() -> str:
     """The link of the mails. ``mail.absolute_url`` needs a request (or SERVER_NAME) for
     url_for; the job has neither, so the path is built in a throwaway request context and
     joined to COFFRE_BASE_URL (a bare path in development without it)."""
@@ -152,34 +152,33 @@ def _subscription_url() -> str:
     return base.rstrip("/") + path if base else path
 
 
+def admins_of(organization_id: int) -> list[User]:
+    """The organisation's active admins: who billing mails."""
+    return list(
+        db.session.execute(
+            select(User)
+            .where(User.organization_id == organization_id, User.active.is_(True), User.role == Role.ADMIN.value)
+            .order_by(User.id)
+        ).scalars()
+    )
+
+
 def _send_reminder(subscription: Subscription, kind: str, end: datetime, now: datetime) -> bool:
     """Claim and send one reminder to every active admin, in a savepoint: a mail failure undoes
     the claim, so the next run tries again."""
     from portal.mail import MailError, send_template
 
-    admins = (
-        db.session.execute(
-            select(User)
-            .where(
-                User.organization_id == subscription.organization_id,
-                User.active.is_(True),
-                User.role == Role.ADMIN.value,
-            )
-            .order_by(User.id)
-        )
-        .scalars()
-        .all()
-    )
+    admins = admins_of(subscription.organization_id)
     if not admins:
         return False
     plan = db.session.get(Plan, subscription.plan_id) if subscription.plan_id else None
     savepoint = db.session.begin_nested()
     try:
-        reminder_id = _claim_reminder(subscription, end, kind, now)
+        reminder_id = claim_reminder(subscription, end, kind, now)
         if reminder_id is None:
             savepoint.commit()
             return False
-        link = _subscription_url()
+        link = subscription_url()
         for admin in admins:
             send_template(
                 admin.email,

@@ -67,6 +67,9 @@ class Subscription(OrgOwned, db.Model):
     # The plan chosen and not yet in force (an upgrade awaiting payment, a downgrade awaiting the period's end).
     next_plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id"), default=None)
     next_period: Mapped[str | None] = mapped_column(String(10), default=None)
+    # Set for a downgrade: when the next plan replaces the current one by itself (the current
+    # period's end, as chosen). A current_period_end beyond it means the next plan is paid ahead.
+    next_plan_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

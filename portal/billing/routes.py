@@ -9,11 +9,11 @@ from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
 
 from portal.audit.models import AuditEntry
-from portal.billing import bp, invoices, lifecycle, services
+from portal.billing import bp, changes, invoices, lifecycle, services
 from portal.billing.feexpay import NETWORKS
-from portal.billing.forms import ChooseForm, PayForm
+from portal.billing.forms import ChooseForm, ConfirmForm, PayForm
 from portal.billing.models import PENDING, Invoice, Payment, Plan, Subscription
-from portal.database import writes_on_get
+from portal.database import utcnow, writes_on_get
 from portal.extensions import csrf, db
 from portal.security.permissions import Permission, has_permission, public, requires
 from portal.security.tenancy import get_scoped_or_404, scoped
@@ -41,7 +41,7 @@ def network_choices() -> list[SelectChoice]:
 
 def _page_context(org_id: int, pay_form: PayForm | None = None, error: str | None = None) -> dict:
     subscription = services.subscription_for(org_id)
-    plans = services.plans()
+    plans = services.plans(subscription)
     plan = db.session.get(Plan, subscription.plan_id) if subscription.plan_id else None
     next_plan = db.session.get(Plan, subscription.next_plan_id) if subscription.next_plan_id else None
     payments = db.session.execute(scoped(Payment, org_id).order_by(Payment.id.desc()).limit(20)).scalars().all()
@@ -68,6 +68,9 @@ def _page_context(org_id: int, pay_form: PayForm | None = None, error: str | Non
         "xof": invoices.format_xof,
         "error": error,
         "notice": lifecycle.notice_for(subscription),
+        "paid_ahead": changes.paid_ahead(subscription),
+        "confirm_form": ConfirmForm(),
+        "now": utcnow(),
     }
 
 
@@ -112,13 +115,32 @@ def choose() -> Response:
         services.choose_plan(current_actor(), form.plan.data, form.period.data)
     except services.BillingError as error:
         db.session.rollback()
-        return _refused(error.message, error.field)
+        return _refused(error.message, error.field, error.status)
     db.session.commit()
     if wants_fragment():  # a same-page redirect would be a mere hash change: swap the section instead
         return render_page_or_fragment(
             "billing/subscription.html", "billing/_subscription.html", **_page_context(current_user.organization_id)
         )
     return redirect_or_hx(url_for("billing.subscription_page") + "#paiement")
+
+
+@bp.post("/abonnement/annuler-changement")
+@requires(Permission.BILLING_MANAGE)
+def cancel_change() -> Response:
+    """Drop a chosen downgrade not yet paid: the current plan continues."""
+    if not ConfirmForm().validate_on_submit():
+        return _refused(_("Jeton de sécurité invalide : rechargez la page."), None, 400)
+    try:
+        changes.cancel_scheduled_change(current_actor())
+    except services.BillingError as error:
+        db.session.rollback()
+        return _refused(error.message, error.field, error.status)
+    db.session.commit()
+    if wants_fragment():
+        return render_page_or_fragment(
+            "billing/subscription.html", "billing/_subscription.html", **_page_context(current_user.organization_id)
+        )
+    return redirect_or_hx(url_for("billing.subscription_page"))
 
 
 def _refused(message: str, field: str | None, status: int = 422) -> Response:
@@ -151,7 +173,7 @@ def pay() -> Response:
         )
     except services.BillingError as error:
         db.session.rollback()
-        return _refused(error.message, error.field)
+        return _refused(error.message, error.field, error.status)
     db.session.commit()
     if payment.card_url and payment.status == PENDING:
         return redirect_or_hx(payment.card_url)

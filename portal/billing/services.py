@@ -22,6 +22,8 @@ from portal.audit.context import Actor
 from portal.audit.services import record
 from portal.auth.models import User
 from portal.billing import invoices, lifecycle
+from portal.billing.changes import is_downgrade, refuse_if_paid_ahead
+from portal.billing.errors import BillingError
 from portal.billing.feexpay import NETWORK_COUNTRY, FeexPayClient, GatewayError, InvalidPhoneError, normalise_phone
 from portal.billing.models import (
     EXPIRED,
@@ -47,15 +49,6 @@ RECONCILE_AFTER = timedelta(minutes=10)
 EXPIRE_AFTER = timedelta(hours=24)
 
 
-class BillingError(Exception):
-    """A refused billing action; ``field`` names the offending input (422)."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-
 def client() -> FeexPayClient:
     return FeexPayClient.from_config(current_app.config)
 
@@ -71,12 +64,18 @@ def split_amounts(amount_ht: int, percent: int | None = None) -> tuple[int, int]
     return ttc - amount_ht, ttc
 
 
-def plans() -> list[Plan]:
-    return list(db.session.execute(select(Plan).where(Plan.active.is_(True)).order_by(Plan.position)).scalars())
+def plans(subscription: Subscription | None = None) -> list[Plan]:
+    """The plans offered: the active ones, and the organisation's own even when deactivated."""
+    offered = Plan.active.is_(True)
+    if subscription is not None and subscription.plan_id is not None:
+        offered = offered | (Plan.id == subscription.plan_id)
+    return list(db.session.execute(select(Plan).where(offered).order_by(Plan.position)).scalars())
 
 
 def smallest_plan() -> Plan | None:
-    return db.session.execute(select(Plan).order_by(Plan.price_month_ht, Plan.position).limit(1)).scalar_one_or_none()
+    return db.session.execute(
+        select(Plan).where(Plan.active.is_(True)).order_by(Plan.price_month_ht, Plan.position).limit(1)
+    ).scalar_one_or_none()
 
 
 def subscription_for(organization_id: int) -> Subscription:
@@ -167,9 +166,10 @@ def check_member_quota(organization_id: int) -> None:
 # ---------------------------------------------------------------- choosing
 
 
-def _plan_by_code(code: str) -> Plan:
-    plan = db.session.execute(select(Plan).where(Plan.code == code, Plan.active.is_(True))).scalar_one_or_none()
-    if plan is None:
+def _plan_by_code(code: str, subscription: Subscription | None = None) -> Plan:
+    """An active plan, or the organisation's own plan even if deactivated (it may renew it)."""
+    plan = db.session.execute(select(Plan).where(Plan.code == code)).scalar_one_or_none()
+    if plan is None or not (plan.active or (subscription is not None and plan.id == subscription.plan_id)):
         raise BillingError(_("Formule inconnue."), "plan")
     return plan
 
@@ -183,12 +183,11 @@ def choose_plan(actor: Actor, plan_code: str, period: str) -> Subscription:
     """Select a plan: an upgrade (or any plan from the trial) waits for its payment;
     a downgrade waits for the period's end."""
     _check_period(period)
-    plan = _plan_by_code(plan_code)
     subscription = subscription_for(actor.organization_id)
+    plan = _plan_by_code(plan_code, subscription)
+    refuse_if_paid_ahead(subscription)
     current = db.session.get(Plan, subscription.plan_id) if subscription.plan_id else None
-    downgrade = (
-        current is not None and subscription.status == STATUS_ACTIVE and plan.price_month_ht < current.price_month_ht
-    )
+    downgrade = is_downgrade(subscription, current, plan, utcnow())
     if downgrade:
         current_usage = usage(subscription)
         if (
@@ -205,14 +204,19 @@ def choose_plan(actor: Actor, plan_code: str, period: str) -> Subscription:
             )
     subscription.next_plan_id = plan.id
     subscription.next_period = period
+    # A downgrade switches by itself at the end of the period in force (changes.apply_due).
+    subscription.next_plan_at = subscription.current_period_end if downgrade else None
     db.session.flush()
+    details = {"plan": plan.code, "period": period, "downgrade": downgrade}
+    if downgrade:
+        details["at"] = subscription.next_plan_at.isoformat()
     record(
         "subscription.changed",
         actor,
         target_type="subscription",
         target_id=subscription.id,
         target_label=plan.name,
-        details={"plan": plan.code, "period": period, "downgrade": downgrade},
+        details=details,
     )
     return subscription
 
@@ -274,7 +278,7 @@ def start_payment(
     charges twice. One whose initiation failed (no reference) is tried again.
     """
     _check_period(period)
-    plan = _plan_by_code(plan_code)
+    plan = _plan_by_code(plan_code, subscription_for(actor.organization_id))
     if method not in ("mobile", "carte"):
         raise BillingError(_("Moyen de paiement inconnu."), "method")
     normalised = validate_mobile(network or "", phone or "") if method == "mobile" else None
@@ -282,6 +286,7 @@ def start_payment(
         normalised = "".join(ch for ch in phone if ch.isdigit())[:20] or None
     lock_organization(actor.organization_id)
     subscription = subscription_for(actor.organization_id)
+    refuse_if_paid_ahead(subscription, plan)
     payment = db.session.execute(
         select(Payment).where(
             Payment.organization_id == actor.organization_id, Payment.plan_id == plan.id, Payment.status == PENDING
@@ -402,23 +407,13 @@ def _activate(actor: Actor, payment: Payment, now: datetime) -> None:
     ).scalar_one()
     plan = db.session.get(Plan, payment.plan_id)
     length = timedelta(days=PERIOD_DAYS[payment.period])
-    if subscription.status == STATUS_TRIAL:
-        remaining = max(timedelta(0), (subscription.trial_ends_at or now) - now)
-        start, end = now, now + length + remaining
-    elif subscription.plan_id == plan.id and subscription.current_period_end and subscription.current_period_end > now:
-        start = subscription.current_period_end
-        end = start + length
+    current = db.session.get(Plan, subscription.plan_id) if subscription.plan_id else None
+    if is_downgrade(subscription, current, plan, now):
+        start, end = _prepay_downgrade(subscription, plan, payment.period, length)
+        change = {"plan": plan.code, "at": subscription.next_plan_at.isoformat(), "paid_ahead": True}
     else:
-        start, end = now, now + length  # an upgrade (its credit was taken off the price) or a lapsed plan
-    previous = subscription.status
-    subscription.plan_id, subscription.period = plan.id, payment.period
-    subscription.status, subscription.current_period_end = STATUS_ACTIVE, end
-    if subscription.next_plan_id == plan.id:
-        subscription.next_plan_id = subscription.next_period = None
-    storage, _members = quotas(subscription)
-    db.session.execute(
-        update(Organization).where(Organization.id == payment.organization_id).values(storage_quota_bytes=storage)
-    )
+        start, end, previous = _extend(subscription, plan, payment.period, length, now)
+        change = None if previous == STATUS_ACTIVE else {"from": previous, "to": STATUS_ACTIVE}
     db.session.flush()
     record(
         "payment.succeeded",
@@ -428,16 +423,57 @@ def _activate(actor: Actor, payment: Payment, now: datetime) -> None:
         target_label=plan.name,
         details={"reference": payment.reference, "amount_ttc": payment.amount_ttc},
     )
-    if previous != STATUS_ACTIVE:
+    if change is not None:
         record(
             "subscription.changed",
             actor,
             target_type="subscription",
             target_id=subscription.id,
             target_label=plan.name,
-            details={"from": previous, "to": STATUS_ACTIVE, "period_end": end.isoformat()},
+            details={**change, "period_end": end.isoformat()},
         )
     invoices.issue_for_payment(actor, payment, plan, start, end)
+
+
+def _extend(
+    subscription: Subscription, plan: Plan, period: str, length: timedelta, now: datetime
+) -> tuple[datetime, datetime, str]:
+    """Put ``plan`` in force for the paid time; (start, end, the status before)."""
+    if subscription.status == STATUS_TRIAL:
+        remaining = max(timedelta(0), (subscription.trial_ends_at or now) - now)
+        start, end = now, now + length + remaining
+    elif subscription.plan_id == plan.id and subscription.current_period_end and subscription.current_period_end > now:
+        start = subscription.current_period_end
+        end = start + length
+        if subscription.next_plan_at is not None:
+            # The current plan renewed: the next period is paid on it, so an unpaid downgrade is dropped.
+            subscription.next_plan_id = subscription.next_period = subscription.next_plan_at = None
+    else:
+        start, end = now, now + length  # an upgrade (its credit was taken off the price) or a lapsed plan
+    previous = subscription.status
+    subscription.plan_id, subscription.period = plan.id, period
+    subscription.status, subscription.current_period_end = STATUS_ACTIVE, end
+    if subscription.next_plan_id == plan.id:
+        subscription.next_plan_id = subscription.next_period = subscription.next_plan_at = None
+    storage, _members = quotas(subscription)
+    db.session.execute(
+        update(Organization).where(Organization.id == subscription.organization_id).values(storage_quota_bytes=storage)
+    )
+    return start, end, previous
+
+
+def _prepay_downgrade(
+    subscription: Subscription, plan: Plan, period: str, length: timedelta
+) -> tuple[datetime, datetime]:
+    """A cheaper plan paid while the current one runs: the paid time starts at the current
+    period's end, on that plan, and the plan in force (and its quotas) stays until then."""
+    start = subscription.current_period_end
+    end = start + length
+    subscription.next_plan_id, subscription.next_period = plan.id, period
+    # Paid again ahead: the switch date stays the first one, the paid time adds up.
+    subscription.next_plan_at = subscription.next_plan_at or start
+    subscription.current_period_end = end
+    return start, end
 
 
 def handle_notification(gateway: FeexPayClient, body: Any) -> None:

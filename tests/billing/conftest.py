@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
@@ -68,3 +69,30 @@ def pay(
             "phone": phone,
         },
     )
+
+
+def run_concurrently(app: Flask, runs: int, job: Callable[[], object]) -> list[object]:
+    """Start ``job`` in ``runs`` threads at once, each in its own app context and write
+    transaction (committed); their results, or the exceptions they raised."""
+    from portal.database import write_transaction
+
+    barrier = threading.Barrier(runs)
+    results: list[object] = []
+
+    def run() -> None:
+        try:
+            with app.app_context():
+                barrier.wait()
+                with write_transaction():
+                    results.append(job())
+                    db.session.commit()
+                db.session.remove()
+        except BaseException as error:  # reported by the caller: a thread's assertion would be lost
+            results.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(runs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results

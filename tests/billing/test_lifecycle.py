@@ -7,7 +7,6 @@ reminders go through the real SMTP server of tests/auth (aiosmtpd on loopback).
 from __future__ import annotations
 
 import io
-import threading
 from datetime import timedelta
 from email.header import decode_header, make_header
 
@@ -17,12 +16,12 @@ from sqlalchemy import func, select
 from portal.audit.models import AuditEntry
 from portal.billing import lifecycle, services
 from portal.billing.models import Payment, Subscription, SubscriptionReminder
-from portal.database import utcnow, write_transaction
+from portal.database import utcnow
 from portal.documents.models import File
 from portal.extensions import db
 from tests.api.conftest import bearer, make_token  # noqa: F401 - fixture
 from tests.auth.support import Inbox, smtp_server  # noqa: F401 - fixture
-from tests.billing.conftest import choose, pay
+from tests.billing.conftest import choose, pay, run_concurrently
 from tests.conftest import csrf
 from tests.documents.conftest import armoire, storage_dir, upload  # noqa: F401 - fixtures
 
@@ -214,26 +213,8 @@ def test_concurrent_runs_transition_and_mail_once(app, admin, org, inbox):
     end = utcnow().replace(microsecond=0) - timedelta(minutes=5)
     subscription.trial_ends_at = end
     db.session.commit()
-    runs = 4
-    barrier = threading.Barrier(runs)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            with app.app_context():
-                barrier.wait()
-                with write_transaction():
-                    lifecycle.advance(end + timedelta(minutes=1))
-                    db.session.commit()
-                db.session.remove()
-        except BaseException as error:  # reported below: a thread's assertion would be lost
-            errors.append(error)
-
-    threads = [threading.Thread(target=run) for _ in range(runs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    results = run_concurrently(app, 4, lambda: lifecycle.advance(end + timedelta(minutes=1)))
+    errors = [result for result in results if isinstance(result, BaseException)]
     assert errors == []
     assert _subscription(org.id).status == "impayee"
     assert [(c["from"], c["to"]) for c in _changes()] == [("essai", "impayee")]

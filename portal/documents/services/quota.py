@@ -2,7 +2,9 @@
 
 Usage counts every stored version of every file not yet purged. The quota is re-checked
 under the organisation's row lock when an upload's rows are added, so parallel uploads
-cannot overshoot it.
+cannot overshoot it. An unfinished resumable upload reserves its declared length from its
+creation (taken under the same lock) until it completes, is terminated or expires: twenty
+parallel tus uploads are refused at creation, not after their bytes were sent.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
+from portal.database import utcnow
 from portal.documents.errors import FileTooLarge, QuotaExceeded, SubscriptionReadOnly
-from portal.documents.models import File, FileVersion
+from portal.documents.models import File, FileVersion, ResumableUpload
 from portal.extensions import db
 from portal.organizations.models import Organization
 
@@ -23,14 +26,43 @@ if TYPE_CHECKING:
     from portal.documents.services.uploads import UploadPlan
 
 
-def used_bytes(organization_id: int) -> int:
-    """Bytes counted against the quota: every stored version of every non-purged file."""
-    total = db.session.execute(
+def _stored_total(organization_id: int):
+    return (
         select(func.coalesce(func.sum(FileVersion.size), 0))
         .join(File, File.id == FileVersion.file_id)
         .where(FileVersion.organization_id == organization_id, File.purged_at.is_(None))
-    ).scalar_one()
-    return int(total)
+    )
+
+
+def _reserved_total(organization_id: int, except_version_uid: str | None):
+    query = select(func.coalesce(func.sum(ResumableUpload.length), 0)).where(
+        ResumableUpload.organization_id == organization_id,
+        ResumableUpload.completed_at.is_(None),
+        ResumableUpload.expires_at > utcnow(),
+    )
+    if except_version_uid is not None:
+        query = query.where(ResumableUpload.version_uid != except_version_uid)
+    return query
+
+
+def used_bytes(organization_id: int) -> int:
+    """Bytes counted against the quota: every stored version of every non-purged file."""
+    return int(db.session.execute(_stored_total(organization_id)).scalar_one())
+
+
+def reserved_bytes(organization_id: int, except_version_uid: str | None = None) -> int:
+    """Declared lengths of the organisation's unfinished, unexpired resumable uploads.
+
+    ``except_version_uid``: the upload being completed, whose bytes its own check adds."""
+    return int(db.session.execute(_reserved_total(organization_id, except_version_uid)).scalar_one())
+
+
+def committed_bytes(organization_id: int, except_version_uid: str | None = None) -> int:
+    """What a new upload must fit beside: stored bytes plus the reservations of resumable
+    uploads, in one statement (a small upload's statement budget is counted)."""
+    stored = _stored_total(organization_id).scalar_subquery()
+    reserved = _reserved_total(organization_id, except_version_uid).scalar_subquery()
+    return int(db.session.execute(select(stored + reserved)).scalar_one())
 
 
 def quota_bytes(organization_id: int) -> int | None:
@@ -69,7 +101,7 @@ def upload_limits(organization_id: int, declared_size: int | None) -> Limits:
         raise SubscriptionReadOnly(read_only_message())
     max_bytes = int(current_app.config["MAX_UPLOAD_BYTES"])
     quota = _effective_quota(row.storage_quota_bytes if row is not None else None)
-    quota_left = None if quota is None else quota - used_bytes(organization_id)
+    quota_left = None if quota is None else quota - committed_bytes(organization_id)
     limits = Limits(max_bytes, quota_left)
     if declared_size is not None:
         check_size(limits, declared_size)

@@ -50,7 +50,7 @@ from portal.documents.errors import (
 from portal.documents.models import Armoire, Folder, ResumableUpload
 from portal.documents.services import conflicts, uploads
 from portal.documents.services.names import MIME_SNIFF_BYTES, detect_mime, sanitize_name
-from portal.documents.services.quota import check_size, upload_limits
+from portal.documents.services.quota import check_size, lock_organization, upload_limits
 from portal.documents.services.versions import key_context
 from portal.extensions import db
 
@@ -104,13 +104,17 @@ def create(
 ) -> ResumableUpload:
     """Register an upload of ``length`` bytes and write its blob header; flushes the row.
 
-    The size and the quota are checked now (and the quota again at the end). If the caller's
-    commit fails, it removes the partial blob (``discard_blob``)."""
+    The size and the quota are checked now, under the organisation lock, and the row then
+    reserves ``length`` until the upload completes, is terminated or expires (the quota is
+    checked again at the end). If the caller's commit fails, it removes the partial blob
+    (``discard_blob``)."""
     from portal.crypto.envelope import new_data_key
     from portal.storage.blobs import get_blob_store
 
     if folder is not None and folder.armoire_id != armoire.id:
         raise NotFound(_("Dossier introuvable."))
+    # Held until the caller commits the row: a parallel creation then sees this reservation.
+    lock_organization(armoire.organization_id)
     check_size(upload_limits(armoire.organization_id, length), length)
     upload = ResumableUpload(
         organization_id=armoire.organization_id,
