@@ -9,54 +9,29 @@ verification. /healthz through the same server is the floor.
     .venv/bin/python bench/journal_bench.py --backend sqlite
     .venv/bin/python bench/journal_bench.py --backend postgresql --count 1000000
 
-PostgreSQL uses a throwaway database ``coffre_bench_<pid>`` (created, then dropped).
+The database is a throwaway one from ``bench.server.running_database``.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
-import re
 import secrets
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.server import portal_env, start_gunicorn  # noqa: E402
-from portal.audit.services import GENESIS_HASH, canonical_content  # noqa: E402
+from bench.server import portal_env, running_database, start_gunicorn  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "COFFRE_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 TARGET_MS = 100.0
 ACTIONS = ("file.added", "file.modified", "file.downloaded", "file.deleted", "version.created", "user.login")
-COLUMNS = (
-    "chain_id",
-    "seq",
-    "organization_id",
-    "user_id",
-    "action",
-    "target_type",
-    "target_id",
-    "target_label",
-    "created_at",
-    "ip",
-    "user_agent",
-    "details",
-    "prev_hash",
-    "entry_hash",
-)
 
 
 def build_app(url: str, instance: Path, secret: str, pepper: str):
@@ -75,15 +50,14 @@ def build_app(url: str, instance: Path, secret: str, pepper: str):
 
 
 def generate(count: int, org_id: int, user_ids: list[int]):
-    """Yield journal rows with a real hash chain, oldest first."""
+    """Yield journal entries' fields, oldest first (``bulk.write_chain`` links them)."""
     start = datetime.now(UTC) - timedelta(days=365)
     step = timedelta(days=365) / max(count, 1)
-    prev = GENESIS_HASH
     for seq in range(1, count + 1):
         action = ACTIONS[seq % len(ACTIONS)]
         # A rare word for the free-text filter: about one entry in 5,000.
         label = f"Rapport-{seq % 9973}-{'rarissime' if seq % 5000 == 0 else 'courant'}.pdf"
-        fields = {
+        yield {
             "chain_id": org_id,
             "seq": seq,
             "organization_id": org_id,
@@ -97,13 +71,10 @@ def generate(count: int, org_id: int, user_ids: list[int]):
             "user_agent": "Mozilla/5.0 (bench)",
             "details": {"size": seq * 13 % 9_000_000} if action == "file.added" else None,
         }
-        entry_hash = hashlib.sha256(prev.encode() + b"\n" + canonical_content(**fields)).hexdigest()
-        yield fields, prev, entry_hash
-        prev = entry_hash
 
 
-def fill(app, count: int, users: int, batch: int = 20_000) -> dict[str, object]:
-    from portal.audit.models import AuditChainHead
+def fill(app, count: int, users: int) -> dict[str, object]:
+    from portal.audit import bulk
     from portal.auth.models import User
     from portal.extensions import db
     from portal.organizations.models import Organization
@@ -130,44 +101,8 @@ def fill(app, count: int, users: int, batch: int = 20_000) -> dict[str, object]:
         db.session.add_all(members)
         db.session.commit()
         org_id, user_ids = org.id, [member.id for member in members]
-        # On SQLite even that read holds the write lock: end it before the bulk load.
-        db.session.close()
-        dialect = db.engine.dialect.name
         started = time.perf_counter()
-        raw = db.engine.raw_connection()
-        last_hash = GENESIS_HASH
-        try:
-            cursor = raw.cursor()
-            if dialect == "postgresql":
-                with cursor.copy(f"COPY journal_activite ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-                    for fields, prev, entry_hash in generate(count, org_id, user_ids):
-                        details = json.dumps(fields["details"]) if fields["details"] is not None else None
-                        copy.write_row([*list(fields.values())[:-1], details, prev, entry_hash])
-                        last_hash = entry_hash
-            else:
-                placeholders = ", ".join("?" for _ in COLUMNS)
-                cursor.execute("BEGIN")
-                rows = []
-                for fields, prev, entry_hash in generate(count, org_id, user_ids):
-                    values = dict(fields)
-                    values["created_at"] = fields["created_at"].replace(tzinfo=None).isoformat(" ")
-                    values["details"] = json.dumps(fields["details"]) if fields["details"] is not None else None
-                    rows.append((*values.values(), prev, entry_hash))
-                    last_hash = entry_hash
-                    if len(rows) >= batch:
-                        cursor.executemany(
-                            f"INSERT INTO journal_activite ({', '.join(COLUMNS)}) VALUES ({placeholders})", rows
-                        )
-                        rows = []
-                if rows:
-                    cursor.executemany(
-                        f"INSERT INTO journal_activite ({', '.join(COLUMNS)}) VALUES ({placeholders})", rows
-                    )
-                cursor.execute("COMMIT")
-            raw.commit()
-        finally:
-            raw.close()
-        db.session.add(AuditChainHead(chain_id=org_id, seq=count, head_hash=last_hash))
+        bulk.write_chain(org_id, generate(count, org_id, user_ids))
         db.session.commit()
         fill_seconds = time.perf_counter() - started
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -270,21 +205,7 @@ def search_in_process(app, org_id: int, text: str, repeat: int) -> dict[str, dic
 
 
 def run(backend: str, count: int, users: int, requests: int, workers: int) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix="coffre-journal-bench-"))
-    instance = tmp / "instance"
-    instance.mkdir(mode=0o700)
-    secret, pepper = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
-    admin_engine = None
-    name = f"coffre_bench_{os.getpid()}"
-    if backend == "postgresql":
-        admin_engine = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin_engine.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        url = re.sub(r"/[^/]*$", f"/{name}", POSTGRES_ADMIN_URL)
-    else:
-        url = f"sqlite:///{tmp / 'bench.db'}"
-    server = None
-    try:
+    with running_database(backend) as (url, instance, secret, pepper):
         app = build_app(url, instance, secret, pepper)
         print(f"[{backend}] filling {count:,} entries over {users} users…", flush=True)
         info = fill(app, count, users)
@@ -308,67 +229,62 @@ def run(backend: str, count: int, users: int, requests: int, workers: int) -> No
 
         env = portal_env(url, instance, secret, pepper)
         server, base = start_gunicorn(env, workers)
-        cookie = session_cookie(app, info["user_ids"][0])
-        client = httpx.Client(base_url=base, cookies={"coffre_session": cookie}, timeout=60)
-        user = info["user_ids"][8]  # seq ≡ 8 (mod 50) meets file.downloaded (seq ≡ 2 mod 6)
-        results = {
-            "healthz (floor)": measure(client, "/healthz", requests),
-            "first page": measure(client, "/journal", requests, expect="entree-"),
-            "filtered (user + action)": measure(
-                client, f"/journal?utilisateur={user}&action=file.downloaded", requests, expect="entree-"
-            ),
-            "filtered HTMX fragment": measure(client, f"/journal?utilisateur={user}&type=file", requests),
-            "deep keyset page (avant=mid)": measure(client, f"/journal?avant={count // 2}", requests, expect="entree-"),
-            "free text (rare word)": measure(client, "/journal?q=rarissime", requests, expect="entree-"),
-            "free text (common word)": measure(client, "/journal?q=courant", requests, expect="entree-"),
-            # Incremental (from the newest signed checkpoint): the full pass was done above.
-            "verification badge (HTMX)": measure(
-                client,
-                "/journal/verification",
-                max(20, requests // 10),
-                expect="badge-ok",
-                headers={"HX-Request": "true"},
-            ),
-        }
-        print(f"\n[{backend}] {count:,} entries, {users} users, gunicorn -w {workers}, {requests} requests each")
-        floor = results["healthz (floor)"]["p50"]
-        print(f"{'page':<32}{'p50 ms':>9}{'p95 ms':>9}{'p95/target':>12}{'p50/floor':>11}")
-        for label, figures in results.items():
-            print(
-                f"{label:<32}{figures['p50']:>9.1f}{figures['p95']:>9.1f}"
-                f"{figures['p95'] / TARGET_MS:>12.2f}{figures['p50'] / floor:>11.1f}"
-            )
-        for label, path in (
-            ("CSV export, whole journal", "/journal/export.csv"),
-            ("CSV export, one user", f"/journal/export.csv?utilisateur={user}"),
-        ):
-            figures = export_throughput(client, path)
-            print(
-                f"{label}: {figures['rows']:,} rows in {figures['seconds']:.1f} s = "
-                f"{figures['rows_per_s']:,.0f} rows/s, {figures['mib_per_s']:.1f} MiB/s"
-            )
-        print(f"verify_chain (in process): {result.entries_checked:,} entries in {verify_seconds:.1f} s")
-        print(f"fill (with the search index maintained on insert): {info['fill_seconds']:.1f} s")
-        print("label search in process (journal_page), indexed vs the scan it replaced:")
-        for text, figures in searches.items():
-            indexed, scan = figures["indexed"], figures["scan (before)"]
-            print(
-                f"  q={text!r:<15} indexed p50 {indexed['p50']:.1f} ms p95 {indexed['p95']:.1f} ms | "
-                f"scan p50 {scan['p50']:.1f} ms p95 {scan['p95']:.1f} ms | "
-                f"p95 ratio {scan['p95'] / indexed['p95']:.1f}×"
-            )
-        client.close()
-    finally:
-        if server is not None:
+        try:
+            cookie = session_cookie(app, info["user_ids"][0])
+            client = httpx.Client(base_url=base, cookies={"coffre_session": cookie}, timeout=60)
+            user = info["user_ids"][8]  # seq ≡ 8 (mod 50) meets file.downloaded (seq ≡ 2 mod 6)
+            results = {
+                "healthz (floor)": measure(client, "/healthz", requests),
+                "first page": measure(client, "/journal", requests, expect="entree-"),
+                "filtered (user + action)": measure(
+                    client, f"/journal?utilisateur={user}&action=file.downloaded", requests, expect="entree-"
+                ),
+                "filtered HTMX fragment": measure(client, f"/journal?utilisateur={user}&type=file", requests),
+                "deep keyset page (avant=mid)": measure(
+                    client, f"/journal?avant={count // 2}", requests, expect="entree-"
+                ),
+                "free text (rare word)": measure(client, "/journal?q=rarissime", requests, expect="entree-"),
+                "free text (common word)": measure(client, "/journal?q=courant", requests, expect="entree-"),
+                # Incremental (from the newest signed checkpoint): the full pass was done above.
+                "verification badge (HTMX)": measure(
+                    client,
+                    "/journal/verification",
+                    max(20, requests // 10),
+                    expect="badge-ok",
+                    headers={"HX-Request": "true"},
+                ),
+            }
+            print(f"\n[{backend}] {count:,} entries, {users} users, gunicorn -w {workers}, {requests} requests each")
+            floor = results["healthz (floor)"]["p50"]
+            print(f"{'page':<32}{'p50 ms':>9}{'p95 ms':>9}{'p95/target':>12}{'p50/floor':>11}")
+            for label, figures in results.items():
+                print(
+                    f"{label:<32}{figures['p50']:>9.1f}{figures['p95']:>9.1f}"
+                    f"{figures['p95'] / TARGET_MS:>12.2f}{figures['p50'] / floor:>11.1f}"
+                )
+            for label, path in (
+                ("CSV export, whole journal", "/journal/export.csv"),
+                ("CSV export, one user", f"/journal/export.csv?utilisateur={user}"),
+            ):
+                figures = export_throughput(client, path)
+                print(
+                    f"{label}: {figures['rows']:,} rows in {figures['seconds']:.1f} s = "
+                    f"{figures['rows_per_s']:,.0f} rows/s, {figures['mib_per_s']:.1f} MiB/s"
+                )
+            print(f"verify_chain (in process): {result.entries_checked:,} entries in {verify_seconds:.1f} s")
+            print(f"fill (with the search index maintained on insert): {info['fill_seconds']:.1f} s")
+            print("label search in process (journal_page), indexed vs the scan it replaced:")
+            for text, figures in searches.items():
+                indexed, scan = figures["indexed"], figures["scan (before)"]
+                print(
+                    f"  q={text!r:<15} indexed p50 {indexed['p50']:.1f} ms p95 {indexed['p95']:.1f} ms | "
+                    f"scan p50 {scan['p50']:.1f} ms p95 {scan['p95']:.1f} ms | "
+                    f"p95 ratio {scan['p95'] / indexed['p95']:.1f}×"
+                )
+            client.close()
+        finally:
             server.terminate()
             server.wait(timeout=30)
-        if admin_engine is not None:
-            with admin_engine.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin_engine.dispose()
-        for path in sorted(tmp.rglob("*"), reverse=True):
-            path.unlink() if path.is_file() else path.rmdir()
-        tmp.rmdir()
 
 
 def main() -> None:

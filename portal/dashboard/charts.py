@@ -28,7 +28,10 @@ def _buckets(rows: list[dict[str, Any]], period: int, keys: list[str]) -> list[d
     buckets: dict[date, dict[str, Any]] = {}
     for row in rows:
         start = row["date"].replace(day=1) if monthly else row["date"]
-        bucket = buckets.setdefault(start, {"label": _bucket_label(start, monthly), **dict.fromkeys(keys, 0)})
+        bucket = buckets.get(start)
+        if bucket is None:
+            # Labelled once per bucket: formatting a date is most of a year's chart's cost.
+            bucket = buckets[start] = {"label": _bucket_label(start, monthly), **dict.fromkeys(keys, 0)}
         for key in keys:
             bucket[key] += row.get(key, 0)
     return list(buckets.values())

@@ -23,6 +23,7 @@ from portal.documents.models import File, Folder
 from portal.extensions import db
 
 DOCUMENT_TARGETS = ("file", "folder", "armoire")
+ROLLUP_MODELS = (DailyActivity, DailyFileTouch, DailyArmoireActivity)
 
 
 @functools.cache
@@ -113,7 +114,7 @@ def rebuild(organization_id: int) -> None:
     Files are attributed to their armoire of now, not of the entry's day: a rebuild after
     a file moved between armoires counts its past entries in the new one.
     """
-    for model in (DailyActivity, DailyFileTouch, DailyArmoireActivity):
+    for model in ROLLUP_MODELS:
         db.session.execute(delete(model).where(model.organization_id == organization_id))
     day = _day_of(AuditEntry.created_at)
     user = func.coalesce(AuditEntry.user_id, NO_USER)
