@@ -132,7 +132,11 @@
   // the flash line stays in the page for screen readers and for pages without this script.
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("#flashes .flash-success").forEach(function (flash) {
-      showToast({ message: flash.textContent.trim() });
+      var undo = null;
+      try { undo = flash.dataset.undo ? JSON.parse(flash.dataset.undo) : null; } catch (error) { undo = null; }
+      // The undo posts into the file list; a page without one gets the plain message.
+      if (undo && !document.getElementById("file-list")) { undo = null; }
+      showToast({ message: flash.textContent.trim(), undo: undo });
     });
   });
 
