@@ -140,6 +140,21 @@
     });
   });
 
+  // Header menus (<details class="dropdown">): Escape closes the open one and gives the focus
+  // back to its summary; a click elsewhere closes it. They open without this script too.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") { return; }
+    var open = document.querySelector(".site-header details.dropdown[open]");
+    if (!open) { return; }
+    open.open = false;
+    open.querySelector("summary").focus();
+  });
+  document.addEventListener("click", function (event) {
+    document.querySelectorAll(".site-header details.dropdown[open]").forEach(function (menu) {
+      if (!menu.contains(event.target)) { menu.open = false; }
+    });
+  });
+
   // <button data-print>: print the page (recovery codes); no inline handler under the CSP.
   document.addEventListener("click", function (event) {
     if (event.target.closest("[data-print]")) { window.print(); }
