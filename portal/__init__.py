@@ -168,6 +168,7 @@ def _init_templates(app: Flask) -> None:
     from flask_babel import get_locale
 
     from portal.security.permissions import Permission, has_permission
+    from portal.web.htmx import pop_undo
     from portal.web.navigation import nav_items
 
     @app.context_processor
@@ -180,5 +181,6 @@ def _init_templates(app: Flask) -> None:
             "current_locale": str(get_locale() or app.config["BABEL_DEFAULT_LOCALE"]),
             "languages": app.config["LANGUAGES"],
             "nav_items": nav_items,
+            "pop_undo": pop_undo,
             "config_view_functions": app.view_functions,
         }

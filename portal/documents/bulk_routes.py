@@ -7,8 +7,6 @@ fall back to a flash message and a redirect.
 
 from __future__ import annotations
 
-import json
-
 from flask import Response, flash, g, request, stream_with_context, url_for
 from flask_babel import gettext as _
 from flask_babel import ngettext
@@ -24,7 +22,7 @@ from portal.extensions import db
 from portal.security.permissions import Permission, requires
 from portal.security.tenancy import get_scoped_or_404
 from portal.web.context import current_actor
-from portal.web.htmx import is_htmx, redirect_or_hx
+from portal.web.htmx import is_htmx, redirect_or_hx, with_toast
 
 ZIP_CSP = "sandbox; default-src 'none'; frame-ancestors 'none'"
 
@@ -47,12 +45,7 @@ def _answer(message: str, folder: Folder | None, undo: dict | None = None) -> Re
     if not is_htmx():
         flash(message, "success")
         return redirect_or_hx(_location(g.armoire, folder))
-    response = _browse(g.armoire, folder)
-    payload = {"message": message}
-    if undo:
-        payload["undo"] = undo
-    response.headers["HX-Trigger"] = json.dumps({"coffre:toast": payload})
-    return response
+    return with_toast(_browse(g.armoire, folder), message, undo)
 
 
 @bp.route("/armoires/<int:armoire_id>/selection/deplacer", methods=["POST"])

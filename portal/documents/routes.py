@@ -40,7 +40,15 @@ from portal.storage.blobs import delete_blobs
 from portal.web.bodies import streams_body
 from portal.web.context import current_actor
 from portal.web.errors import render_error
-from portal.web.htmx import is_htmx, redirect_or_hx, render_page_or_fragment
+from portal.web.htmx import (
+    flash_undo,
+    is_htmx,
+    redirect_or_hx,
+    render_page_or_fragment,
+    retarget,
+    wants_fragment,
+    with_toast,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +204,7 @@ def _browse(armoire: Armoire, folder: Folder | None):
         confirm=ConfirmForm(),
         parent_choices=folders.folder_choices(org_id, armoire, folder) if folder is not None else [],
         list_url=_location(armoire, folder),
+        list_args={key: value for key, value in (("tri", sort), ("q", search), ("page", str(files.number))) if value},
         max_upload=current_app.config["MAX_UPLOAD_BYTES"],
     )
 
@@ -367,7 +376,16 @@ def upload(armoire_id: int):
 @reads_first
 def add_version(file_id: int):
     location = url_for("documents.file", file_id=g.file.id)
-    (stored,) = _receive(g.file.armoire, None, g.file)
+    file_id, armoire_id, folder_id = g.file.id, g.file.armoire_id, g.file.folder_id
+    try:
+        (stored,) = _receive(g.file.armoire, None, g.file)
+    except DocumentError as error:
+        if not _from_list():
+            raise
+        return _dialog("version", db.session.get(File, file_id), error)
+    if _from_list():
+        message = _("Version %(number)s ajoutée.", number=stored.number)
+        return _changed_in_list(armoire_id, folder_id, message)
     if is_htmx():
         return render_page_or_fragment(
             "documents/upload_result.html", "documents/_upload_result.html", status=201, files=[stored]
@@ -400,19 +418,22 @@ def _move_choices(org_id: int) -> list[tuple[str, str]]:
     return choices
 
 
-@bp.route("/fichiers/<int:file_id>")
-@requires(Permission.DOCUMENT_READ)
-def file(file_id: int):
-    file = g.file
+def _move_form(file: File) -> MoveForm:
+    form = MoveForm()
+    form.destination.choices = _move_choices(current_user.organization_id)
+    if not form.destination.data:
+        form.destination.data = f"{file.armoire_id}:{file.folder_id or ''}"
+    return form
+
+
+def _file_page(file: File, status: int = 200) -> Response:
     folder = db.session.get(Folder, file.folder_id) if file.folder_id else None
-    move_form = MoveForm()
-    move_form.destination.choices = _move_choices(current_user.organization_id)
-    move_form.destination.data = f"{file.armoire_id}:{file.folder_id or ''}"
     rename_form = RenameForm()
     rename_form.name.data = file.name
     return render_page_or_fragment(
         "documents/file.html",
         "documents/_file_details.html",
+        status=status,
         file=file,
         armoire=file.armoire,
         trail=folders.folder_trail(folder),
@@ -420,9 +441,69 @@ def file(file_id: int):
         previewable=names.is_previewable(file.mime_type, file.name),
         text_preview=names.is_text_previewable(file.mime_type, file.name),
         rename_form=rename_form,
-        move_form=move_form,
+        move_form=_move_form(file),
         confirm=ConfirmForm(),
     )
+
+
+@bp.route("/fichiers/<int:file_id>")
+@requires(Permission.DOCUMENT_READ)
+def file(file_id: int):
+    return _file_page(g.file)
+
+
+# ---------------------------------------------------------------- row dialogs
+#
+# The list's row menu opens rename, move and new version in a <dialog> fetched by htmx
+# (templates/documents/_<action>_fragment.html). Its form posts with ``vue=liste`` (plus the
+# list's sort, filter and page): success answers with the refreshed list, retargeted onto
+# #file-list, and a toast; a refused name or bad input answers with the dialog again, the
+# reason in it, at the error's status. Without JavaScript the menu's links open the file page.
+
+DIALOGS = {
+    "rename": "documents/_rename_fragment.html",
+    "move": "documents/_move_fragment.html",
+    "version": "documents/_version_fragment.html",
+}
+DIALOG_ANCHORS = {"rename": "renommer", "move": "deplacer", "version": "nouvelle-version"}
+
+
+def _from_list() -> bool:
+    return request.args.get("vue") == "liste" and wants_fragment()
+
+
+def _list_args() -> dict[str, str]:
+    """The list's state (sort, filter, page) carried through a dialog to the refreshed list."""
+    return {key: request.args[key] for key in ("tri", "q", "page") if request.args.get(key)}
+
+
+def _dialog(kind: str, file: File, error: DocumentError | None = None) -> Response:
+    context: dict = {"file": file, "list_args": _list_args(), "error": error.message if error else None}
+    if kind == "rename":
+        form = RenameForm()
+        if not form.name.data:
+            form.name.data = file.name
+        context["form"] = form
+    elif kind == "move":
+        context["form"] = _move_form(file)
+    response = make_response(render_template(DIALOGS[kind], **context), error.status if error else 200)
+    response.vary.add("HX-Request")
+    return response
+
+
+def _changed_in_list(armoire_id: int, folder_id: int | None, message: str) -> Response:
+    """The list the dialog was opened from (the file's folder before the change), with a toast."""
+    armoire = db.session.get(Armoire, armoire_id)
+    folder = db.session.get(Folder, folder_id) if folder_id is not None else None
+    return retarget(with_toast(_browse(armoire, folder), message), "#file-list")
+
+
+@bp.route("/fichiers/<int:file_id>/dialogue/<any(rename, move, version):kind>")
+@requires(Permission.DOCUMENT_WRITE)
+def file_dialog(file_id: int, kind: str):
+    if not wants_fragment():
+        return redirect_or_hx(url_for("documents.file", file_id=g.file.id, _anchor=DIALOG_ANCHORS[kind]))
+    return _dialog(kind, g.file)
 
 
 @bp.route("/fichiers/<int:file_id>/versions")
@@ -454,37 +535,62 @@ def restore_version(file_id: int, number: int):
         db.session.rollback()
         delete_blobs(keys)
         raise
-    flash(_("La version %(old)s a été restaurée comme version %(new)s.", old=number, new=version.number), "success")
+    message = _("La version %(old)s a été restaurée comme version %(new)s.", old=number, new=version.number)
+    if wants_fragment():
+        return with_toast(_file_page(g.file), message)
+    flash(message, "success")
     return redirect_or_hx(url_for("documents.file", file_id=g.file.id))
 
 
 @bp.route("/fichiers/<int:file_id>/renommer", methods=["POST"])
 @requires(Permission.DOCUMENT_WRITE)
 def rename_file(file_id: int):
-    form = RenameForm()
-    if not form.validate_on_submit():
-        raise InvalidName(_("Le nouveau nom est obligatoire (255 caractères au plus)."))
-    files.rename_file(current_actor(), g.file, form.name.data)
+    file = g.file
+    try:
+        form = RenameForm()
+        if not form.validate_on_submit():
+            raise InvalidName(_("Le nouveau nom est obligatoire (255 caractères au plus)."))
+        files.rename_file(current_actor(), file, form.name.data)
+    except DocumentError as error:
+        if not wants_fragment():
+            raise
+        db.session.rollback()
+        return _dialog("rename", file, error) if _from_list() else _file_page(file, error.status)
     db.session.commit()
-    flash(_("Fichier renommé en « %(name)s ».", name=g.file.name), "success")
-    return redirect_or_hx(url_for("documents.file", file_id=g.file.id))
+    return _file_changed(file, file.armoire_id, file.folder_id, _("Fichier renommé en « %(name)s ».", name=file.name))
 
 
 @bp.route("/fichiers/<int:file_id>/deplacer", methods=["POST"])
 @requires(Permission.DOCUMENT_WRITE)
 def move_file(file_id: int):
-    armoire_part, _sep, folder_part = (request.form.get("destination") or "").partition(":")
-    if not ConfirmForm().validate_on_submit() or not armoire_part:
-        raise InvalidName(_("Choisissez une destination."))
-    armoire = get_scoped_or_404(Armoire, armoire_part)
-    folder = _folder_from_arg(armoire, folder_part)
-    files.move_file(current_actor(), g.file, armoire, folder)
+    file = g.file
+    armoire_before, folder_before = file.armoire_id, file.folder_id
+    try:
+        armoire_part, _sep, folder_part = (request.form.get("destination") or "").partition(":")
+        if not ConfirmForm().validate_on_submit() or not armoire_part.isdigit():
+            raise InvalidName(_("Choisissez une destination."))
+        armoire = get_scoped_or_404(Armoire, armoire_part)
+        folder = _folder_from_arg(armoire, folder_part)
+        files.move_file(current_actor(), file, armoire, folder)
+    except DocumentError as error:
+        if not wants_fragment():
+            raise
+        db.session.rollback()
+        return _dialog("move", file, error) if _from_list() else _file_page(file, error.status)
+    where = armoire.name + (f" / {folder.name}" if folder else "")
     db.session.commit()
-    flash(
-        _("Fichier déplacé vers « %(where)s ».", where=armoire.name + (f" / {folder.name}" if folder else "")),
-        "success",
-    )
-    return redirect_or_hx(url_for("documents.file", file_id=g.file.id))
+    return _file_changed(file, armoire_before, folder_before, _("Fichier déplacé vers « %(where)s ».", where=where))
+
+
+def _file_changed(file: File, armoire_id: int, folder_id: int | None, message: str) -> Response:
+    """After a rename or a move: the list the dialog came from, the file page's details (both
+    with a toast), or, without JavaScript, a redirect to the file page and a flash."""
+    if _from_list():
+        return _changed_in_list(armoire_id, folder_id, message)
+    if wants_fragment():
+        return with_toast(_file_page(file), message)
+    flash(message, "success")
+    return redirect_or_hx(url_for("documents.file", file_id=file.id))
 
 
 @bp.route("/fichiers/<int:file_id>/supprimer", methods=["POST"])
@@ -497,6 +603,15 @@ def trash_file(file_id: int):
     trash_services.trash_file(current_actor(), file)
     db.session.commit()
     flash(_("« %(name)s » a été placé dans la corbeille.", name=file.name), "success")
+    # The file page is gone: the folder's page shows the flash as a toast, with its undo.
+    flash_undo(
+        {
+            "url": url_for("documents.bulk_restore", armoire_id=file.armoire_id),
+            "ids": [file.id],
+            "dossier": folder.id if folder else "",
+            "label": _("Annuler"),
+        }
+    )
     return redirect_or_hx(_location(file.armoire, folder))
 
 
@@ -623,6 +738,10 @@ def preview(file_id: int):
 @bp.route("/corbeille")
 @requires(Permission.DOCUMENT_TRASH)
 def trash():
+    return _trash_page()
+
+
+def _trash_page() -> Response:
     page = trash_services.list_trash(current_user.organization_id, request.args.get("page", 1))
     return render_page_or_fragment(
         "documents/trash.html",
@@ -643,7 +762,10 @@ def restore_file(trashed_id: int):
         file.folder_id = None
     trash_services.restore_from_trash(current_actor(), file)
     db.session.commit()
-    flash(_("« %(name)s » a été restauré.", name=file.name), "success")
+    message = _("« %(name)s » a été restauré.", name=file.name)
+    if wants_fragment():
+        return with_toast(_trash_page(), message)
+    flash(message, "success")
     return redirect_or_hx(url_for("documents.trash"))
 
 

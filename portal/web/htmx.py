@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Response, make_response, render_template, request
+from flask import Response, make_response, render_template, request, session
 
 
 def is_htmx() -> bool:
@@ -33,6 +34,38 @@ def hx_redirect(location: str) -> Response:
     """Send an HTMX caller to another page as a full navigation."""
     response = make_response("", 204)
     response.headers["HX-Redirect"] = location
+    return response
+
+
+def with_toast(response: Response, message: str, undo: dict | None = None) -> Response:
+    """Ask static/js/app.js to show ``message`` as a toast (``undo``: the form it offers)."""
+    payload: dict[str, Any] = {"message": message}
+    if undo:
+        payload["undo"] = undo
+    response.headers["HX-Trigger"] = json.dumps({"coffre:toast": payload})
+    return response
+
+
+UNDO_KEY = "_coffre_undo"
+
+
+def flash_undo(undo: dict) -> None:
+    """The undo form of the next page's toast, for an action whose answer is a redirect (the
+    flashed message becomes the toast; static/js/app.js reads this from the flash line)."""
+    session[UNDO_KEY] = undo
+
+
+def pop_undo() -> str | None:
+    """The pending undo as JSON for ``_flashes.html``, once."""
+    undo = session.pop(UNDO_KEY, None)
+    return json.dumps(undo) if undo else None
+
+
+def retarget(response: Response, selector: str, swap: str = "outerHTML") -> Response:
+    """Swap the answer into ``selector`` instead of the requesting element's target (a dialog's
+    form whose success replaces the list behind it)."""
+    response.headers["HX-Retarget"] = selector
+    response.headers["HX-Reswap"] = swap
     return response
 
 

@@ -132,7 +132,26 @@
   // the flash line stays in the page for screen readers and for pages without this script.
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("#flashes .flash-success").forEach(function (flash) {
-      showToast({ message: flash.textContent.trim() });
+      var undo = null;
+      try { undo = flash.dataset.undo ? JSON.parse(flash.dataset.undo) : null; } catch (error) { undo = null; }
+      // The undo posts into the file list; a page without one gets the plain message.
+      if (undo && !document.getElementById("file-list")) { undo = null; }
+      showToast({ message: flash.textContent.trim(), undo: undo });
+    });
+  });
+
+  // Header menus (<details class="dropdown">): Escape closes the open one and gives the focus
+  // back to its summary; a click elsewhere closes it. They open without this script too.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") { return; }
+    var open = document.querySelector(".site-header details.dropdown[open]");
+    if (!open) { return; }
+    open.open = false;
+    open.querySelector("summary").focus();
+  });
+  document.addEventListener("click", function (event) {
+    document.querySelectorAll(".site-header details.dropdown[open]").forEach(function (menu) {
+      if (!menu.contains(event.target)) { menu.open = false; }
     });
   });
 

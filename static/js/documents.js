@@ -178,6 +178,62 @@
   document.addEventListener("DOMContentLoaded", init);
   document.addEventListener("htmx:afterSettle", init);
 
+  // Row dialogs (rename, move, new version): htmx puts a <dialog data-modal> into #fm-dialog;
+  // it opens modal (focus moves to its autofocus field), Escape or "Annuler" closes it and
+  // focus goes back to the row's menu. An error answer replaces the dialog (shown again);
+  // a success replaces the list behind it, and the dialog closes.
+  var opener = null;
+
+  function menuButtonFor(fileId) {
+    var row = fileId && document.querySelector("#file-list tr[data-file-id='" + fileId + "']");
+    return row ? row.querySelector(".row-menu summary") : null;
+  }
+
+  function closeDialog(holder) {
+    var dialog = holder.querySelector("dialog");
+    if (dialog && dialog.open) { dialog.close(); }
+    holder.innerHTML = "";
+    var back = (opener && document.contains(opener)) ? opener : menuButtonFor(holder.dataset.fileId);
+    if (back) { back.focus(); }
+  }
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var link = event.detail.elt;
+    if (link && link.closest && link.closest(".row-menu")) {
+      var row = link.closest("tr");
+      var holder = document.getElementById("fm-dialog");
+      if (holder && row) { holder.dataset.fileId = row.dataset.fileId || ""; }
+      var menu = link.closest("details");
+      opener = menu ? menu.querySelector("summary") : null;
+      if (menu) { menu.open = false; }
+    }
+  });
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var holder = document.getElementById("fm-dialog");
+    if (!holder) { return; }
+    if (event.detail.target === holder) {
+      var dialog = holder.querySelector("dialog[data-modal]");
+      if (!dialog) { return; }
+      dialog.addEventListener("close", function () {
+        if (holder.contains(dialog)) { closeDialog(holder); }
+      });
+      if (!dialog.open) { dialog.showModal(); }
+      var field = dialog.querySelector("[aria-invalid=true]") || dialog.querySelector("[autofocus]");
+      if (field) { field.focus(); if (field.select && field.type === "text") { field.select(); } }
+    } else if (event.detail.target && event.detail.target.id === "file-list" && holder.querySelector("dialog")) {
+      opener = null;
+      closeDialog(holder);
+    }
+  });
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-close-dialog]");
+    if (!button) { return; }
+    var dialog = button.closest("dialog");
+    if (dialog) { dialog.close(); }
+  });
+
   // Row menu links to "#renommer", "#deplacer"…: open that section of the file page.
   function openTarget() {
     var id = window.location.hash.slice(1);

@@ -47,7 +47,7 @@ def test_register_enable_totp_logout_login(live_server_factory, page):
     page.wait_for_url(base + "/")
     assert page.get_by_role("heading", level=1).inner_text() == "Bonjour Aïssatou Ba"
 
-    page.locator("details.dropdown summary").click()
+    page.locator("details.user-menu summary").click()
     page.get_by_role("button", name="Se déconnecter").click()
     page.wait_for_url(base + "/auth/login")
 

@@ -31,6 +31,7 @@ def test_admin_backs_up_and_restores_a_file(live_server, page, admin):
     file_id, email = version.file_id, admin.email
 
     _login(page, live_server.url, email)
+    page.locator("details.admin-menu summary").click()  # the header's Administration menu
     page.get_by_role("link", name="Sauvegardes").click()
     page.wait_for_url("**/sauvegardes")
     page.screenshot(path=str(ARTIFACTS / "backups-01-empty.png"), full_page=True)
