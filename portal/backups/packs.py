@@ -150,8 +150,13 @@ class PackWriter:
         os.rename(self.temp, pack)
         idx = self.index.directory / f"{self.name}.idx"
         temp = self.index.tmp / f"{self.name}.idx.part"
-        temp.write_bytes(json.dumps(self.entries, separators=(",", ":")).encode())
-        os.rename(temp, idx)
+        try:
+            temp.write_bytes(json.dumps(self.entries, separators=(",", ":")).encode())
+            os.rename(temp, idx)
+        except BaseException:  # a full disk: neither half stays
+            temp.unlink(missing_ok=True)
+            pack.unlink(missing_ok=True)
+            raise
         self.index.add(self.name, self.entries)
         return [pack, idx]
 

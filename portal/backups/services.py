@@ -14,6 +14,7 @@ A backup killed before 3 leaves its row ``en_cours`` with no manifest: nothing c
 from __future__ import annotations
 
 import base64
+import errno
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -142,6 +143,19 @@ def _snapshot(organization_id: int) -> dict[str, Any]:
 
 
 STALE_AFTER = timedelta(hours=6)
+DISK_FULL = "disk full"
+
+
+def _failure(error: Exception) -> str:
+    """The message a failed backup's row keeps (operators read it; the pages translate it)."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{DISK_FULL}: no space left in the backup directory; partial objects were removed"
+    return str(error)[:500]
+
+
+def failure_status(backup: Backup) -> int:
+    """The HTTP status of a backup that failed while the caller waited: 507 for a full disk."""
+    return 507 if (backup.error or "").startswith(DISK_FULL) else 503
 
 
 def fail_interrupted(organization_id: int, keep_id: int) -> int:
@@ -215,7 +229,7 @@ def run_backup(backup_id: int) -> Backup:
             backup = db.session.get(Backup, backup_id)
             assert backup is not None
             backup.status = "echouee"
-            backup.error = str(error)[:500]
+            backup.error = _failure(error)
             backup.finished_at = utcnow()
             record(
                 "backup.failed",
@@ -223,7 +237,7 @@ def run_backup(backup_id: int) -> Backup:
                 target_type="backup",
                 target_id=backup_id,
                 target_label=f"#{backup_id}",
-                details={"error": str(error)[:200]},
+                details={"error": backup.error[:200]},
             )
             db.session.commit()
         return backup
