@@ -50,6 +50,7 @@ def _problems(*statuses: int) -> dict[str, Any]:
         412: "Tus-Resumable is not 1.0.0",
         423: "Locked (another request is appending to this upload)",
         460: "Upload-Checksum does not match the body: nothing of it was kept",
+        503: "The work failed (a backup run in the request: see `detail`)",
         507: "Server storage full",
         429: "Too many requests (see `Retry-After`)",
     }
@@ -959,9 +960,19 @@ def _backup_paths(secured: list[dict[str, list[str]]]) -> dict[str, Any]:
             },
             "post": {
                 "operationId": "startBackup",
-                "summary": "Start a backup; it runs in the background",
+                "summary": "Start a backup; it runs in the background (or in the request with attendre=1)",
                 "security": secured,
-                "responses": {"201": _json("Backup", "Started (status en_cours)")} | _problems(*AUTHED),
+                "parameters": [
+                    {
+                        "name": "attendre",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["1", "true"]},
+                        "description": "Run the backup in the request: 201 when done, 507 when the backup disk is full",
+                    }
+                ],
+                "responses": {"201": _json("Backup", "Started (status en_cours), or done with attendre=1")}
+                | _problems(*AUTHED, 503, 507),
             },
         },
         "/sauvegardes/{backup_id}": {

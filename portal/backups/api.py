@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import jsonify
+from flask import jsonify, request
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -37,9 +37,20 @@ def api_backup(backup_id: int):
 @requires(Permission.BACKUP_MANAGE)
 @limiter.shared_limit(organization_limit, scope="backups-start", key_func=organization_key)
 def api_start_backup():
+    """201 at once, the backup running in the background; with ``?attendre=1`` (scripts)
+    the backup runs in the request: 201 once done, 507 when the backup disk is full."""
     backup = services.start_backup(current_actor(), "manuel")
     db.session.commit()
-    executor.submit(services.run_backup, backup.id)
+    if request.args.get("attendre") not in ("1", "true"):
+        executor.submit(services.run_backup, backup.id)
+        return jsonify(services.backup_row(backup)), 201
+    backup = services.run_backup(backup.id)
+    if backup.status != "reussie":
+        if services.failure_status(backup) == 507:
+            raise ApiProblem(
+                507, _("Le disque des sauvegardes est plein : libérez de la place puis relancez la sauvegarde.")
+            )
+        raise ApiProblem(503, _("La sauvegarde a échoué : %(detail)s", detail=backup.error or ""))
     return jsonify(services.backup_row(backup)), 201
 
 

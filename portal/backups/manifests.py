@@ -1,4 +1,9 @@
-"""Backup manifests. Format 2: a small signed top manifest naming content-addressed parts.
+"""Backup manifests. Format 2 and 3: a small signed top manifest naming content-addressed parts.
+
+Format 3 is format 2 whose objects (blobs and parts) may live in pack files (``packs``):
+the manifest still names each object by its hash only, the repository's pack index says
+where it lies, so a format-2 reader would not find them. Its files parts also list their
+folders (the backup's page opens one folder by reading only its parts).
 
 Format 1 (the first backups) was one signed JSON document holding every row: restoring one
 file from a 100,000-object backup parsed and re-serialised ~90 MiB three times (17 s).
@@ -32,7 +37,7 @@ from typing import Any
 
 from portal.backups.repository import ManifestError, Repository, canonical
 
-FORMAT = 2
+FORMAT = 3
 FILES_PER_PART = 1000
 JOURNAL_PER_PART = 5000
 INDEX_COLUMNS = (
@@ -46,9 +51,9 @@ INDEX_COLUMNS = (
 # ---------------------------------------------------------------------------- writing
 
 
-def _put_part(repository: Repository, payload: Any) -> tuple[dict[str, Any], int]:
+def _put_part(repository: Repository, payload: Any, pending: Any) -> tuple[dict[str, Any], int]:
     """Store one part as an object (not yet fsynced: ``make_durable`` runs before the top)."""
-    digest, size, written = repository.put_object(io.BytesIO(canonical(payload)), sync=False)
+    digest, size, written = repository.put_object(io.BytesIO(canonical(payload)), sync=False, pending=pending)
     return {"object": digest, "size": size}, written
 
 
@@ -59,13 +64,13 @@ def write(
     header: dict[str, Any],
     snapshot: dict[str, Any],
     *,
-    pending: list[Any] | None = None,
+    pending: Any = None,
 ) -> tuple[str, int]:
     """Write the parts of ``snapshot`` then the signed top; returns (relative path, new bytes).
 
     ``snapshot`` holds armoires, folders, files, versions (each with object, object_size,
-    data_key_uid), members, journal and checkpoints, as plain values; ``pending`` the files
-    written unsynced on other threads (the blob objects)."""
+    data_key_uid), members, journal and checkpoints, as plain values; ``pending`` the batch
+    the blobs were packed into (the parts join it; its packs are sealed before the top)."""
     written = 0
     by_file: dict[int, list[dict[str, Any]]] = {}
     for version in snapshot["versions"]:
@@ -75,7 +80,7 @@ def write(
     for start in range(0, len(files), FILES_PER_PART):
         chunk = files[start : start + FILES_PER_PART]
         versions = [v for f in chunk for v in sorted(by_file.get(f["id"], ()), key=lambda v: v["id"])]
-        ref, count = _put_part(repository, {"files": chunk, "versions": versions})
+        ref, count = _put_part(repository, {"files": chunk, "versions": versions}, pending)
         written += count
         file_parts.append(
             {
@@ -84,21 +89,24 @@ def write(
                 "last": chunk[-1]["id"],
                 "files": len(chunk),
                 "armoires": sorted({f["armoire_id"] for f in chunk}),
+                # 0 for an armoire's root: the backup's page opens one folder by reading
+                # only the parts that hold its files.
+                "folders": sorted({f["folder_id"] or 0 for f in chunk}),
             }
         )
     # Columns, not rows: 100,000 entries parse about three times faster as four flat lists.
     ordered = sorted(snapshot["versions"], key=lambda v: v["id"])
     index = {column: [v.get(field) for v in ordered] for column, field in INDEX_COLUMNS}
-    index_ref, count = _put_part(repository, index)
+    index_ref, count = _put_part(repository, index, pending)
     written += count
-    members_ref, count = _put_part(repository, snapshot["members"])
+    members_ref, count = _put_part(repository, snapshot["members"], pending)
     written += count
     journal_parts = []
     ranges: dict[int, list[dict[str, Any]]] = {}
     for entry in snapshot["journal"]:
         ranges.setdefault(int(entry["seq"]) // JOURNAL_PER_PART, []).append(entry)
     for number in sorted(ranges):
-        ref, count = _put_part(repository, ranges[number])
+        ref, count = _put_part(repository, ranges[number], pending)
         written += count
         journal_parts.append({**ref, "range": number, "entries": len(ranges[number])})
     body = {
@@ -140,7 +148,7 @@ class Manifest:
         self.repository = repository
         self.body = body
         self.format = int(body.get("format", 1))
-        if self.format not in (1, FORMAT):
+        if self.format not in (1, 2, FORMAT):
             raise ManifestError(f"manifest format {self.format} is not supported")
         self.organization_id: int = body["organization_id"]
         self.armoires: list[dict[str, Any]] = body.get("armoires", [])
@@ -233,6 +241,20 @@ class Manifest:
 
     def files(self) -> list[dict[str, Any]]:
         return self._load(None)[0]
+
+    def folder_files(self, armoire_id: int, folder_id: int | None) -> list[dict[str, Any]]:
+        """The files directly in one folder (``None``: the armoire's root), reading only the
+        files parts that may hold them (a part lists its folders; before that, its armoires)."""
+        if self.format == 1:
+            files = self.body.get("files", [])
+        else:
+            parts = [
+                p
+                for p in self.body["parts"]["files"]
+                if armoire_id in p["armoires"] and ("folders" not in p or (folder_id or 0) in p["folders"])
+            ]
+            files = [f for ref in parts for f in self.part(ref)["files"]]
+        return [f for f in files if f["armoire_id"] == armoire_id and f["folder_id"] == folder_id]
 
     def versions(self) -> list[dict[str, Any]]:
         return list(self._load(None)[1].values())

@@ -2,7 +2,10 @@
 
 Layout under COFFRE_BACKUP_DIR::
 
-    objects/ab/cd/<sha256>      a blob's ciphertext, named by its hash, written once
+    packs/<name>.pack, .idx     objects (blobs' ciphertext, manifest parts) named by their
+                                sha256, many to a pack, with the index of where each lies
+                                (``packs``: format 3)
+    objects/ab/cd/<sha256>      one object a file (format 1 and 2 backups; still read)
     keys/<org>/<key uid>.json   a data key, still wrapped by the master key
     manifests/<org>/<id>.json   the signed manifest of one backup
     tmp/                        partial writes (a killed backup leaves only these)
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -33,6 +36,7 @@ from typing import Any, BinaryIO
 from cryptography.exceptions import InvalidSignature
 from flask import current_app
 
+from portal.backups.packs import PackBatch, PackIndex
 from portal.storage.blobs import _fsync_dir, _make_dirs_durable
 
 HASH_PATTERN = re.compile(r"[0-9a-f]{64}")
@@ -43,22 +47,6 @@ COPY_CHUNK = 1024 * 1024
 # Past this many new files, one syncfs(2) of the repository's filesystem beats an fsync of
 # each file and directory (measured: bench/backups_bench.py, docs/performance.md).
 SYNCFS_THRESHOLD = 64
-
-
-def _copy_range(source: int, target: int, size: int) -> None:
-    """Copy ``size`` bytes from offset 0 of ``source`` to ``target`` inside the kernel."""
-    offset = 0
-    while offset < size:
-        try:
-            copied = os.copy_file_range(source, target, size - offset, offset, offset)
-        except OSError as error:
-            if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
-                raise
-            os.lseek(target, offset, os.SEEK_SET)  # sendfile writes at the file position
-            copied = os.sendfile(target, source, offset, size - offset)  # older kernels
-        if copied == 0:
-            raise OSError(errno.EIO, "the source shrank while it was copied")
-        offset += copied
 
 
 def _syncfs(path: Path) -> bool:
@@ -99,6 +87,7 @@ class Repository:
         for directory in (self.root, self.tmp, self.root / "objects", self.root / "keys", self.root / "manifests"):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.root, 0o700)
+        self.packs = PackIndex(self.root, self.tmp)
 
     # ------------------------------------------------------------------ paths
 
@@ -139,46 +128,72 @@ class Repository:
                 temp.unlink()
             raise
 
-    def put_object(
-        self, source: BinaryIO, *, sync: bool = True, pending: list[Path] | None = None, digest: str | None = None
-    ) -> tuple[str, int, int]:
-        """Copy ``source`` in; returns (sha256, size, bytes written: 0 when already stored).
+    def batch(self) -> PackBatch:
+        """What one backup writes its new objects into (``put_object(pending=...)``)."""
+        return PackBatch(self.packs)
 
-        ``sync=False`` leaves the fsyncs to ``make_durable``, called once before the manifest
-        is written: one pass over the new files instead of three fsyncs per object. The new
-        file goes into ``pending`` (else this thread's list) for that pass."""
+    def running(self) -> contextlib.AbstractContextManager[None]:
+        """Held (shared) while a backup runs: garbage collection does not run meanwhile."""
+        return self.packs.shared()
+
+    def exclusive(self) -> contextlib.AbstractContextManager[bool]:
+        """True when no backup runs (and none starts until it is left): garbage collection."""
+        return self.packs.flock(fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def put_object(
+        self, source: BinaryIO, *, sync: bool = True, pending: PackBatch | None = None, digest: str | None = None
+    ) -> tuple[str, int, int]:
+        """Store ``source`` in a pack of ``pending``; returns (sha256, size, bytes written: 0
+        when already stored). A real file is hashed through mmap (unless the caller just
+        did) and copied by the kernel, only when the repository lacks it.
+
+        Nothing is fsynced until ``make_durable(pending)``, once before the manifest.
+        Without ``pending`` the object gets a pack of its own, durable when ``sync``."""
+        if pending is None:
+            batch = self.batch()
+            try:
+                result = self.put_object(source, pending=batch, digest=digest)
+                if sync:
+                    self.make_durable(batch)
+                else:
+                    batch.seal_all()
+            finally:
+                batch.abandon()
+            return result
         try:
             fileno = source.fileno()
         except (AttributeError, OSError, io.UnsupportedOperation):
             fileno = None
-        if fileno is not None:
-            return self._put_file(fileno, sync=sync, pending=pending, digest=digest)
-        temp = self.tmp / f"{secrets.token_hex(16)}.part"
-        digest = hashlib.sha256()
+        if fileno is None:
+            return self._put_stream(source, pending)
+        if digest is None:
+            digest, size = self.hash_file(fileno)
+        else:
+            size = os.fstat(fileno).st_size
+        if self.has_object(digest) or not pending.reserve(digest):
+            return digest, size, 0
+        writer = pending.writer()
+        writer.append_file(fileno, size, digest)
+        pending.release(writer)
+        return digest, size, size
+
+    def _put_stream(self, source: BinaryIO, batch: PackBatch) -> tuple[str, int, int]:
+        """A stream (a manifest part, a blob in a bucket): appended while hashed, taken back
+        when it turns out to be stored already."""
+        writer = batch.writer()
+        h = hashlib.sha256()
         size = 0
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := source.read(COPY_CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-                name = digest.hexdigest()
-                final = self.object_path(name)
-                if final.is_file():
-                    # Deduplicated: the same ciphertext is already stored (immutable).
-                    out.close()
-                    temp.unlink()
-                    self.touch(final)
-                    return name, size, 0
-                if sync:
-                    out.flush()
-                    os.fsync(out.fileno())
-            self._install(temp, final, sync=sync, pending=pending)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
-            raise
+        while chunk := source.read(COPY_CHUNK):
+            h.update(chunk)
+            writer.append_bytes(chunk)
+            size += len(chunk)
+        name = h.hexdigest()
+        if self.has_object(name) or not batch.reserve(name):
+            writer.rewind()
+            batch.release(writer)
+            return name, size, 0
+        writer.commit(name)
+        batch.release(writer)
         return name, size, size
 
     local = True  # objects are files under root (the S3 repository says False)
@@ -192,51 +207,6 @@ class Repository:
         with mmap.mmap(source, 0, access=mmap.ACCESS_READ) as view:
             return hashlib.sha256(view).hexdigest(), size  # releases the GIL: copies run alongside
 
-    def make_directories(self, digests: set[str]) -> None:
-        """Create the ``objects/ab/cd`` directories of objects about to be written: before
-        any data, while creating them does not queue behind the blobs' writeback."""
-        for directory in sorted({self.object_path(d).parent for d in digests}):
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-
-    def _put_file(
-        self, source: int, *, sync: bool, pending: list[Path] | None, digest: str | None = None
-    ) -> tuple[str, int, int]:
-        """``put_object`` of a real file: hashed through mmap (unless the caller just did),
-        then copied by the kernel (copy_file_range: no user-space round trip, a reflink where
-        the filesystem offers one), and only when the repository lacks it."""
-        if digest is None:
-            name, size = self.hash_file(source)
-        else:
-            name, size = digest, os.fstat(source).st_size
-        final = self.object_path(name)
-        if self.touch(final):
-            return name, size, 0
-        temp = self.tmp / f"{secrets.token_hex(16)}.part"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            try:
-                _copy_range(source, fd, size)
-                if sync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            self._install(temp, final, sync=sync, pending=pending)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
-            raise
-        return name, size, size
-
-    def _install(self, temp: Path, final: Path, *, sync: bool, pending: list[Path] | None) -> None:
-        if sync:
-            _make_dirs_durable(final.parent, self.root)
-            os.rename(temp, final)
-            _fsync_dir(final.parent)
-            return
-        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.rename(temp, final)
-        (self._unsynced if pending is None else pending).append(final)
-
     @property
     def _unsynced(self) -> list[Path]:
         # Per thread: two backups running at once each make their own files durable.
@@ -244,13 +214,13 @@ class Repository:
             self._local.pending = []
         return self._local.pending
 
-    def make_durable(self, extra: list[Path] | None = None) -> None:
-        """Fsync the files written with ``sync=False`` (this thread's and ``extra``), then
-        their directories up to the root."""
-        pending = [*self._unsynced, *(extra or ())]
+    def make_durable(self, batch: PackBatch | None = None) -> None:
+        """Seal ``batch``'s packs, then fsync every file written unsynced (its packs' indexes,
+        this thread's keys) and their directories up to the root."""
+        pending = [*self._unsynced, *(batch.seal_all() if batch is not None else ())]
         self._unsynced.clear()
-        if extra:
-            extra.clear()
+        if batch is not None:
+            batch.sealed = []
         if len(pending) > SYNCFS_THRESHOLD and _syncfs(self.root):
             return
         directories: set[Path] = set()
@@ -266,17 +236,29 @@ class Repository:
                 parent = parent.parent
         for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
             _fsync_dir(directory)
-        if directories:
-            _fsync_dir(self.root / "objects")
 
     def has_object(self, digest: str) -> bool:
-        """True when stored; refreshes its mtime, which keeps garbage collection off an object
-        a backup still being written reuses (its manifest does not exist yet)."""
-        return self.touch(self.object_path(digest))
+        """True when stored. A file of its own gets its mtime refreshed, which keeps garbage
+        collection off an object a backup still being written reuses (its manifest does not
+        exist yet); a packed one needs nothing: collection waits for running backups."""
+        return self.touch(self.object_path(digest)) or self.packs.locate(digest) is not None
 
     def object_exists(self, digest: str) -> bool:
         """True when stored (without refreshing its mtime, unlike ``has_object``)."""
-        return self.object_path(digest).is_file()
+        if self.object_path(digest).is_file():
+            return True
+        location = self.packs.locate(digest, force=True)
+        try:
+            return location is not None and location[0].stat().st_size >= location[1] + location[2]
+        except FileNotFoundError:
+            return False  # an index naming a pack that is gone
+
+    def locate(self, digest: str) -> tuple[Path, int, int] | None:
+        """(file, offset, length) of a stored object: its own file, or its pack."""
+        path = self.object_path(digest)
+        with contextlib.suppress(FileNotFoundError):
+            return path, 0, path.stat().st_size
+        return self.packs.locate(digest, force=True)
 
     @staticmethod
     def touch(path: Path) -> bool:
@@ -367,8 +349,14 @@ class Repository:
         return body
 
     def open_object(self, digest: str) -> BinaryIO:
-        """A seekable reader of a stored object (raises FileNotFoundError)."""
-        return self.object_path(digest).open("rb")
+        """A seekable reader of a stored object, read by range from its pack (raises
+        FileNotFoundError)."""
+        with contextlib.suppress(FileNotFoundError):
+            return self.object_path(digest).open("rb")
+        packed = self.packs.open(digest)
+        if packed is None:
+            raise FileNotFoundError(digest)
+        return io.BufferedReader(packed, COPY_CHUNK)  # type: ignore[return-value]
 
     def delete_manifest(self, relative_path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -378,8 +366,13 @@ class Repository:
         for path in sorted((self.root / "manifests").rglob("*.json")):
             yield self.relative(path)
 
+    def collect_packs(self, referenced: set[str], cutoff: float) -> dict[str, int]:
+        """Delete or repack the packs holding only or mostly unreferenced objects (``packs``);
+        call it inside ``exclusive``."""
+        return self.packs.collect(referenced, cutoff)
+
     def iter_objects(self) -> Iterator[tuple[str, float]]:
-        """(name, mtime) of every stored object."""
+        """(name, mtime) of every object stored as a file of its own (formats 1 and 2)."""
         for path in (self.root / "objects").rglob("*"):
             if path.is_file() and HASH_PATTERN.fullmatch(path.name):
                 with contextlib.suppress(FileNotFoundError):

@@ -335,29 +335,19 @@ def plan_restore(manifest: Manifest, scope: dict[str, Any]) -> list[dict[str, An
     return plan
 
 
-def tree(manifest: Manifest) -> list[dict[str, Any]]:
-    """Armoires > folders > files of a manifest, for the backup's page (reads every files part)."""
-    folders: dict[int | None, list[dict[str, Any]]] = {}
-    for folder in manifest.folders:
-        folders.setdefault(folder["parent_id"], []).append(folder)
-    files: dict[tuple[int, int | None], list[dict[str, Any]]] = {}
-    for entry in manifest.files():
-        if entry.get("purged_at"):
-            continue
-        files.setdefault((entry["armoire_id"], entry["folder_id"]), []).append(entry)
-
-    def folder_node(folder: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "folder": folder,
-            "children": [folder_node(child) for child in folders.get(folder["id"], [])],
-            "files": files.get((folder["armoire_id"], folder["id"]), []),
-        }
-
-    return [
-        {
-            "armoire": armoire,
-            "folders": [folder_node(f) for f in folders.get(None, []) if f["armoire_id"] == armoire["id"]],
-            "files": files.get((armoire["id"], None), []),
-        }
-        for armoire in manifest.armoires
-    ]
+def tree_level(manifest: Manifest, *, armoire_id: int | None = None, folder_id: int | None = None) -> dict[str, Any]:
+    """One level of a backup's tree for its page: the armoires (from the top manifest alone),
+    or one armoire's root, or one folder: its sub-folders and its files (reading only the
+    files parts that hold them). Raises LookupError for an armoire or folder it lacks."""
+    if folder_id is not None:
+        folder = next((f for f in manifest.folders if f["id"] == folder_id), None)
+        if folder is None:
+            raise LookupError(folder_id)
+        armoire_id = folder["armoire_id"]
+    elif armoire_id is None:
+        return {"armoires": manifest.armoires, "folders": [], "files": []}
+    elif not any(a["id"] == armoire_id for a in manifest.armoires):
+        raise LookupError(armoire_id)
+    folders = [f for f in manifest.folders if f["armoire_id"] == armoire_id and f["parent_id"] == folder_id]
+    files = [f for f in manifest.folder_files(armoire_id, folder_id) if not f.get("purged_at")]
+    return {"armoires": [], "folders": folders, "files": files}

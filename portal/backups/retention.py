@@ -133,28 +133,37 @@ def prune(organization_id: int, now: datetime | None = None) -> list[int]:
 def collect_garbage() -> dict[str, int]:
     """Remove objects and wrapped keys that no manifest on disk references any more.
 
-    Reads the manifests from disk (not the rows) so that a backup being written, whose row
-    has no path yet, is protected by its objects' recent mtime instead: objects younger
-    than a day are never collected."""
+    Runs under the repository's exclusive lock (skipped while a backup runs: ``skipped``),
+    so no backup can start reusing an object between the reading of the manifests and the
+    deletions. Reads the manifests from disk, not the rows. Objects stored one a file
+    (formats 1 and 2) younger than a day are never collected (their mtime is refreshed
+    on reuse); packs (format 3) younger than a day neither. A pack wholly unreferenced is
+    deleted, one more than half unreferenced repacked (``packs``)."""
     repository = get_repository()
-    objects: set[str] = set()
-    keys: set[tuple[str, str]] = set()
-    for path in repository.iter_manifests():
-        try:
-            manifest = Manifest.load(repository, path)
-            objects |= manifest.objects()  # blobs and the manifest's own parts
-            keys |= {(str(manifest.organization_id), uid) for _key, _obj, _size, uid in manifest.index() if uid}
-        except ManifestError:
-            # An unreadable manifest protects nothing but must not make us delete blindly.
-            return {"objects": 0, "keys": 0}
-    cutoff = utcnow().timestamp() - MIN_AGE.total_seconds()
-    removed = {"objects": 0, "keys": 0}
-    for name, mtime in list(repository.iter_objects()):
-        if name not in objects and mtime < cutoff:
-            repository.delete_object(name)
-            removed["objects"] += 1
-    for organization, uid, mtime in list(repository.iter_keys()):
-        if (organization, uid) not in keys and mtime < cutoff:
-            repository.delete_key(int(organization), uid)
-            removed["keys"] += 1
-    return removed
+    with repository.exclusive() as held:
+        if not held:
+            return {"objects": 0, "keys": 0, "skipped": 1}
+        objects: set[str] = set()
+        keys: set[tuple[str, str]] = set()
+        for path in repository.iter_manifests():
+            try:
+                manifest = Manifest.load(repository, path)
+                objects |= manifest.objects()  # blobs and the manifest's own parts
+                keys |= {(str(manifest.organization_id), uid) for _key, _obj, _size, uid in manifest.index() if uid}
+            except ManifestError:
+                # An unreadable manifest protects nothing but must not make us delete blindly.
+                return {"objects": 0, "keys": 0}
+        cutoff = utcnow().timestamp() - MIN_AGE.total_seconds()
+        removed = {"objects": 0, "keys": 0}
+        for name, mtime in list(repository.iter_objects()):
+            if name not in objects and mtime < cutoff:
+                repository.delete_object(name)
+                removed["objects"] += 1
+        for organization, uid, mtime in list(repository.iter_keys()):
+            if (organization, uid) not in keys and mtime < cutoff:
+                repository.delete_key(int(organization), uid)
+                removed["keys"] += 1
+        packed = repository.collect_packs(objects, cutoff)
+        removed["objects"] += packed.pop("packed_objects", 0)
+        removed.update(packed)
+        return removed

@@ -105,16 +105,35 @@ def parse_scope(data: Any) -> dict[str, Any] | None:
 @requires(Permission.BACKUP_MANAGE)
 def detail(backup_id: int):
     backup = get_scoped_or_404(Backup, backup_id)
-    tree, problem = [], None
+    level, problem = None, None
     try:
-        tree = restores.tree(restores.load_manifest(backup)) if backup.path else []
+        # The top manifest only: the armoires; each opens on demand (``tree``).
+        level = restores.tree_level(restores.load_manifest(backup)) if backup.path else None
     except services.BackupError as error:
         problem = error.message
-    except ManifestError as error:  # a files part that is missing or damaged
-        problem = _("Le manifeste de la sauvegarde est invalide : %(detail)s", detail=str(error))
     return render_page_or_fragment(
-        "backups/detail.html", "backups/_detail.html", backup=backup, tree=tree, problem=problem
+        "backups/detail.html", "backups/_detail.html", backup=backup, level=level, problem=problem
     )
+
+
+@bp.route("/sauvegardes/<int:backup_id>/arbre")
+@requires(Permission.BACKUP_MANAGE)
+def tree(backup_id: int):
+    """One armoire's root or one folder of a backup's tree (an HTMX fragment)."""
+    backup = get_scoped_or_404(Backup, backup_id)
+    armoire_id = request.args.get("armoire_id", type=int)
+    folder_id = request.args.get("folder_id", type=int)
+    if (armoire_id is None) == (folder_id is None):
+        return render_error(400, _("Choisissez une armoire ou un dossier."))
+    try:
+        level = restores.tree_level(restores.load_manifest(backup), armoire_id=armoire_id, folder_id=folder_id)
+    except LookupError:
+        abort(404)
+    except services.BackupError as error:
+        return render_error(409, error.message)
+    except ManifestError as error:  # a files part that is missing or damaged
+        return render_error(409, _("Le manifeste de la sauvegarde est invalide : %(detail)s", detail=str(error)))
+    return render_page_or_fragment("backups/tree.html", "backups/_tree.html", backup=backup, level=level)
 
 
 @bp.route("/sauvegardes/<int:backup_id>/restaurer", methods=["POST"])

@@ -76,11 +76,21 @@ class S3Repository(Repository):
 
     local = False
 
-    def make_directories(self, digests: set[str]) -> None:
-        return None  # a bucket has no directories
+    # One object an S3 key: a bucket has no file creation to save (no packs), and no lock.
+    def batch(self) -> None:  # type: ignore[override]
+        return None
+
+    def running(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def exclusive(self) -> contextlib.AbstractContextManager[bool]:
+        return contextlib.nullcontext(True)
+
+    def collect_packs(self, referenced: set[str], cutoff: float) -> dict[str, int]:
+        return {}
 
     def put_object(
-        self, source: BinaryIO, *, sync: bool = True, pending: list[Path] | None = None, digest: str | None = None
+        self, source: BinaryIO, *, sync: bool = True, pending: None = None, digest: str | None = None
     ) -> tuple[str, int, int]:
         temp = self.tmp / f"{secrets.token_hex(16)}.part"
         digest = hashlib.sha256()

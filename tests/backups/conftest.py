@@ -34,3 +34,63 @@ def read_contents(path: str) -> dict:
         "members": manifest.members(),
         "journal": manifest.journal(),
     }
+
+
+def object_bytes(digest: str) -> bytes:
+    """A stored object's bytes, in a file of its own or in a pack."""
+    from portal.backups.repository import get_repository
+
+    path, offset, length = get_repository().locate(digest)
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        return handle.read(length)
+
+
+def damage_object(digest: str, change) -> None:
+    """Overwrite a stored object in place with ``change(its bytes)`` (same length)."""
+    from portal.backups.repository import get_repository
+
+    path, offset, length = get_repository().locate(digest)
+    data = change(object_bytes(digest))
+    assert len(data) == length
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(data)
+
+
+def flip_byte(position: int):
+    def change(data: bytes) -> bytes:
+        damaged = bytearray(data)
+        damaged[position] ^= 0xFF
+        return bytes(damaged)
+
+    return change
+
+
+def lose_object(digest: str) -> None:
+    """Make an object missing: its file goes, or its pack's index stops naming it."""
+    import json
+
+    from portal.backups.repository import get_repository
+
+    repository = get_repository()
+    path, _offset, _length = repository.locate(digest)
+    if path.suffix != ".pack":
+        path.unlink()
+        return
+    idx = path.with_suffix(".idx")
+    entries = [e for e in json.loads(idx.read_bytes()) if e[0] != digest]
+    idx.write_text(json.dumps(entries))
+    from portal.backups.packs import PackIndex
+
+    repository.packs = PackIndex(repository.root, repository.tmp)  # forget what it had read
+
+
+def packed_objects() -> set[str]:
+    """Every object the packs' indexes name."""
+    import json
+
+    from portal.backups.repository import get_repository
+
+    directory = get_repository().root / "packs"
+    return {e[0] for idx in directory.glob("*.idx") for e in json.loads(idx.read_bytes())}

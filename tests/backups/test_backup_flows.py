@@ -14,7 +14,7 @@ from portal.backups.repository import get_repository
 from portal.database import utcnow
 from portal.documents.models import File
 from portal.extensions import db
-from tests.backups.conftest import read_contents
+from tests.backups.conftest import lose_object, packed_objects, read_contents
 from tests.conftest import csrf
 
 
@@ -30,7 +30,9 @@ def test_web_backup_then_confirmed_restore(app, admin, admin_client, make_armoir
     backup = db.session.execute(select(Backup)).scalar_one()
     assert backup.status == "reussie"
     detail = admin_client.get(f"/sauvegardes/{backup.id}").get_data(as_text=True)
-    assert "contrat.txt" in detail and "Restaurer ce fichier" in detail
+    assert armoire.name in detail and "Restaurer cette armoire" in detail
+    opened = admin_client.get(f"/sauvegardes/{backup.id}/arbre?armoire_id={armoire.id}", headers={"HX-Request": "true"})
+    assert "contrat.txt" in opened.get_data(as_text=True) and "Restaurer ce fichier" in opened.get_data(as_text=True)
 
     # The first POST is the confirmation step: it lists what changes and changes nothing.
     confirm = admin_client.post(
@@ -186,7 +188,7 @@ def test_retention_keeps_days_weeks_months_and_prunes_only_unreferenced_objects(
     assert sorted(deleted) == sorted(rows[:2])
     removed = retention.collect_garbage()
     assert removed["objects"] == len(only_pruned)  # every blob is still used by a kept backup
-    assert all(not repo.object_path(o).exists() for o in only_pruned)
+    assert not any(repo.object_exists(o) for o in only_pruned)
     for backup_id in rows[2:]:
         result = verification.verify_backup(db.session.get(Backup, backup_id))
         assert result.ok, result.problems
@@ -201,10 +203,13 @@ def test_retention_keeps_days_weeks_months_and_prunes_only_unreferenced_objects(
     db.session.commit()
     assert len(retention.prune(admin.organization_id, now=now)) == 2
     db.session.commit()
-    stored = [p for p in (repo.root / "objects").rglob("*/*/*") if p.is_file()]
+    for path in repo.root.rglob("*"):  # the pack the first collection repacked into is new
+        if path.is_file():
+            os.utime(path, (time.time() - 3 * 86400, time.time() - 3 * 86400))
+    stored = packed_objects()
     assert len(stored) > len({v["object"] for v in newest_body["versions"]})  # blobs and manifest parts
     assert retention.collect_garbage()["objects"] == len(stored)
-    assert not list((repo.root / "objects").rglob("*/*/*"))
+    assert not list((repo.root / "packs").iterdir())
 
 
 def test_starting_backups_is_rate_limited_per_organisation(app_factory, make_org, make_user, tmp_path):
@@ -230,3 +235,56 @@ def test_starting_backups_is_rate_limited_per_organisation(app_factory, make_org
         assert statuses == [201, 201, 429]
         executor.drain(limited)
         db.session.remove()
+
+
+def test_backup_page_reads_only_the_parts_it_shows(app, admin, admin_client, make_armoire, store_file, monkeypatch):
+    """A large backup (many files parts): the page reads none, opening a folder reads only
+    the parts holding its files. The other parts are deleted to prove they are not read."""
+    from portal.audit.context import Actor
+    from portal.backups import manifests
+    from portal.backups.services import backup_now
+    from portal.documents.services.folders import create_folder
+
+    monkeypatch.setattr(manifests, "FILES_PER_PART", 2)
+    actor = Actor(admin.organization_id, admin.id)
+    first, second = make_armoire(admin.organization, "Achats"), make_armoire(admin.organization, "Ventes")
+    folder = create_folder(actor, first, None, "Factures")
+    sub = create_folder(actor, first, folder, "2026")
+    db.session.commit()
+    for number in range(4):
+        store_file(admin, second, f"vente-{number}.txt", f"vente {number}\n".encode())
+    store_file(admin, first, "facture-a.txt", b"a\n", folder=folder)
+    store_file(admin, first, "facture-b.txt", b"b\n", folder=folder)
+    for number in range(4):
+        store_file(admin, first, f"racine-{number}.txt", f"racine {number}\n".encode())
+    backup = backup_now(actor, "manuel")
+    assert backup.status == "reussie"
+    top = get_repository().read_manifest(backup.path)
+    parts = top["parts"]["files"]
+    assert len(parts) == 5
+    kept = [p for p in parts if folder.id in p["folders"]]
+    assert len(kept) == 1
+    for part in parts:
+        if part is not kept[0]:
+            lose_object(part["object"])
+
+    page = admin_client.get(f"/sauvegardes/{backup.id}")
+    body = page.get_data(as_text=True)
+    assert page.status_code == 200 and "invalide" not in body
+    assert "Achats" in body and "Ventes" in body and "facture-a.txt" not in body
+    hx = {"HX-Request": "true"}
+    opened = admin_client.get(f"/sauvegardes/{backup.id}/arbre?folder_id={folder.id}", headers=hx)
+    body = opened.get_data(as_text=True)
+    assert opened.status_code == 200 and "facture-a.txt" in body and "facture-b.txt" in body and "2026" in body
+    assert "<html" not in body  # a fragment
+    # The sub-folder holds no file: no part lists it, none is read.
+    empty = admin_client.get(f"/sauvegardes/{backup.id}/arbre?folder_id={sub.id}", headers=hx)
+    assert empty.status_code == 200 and "Vide" in empty.get_data(as_text=True)
+    # An armoire whose parts are gone says which part is missing (409), never a 500.
+    gone = admin_client.get(f"/sauvegardes/{backup.id}/arbre?armoire_id={second.id}", headers=hx)
+    assert gone.status_code == 409 and any(p["object"] in gone.get_data(as_text=True) for p in parts if p not in kept)
+    assert admin_client.get(f"/sauvegardes/{backup.id}/arbre?folder_id=999999", headers=hx).status_code == 404
+    assert admin_client.get(f"/sauvegardes/{backup.id}/arbre", headers=hx).status_code == 400
+    # Without HTMX the same level is a page of its own.
+    full = admin_client.get(f"/sauvegardes/{backup.id}/arbre?folder_id={folder.id}")
+    assert full.status_code == 200 and "<html" in full.get_data(as_text=True)

@@ -17,7 +17,7 @@ from portal.documents.models import File, FileVersion
 from portal.documents.services import trash, uploads
 from portal.extensions import db
 from tests.api.conftest import bearer
-from tests.backups.conftest import read_contents
+from tests.backups.conftest import damage_object, flip_byte, object_bytes, read_contents
 
 SECRET_TEXT = b"Releve de compte tres confidentiel 0123456789\n" * 200
 
@@ -72,7 +72,7 @@ def test_backup_copies_ciphertext_and_signs_its_manifest(app, client, admin, set
         blob = (
             store_root / version["storage_key"][:2] / version["storage_key"][2:4] / version["storage_key"]
         ).read_bytes()
-        assert repo.object_path(version["object"]).read_bytes() == blob  # copied as it is: ciphertext
+        assert object_bytes(version["object"]) == blob  # copied as it is: ciphertext
     everything = b"".join(p.read_bytes() for p in repo.root.rglob("*") if p.is_file())
     assert SECRET_TEXT[:40] not in everything
     assert {m["email"] for m in body["members"]} == {admin.email}
@@ -91,8 +91,7 @@ def test_backup_copies_ciphertext_and_signs_its_manifest(app, client, admin, set
     # So is a part changed by one byte: the signed top names each part by its hash.
     path.write_bytes(original)
     files_part = envelope["body"]["parts"]["files"][0]["object"]
-    part_path = repo.object_path(files_part)
-    part_path.write_bytes(part_path.read_bytes().replace(b"releve.txt", b"releve.txu"))
+    damage_object(files_part, lambda data: data.replace(b"releve.txt", b"releve.txu"))
     with pytest.raises(ManifestError, match=files_part):
         read_contents(backup.path)
     refused = client.post(
@@ -149,10 +148,7 @@ def test_verify_cli_names_the_bad_object(app, client, admin, setup, wait):
     assert db.session.get(Backup, row["id"]).status == "verifiee"
     body = read_contents(db.session.get(Backup, row["id"]).path)
     victim = body["versions"][0]["object"]
-    path = get_repository().object_path(victim)
-    data = bytearray(path.read_bytes())
-    data[100] ^= 1
-    path.write_bytes(bytes(data))
+    damage_object(victim, flip_byte(100))
     result = runner.invoke(args=["backups", "verify", "--all"])
     assert result.exit_code == 1
     assert victim in result.output
@@ -267,7 +263,7 @@ def test_a_corrupted_backup_changes_nothing(app, client, admin, setup, wait):
     db.session.commit()
     body = read_contents(db.session.get(Backup, row["id"]).path)
     victim = next(v["object"] for v in body["versions"] if v["file_id"] == file.id)
-    get_repository().object_path(victim).write_bytes(b"abime")
+    damage_object(victim, flip_byte(0))
     before = db.session.execute(select(FileVersion.id)).scalars().all()
     job = _restore(client, setup["token"], row["id"], {"file_id": file.id})
     wait()

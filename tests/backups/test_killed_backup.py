@@ -28,21 +28,21 @@ CHILD = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from tests.conftest import make_test_app
-    from portal.backups import repository, services
+    from portal.backups import packs, services
 
     database_url, instance, backup_id, marker = sys.argv[1:5]
     app = make_test_app(database_url, Path(instance))
-    original = repository.Repository._install
+    original = packs.PackWriter.append_file
     written = []
 
-    def install(self, temp, final, **kwargs):
-        original(self, temp, final, **kwargs)
-        written.append(final)
+    def append_file(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        written.append(args)
         if len(written) == 3:
             Path(marker).write_text("3 objects")
             time.sleep(600)
 
-    repository.Repository._install = install
+    packs.PackWriter.append_file = append_file
     with app.app_context():
         services.run_backup(int(backup_id))
     """
@@ -83,9 +83,11 @@ def test_sigkill_mid_backup_leaves_no_manifest_and_the_next_backup_completes(
     killed = db.session.get(Backup, backup_id)
     assert killed.status == "en_cours" and killed.path is None
     assert not list((repository.root / "manifests").rglob("*.json"))  # nothing claims success
-    # Some blobs were copied (the other copy thread went on), no manifest part: the process
-    # died before the parts and the top manifest.
-    assert 3 <= len([p for p in (repository.root / "objects").rglob("*") if p.is_file()]) <= len(files)
+    # Some blobs were copied into packs still being written (tmp/), none sealed: the process
+    # died before the parts, the packs' indexes and the top manifest.
+    partial = list(repository.tmp.glob("*.pack.part"))
+    assert partial and sum(p.stat().st_size for p in partial) >= 3 * 64 * 1024
+    assert not list((repository.root / "packs").iterdir())
 
     # The portal keeps serving while a row is left en_cours.
     assert admin_client.get("/sauvegardes").status_code == 200

@@ -17,7 +17,7 @@ from portal.documents.models import File
 from portal.documents.services import uploads
 from portal.extensions import db
 from tests.api.conftest import bearer
-from tests.backups.conftest import read_contents
+from tests.backups.conftest import damage_object, flip_byte, lose_object, read_contents
 
 SLICES = 2
 
@@ -86,10 +86,7 @@ def test_nightly_verification_samples_objects_on_the_real_scheduler(app, admin, 
 
     # An object outside tonight's slice is corrupted: tonight passes, the next night names it.
     victim = sorted(later)[0]
-    path = get_repository().object_path(victim)
-    data = bytearray(path.read_bytes())
-    data[40] ^= 0xFF
-    path.write_bytes(bytes(data))
+    damage_object(victim, flip_byte(40))
     (result,) = verification.verify_nightly(night)
     db.session.commit()
     assert result.ok
@@ -110,7 +107,7 @@ def test_nightly_verification_samples_objects_on_the_real_scheduler(app, admin, 
     # A missing object is caught on any night: every object is looked up every night.
     other = services.backup_now(Actor(admin.organization_id, admin.id), "manuel")
     gone = sorted(_blob_objects(other) - {victim})[0]
-    get_repository().object_path(gone).unlink()
+    lose_object(gone)
     results = verification.verify_nightly(night)
     db.session.commit()
     assert [r.backup_id for r in results] == [other.id]  # the failed one is not re-verified nightly

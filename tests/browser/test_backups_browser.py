@@ -46,6 +46,8 @@ def test_admin_backs_up_and_restores_a_file(live_server, page, admin):
     db.session.commit()
 
     page.locator("#backup-list a").first.click()
+    # The page shows the armoires; opening one fetches its content (HTMX).
+    page.locator(".backup-tree summary", has_text="Comptabilité").click()
     page.wait_for_selector("text=bilan.txt")
     page.screenshot(path=str(ARTIFACTS / "backups-03-detail.png"), full_page=True)
     page.get_by_role("button", name="Restaurer ce fichier").click()
