@@ -92,11 +92,26 @@
     return shown;
   }
 
+  // One list refresh at a time: a second one asked while the first is in flight would be queued
+  // on the element the first swaps out, and its answer (with the later upload) would land in a
+  // detached node. It is run again once the first has swapped, against the new list.
+  var refreshing = false;
+  var refreshAgain = false;
+
   function refreshList() {
     document.body.dispatchEvent(new CustomEvent("files-changed", { bubbles: true }));
     if (!document.getElementById("file-list") || !window.htmx) { return; }
+    if (refreshing) { refreshAgain = true; return; }
+    refreshing = true;
     var url = window.location.pathname + window.location.search;
-    window.htmx.ajax("GET", url, { target: "#file-list", swap: "outerHTML" });
+    var done = function () {
+      refreshing = false;
+      if (refreshAgain) {
+        refreshAgain = false;
+        refreshList();
+      }
+    };
+    window.htmx.ajax("GET", url, { target: "#file-list", swap: "outerHTML" }).then(done, done);
   }
 
   function start(file, folderId, onConflict, row) {
