@@ -189,7 +189,8 @@ def test_search_migration_without_pg_trgm(tmp_path, postgres_url):
         connection.exec_driver_sql(f'ALTER TABLE alembic_version OWNER TO "{role}"')
     try:
         limited = postgres_url.replace("postgres@", f"{role}@", 1)
-        limited_app = _upgraded_app(limited, tmp_path / "instance2")
+        # Up to the search migration only: later ones alter tables this role does not own.
+        limited_app = _upgraded_app_at(limited, tmp_path / "instance2", "5eac00000001")
         with limited_app.app_context():
             indexes = {index["name"] for index in sa.inspect(db.engine).get_indexes("fichiers")}
             version = db.session.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
@@ -197,9 +198,7 @@ def test_search_migration_without_pg_trgm(tmp_path, postgres_url):
             db.engine.dispose()
         assert {"ix_fichiers_org_folder_live", "ix_fichiers_org_author_live", "ix_fichiers_org_live_updated"} <= indexes
         assert "ix_fichiers_name_key_trgm" not in indexes
-        from alembic.script import ScriptDirectory
-
-        assert version == ScriptDirectory("migrations").get_current_head()  # the whole chain ran
+        assert version == "5eac00000001"
     finally:
         with app.app_context():
             db.engine.dispose()
