@@ -119,17 +119,22 @@ def _over_quota(subscription: Subscription, plan: Plan) -> dict | None:
     }
 
 
+def store_plan_quota(organization_id: int, plan: Plan) -> None:
+    """Copy ``plan``'s storage quota to the organisation row that uploads are checked against."""
+    db.session.execute(
+        update(Organization)
+        .where(Organization.id == organization_id)
+        .values(storage_quota_bytes=plan.storage_quota_mb * 1024 * 1024)
+    )
+
+
 def _switch(subscription: Subscription, plan: Plan, now: datetime) -> None:
     previous = db.session.get(Plan, subscription.plan_id) if subscription.plan_id else None
     at = subscription.next_plan_at
     subscription.plan_id, subscription.period = plan.id, subscription.next_period or subscription.period
     subscription.next_plan_id = subscription.next_period = subscription.next_plan_at = None
     subscription.updated_at = now
-    db.session.execute(
-        update(Organization)
-        .where(Organization.id == subscription.organization_id)
-        .values(storage_quota_bytes=plan.storage_quota_mb * 1024 * 1024)
-    )
+    store_plan_quota(subscription.organization_id, plan)
     db.session.flush()
     record(
         "subscription.changed",

@@ -54,6 +54,12 @@ class PlanData:
     def features(self) -> dict:
         return {"sso": self.sso, "compliance": self.compliance, "backup": self.backup}
 
+    def columns(self) -> dict:
+        """The plan's columns named in ``FIELDS``, as stored (the name stripped)."""
+        values = {field: getattr(self, field) for field in FIELDS}
+        values["name"] = self.name.strip()
+        return values
+
 
 def platform_actor(actor: Actor) -> Actor:
     """The administrator acting on the platform's chain rather than their organisation's."""
@@ -88,17 +94,7 @@ def create_plan(actor: Actor, code: str, data: PlanData) -> Plan:
     _validate(data)
     if db.session.execute(select(Plan.id).where(Plan.code == code)).first() is not None:
         raise BillingError(_("Une formule porte déjà le code « %(code)s ».", code=code), "code")
-    plan = Plan(
-        code=code,
-        name=data.name.strip(),
-        price_month_ht=data.price_month_ht,
-        price_year_ht=data.price_year_ht,
-        storage_quota_mb=data.storage_quota_mb,
-        member_quota=data.member_quota,
-        features=data.features(),
-        position=data.position,
-        active=data.active,
-    )
+    plan = Plan(code=code, features=data.features(), **data.columns())
     db.session.add(plan)
     db.session.flush()
     record(
@@ -115,15 +111,7 @@ def create_plan(actor: Actor, code: str, data: PlanData) -> Plan:
 def update_plan(actor: Actor, plan: Plan, data: PlanData) -> dict:
     """Apply ``data``; returns the changes journalled (empty: nothing changed, nothing journalled)."""
     _validate(data)
-    new = {
-        "name": data.name.strip(),
-        "price_month_ht": data.price_month_ht,
-        "price_year_ht": data.price_year_ht,
-        "storage_quota_mb": data.storage_quota_mb,
-        "member_quota": data.member_quota,
-        "position": data.position,
-        "active": data.active,
-    }
+    new = data.columns()
     changed = {field: [getattr(plan, field), value] for field, value in new.items() if getattr(plan, field) != value}
     old_features = dict(plan.features or {})
     features = data.features()

@@ -22,7 +22,7 @@ from portal.audit.context import Actor
 from portal.audit.services import record
 from portal.auth.models import User
 from portal.billing import invoices, lifecycle
-from portal.billing.changes import is_downgrade, refuse_if_paid_ahead
+from portal.billing.changes import is_downgrade, refuse_if_paid_ahead, store_plan_quota
 from portal.billing.errors import BillingError
 from portal.billing.feexpay import NETWORK_COUNTRY, FeexPayClient, GatewayError, InvalidPhoneError, normalise_phone
 from portal.billing.models import (
@@ -455,10 +455,7 @@ def _extend(
     subscription.status, subscription.current_period_end = STATUS_ACTIVE, end
     if subscription.next_plan_id == plan.id:
         subscription.next_plan_id = subscription.next_period = subscription.next_plan_at = None
-    storage, _members = quotas(subscription)
-    db.session.execute(
-        update(Organization).where(Organization.id == subscription.organization_id).values(storage_quota_bytes=storage)
-    )
+    store_plan_quota(subscription.organization_id, plan)
     return start, end, previous
 
 
