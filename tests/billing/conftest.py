@@ -11,6 +11,7 @@ from flask import Flask
 
 from portal.billing.simulator import API_KEY, SHOP_ID, Simulator
 from portal.extensions import db
+from tests.auth.support import Inbox, smtp_server  # noqa: F401 - fixture
 from tests.conftest import ROOT, csrf
 
 
@@ -96,3 +97,12 @@ def run_concurrently(app: Flask, runs: int, job: Callable[[], object]) -> list[o
     for thread in threads:
         thread.join(60)
     return results
+
+
+@pytest.fixture
+def inbox(app, smtp_server) -> Inbox:  # noqa: F811
+    """The loopback SMTP server's inbox, with the portal sending to it (the reminders' links absolute)."""
+    inbox, port = smtp_server
+    inbox.messages.clear()
+    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=port, SMTP_STARTTLS=False, COFFRE_BASE_URL="https://coffre.test")
+    return inbox

@@ -10,7 +10,6 @@ import io
 from datetime import timedelta
 from email.header import decode_header, make_header
 
-import pytest
 from sqlalchemy import func, select
 
 from portal.audit.models import AuditEntry
@@ -20,18 +19,10 @@ from portal.database import utcnow
 from portal.documents.models import File
 from portal.extensions import db
 from tests.api.conftest import bearer, make_token  # noqa: F401 - fixture
-from tests.auth.support import Inbox, smtp_server  # noqa: F401 - fixture
+from tests.auth.support import Inbox
 from tests.billing.conftest import choose, pay, run_concurrently
 from tests.conftest import csrf
 from tests.documents.conftest import armoire, storage_dir, upload  # noqa: F401 - fixtures
-
-
-@pytest.fixture
-def inbox(app, smtp_server) -> Inbox:  # noqa: F811
-    inbox, port = smtp_server
-    inbox.messages.clear()
-    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=port, SMTP_STARTTLS=False, COFFRE_BASE_URL="https://coffre.test")
-    return inbox
 
 
 def _subscription(org_id: int) -> Subscription:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select, update
 
 from portal.audit.context import Actor
@@ -16,19 +15,10 @@ from portal.billing.models import Invoice, Payment, Plan, Subscription, Subscrip
 from portal.database import utcnow
 from portal.extensions import db
 from portal.organizations.models import Organization
-from tests.auth.support import Inbox, smtp_server  # noqa: F401 - fixture
 from tests.billing.conftest import choose, pay, run_concurrently
 from tests.conftest import csrf
 
 GIB = 1024 * 1024 * 1024
-
-
-@pytest.fixture
-def inbox(app, smtp_server) -> Inbox:  # noqa: F811
-    inbox, port = smtp_server
-    inbox.messages.clear()
-    app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=port, SMTP_STARTTLS=False, COFFRE_BASE_URL="https://coffre.test")
-    return inbox
 
 
 def _plan(code: str) -> Plan:
