@@ -58,10 +58,19 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument("--size-kib", type=int, default=8)
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-class", choices=("sync", "gthread"), default="sync")
+    parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
     size = args.size_kib * 1024
-    print(f"backend={args.backend}, gunicorn -w 2 (sync), {args.files} files of {args.size_kib} KiB per run")
-    with running_portal(args.backend, 16) as portal:
+    threads = args.threads if args.worker_class == "gthread" else 1
+    print(
+        f"backend={args.backend}, gunicorn -w {args.workers} ({args.worker_class}, {threads} thread(s)), "
+        f"{args.files} files of {args.size_kib} KiB per run"
+    )
+    with running_portal(
+        args.backend, 16, workers=args.workers, worker_class=args.worker_class, threads=threads
+    ) as portal:
         for clients in (1, 4):
             floor = send(portal, "/bench/brut", args.files, size, clients, 200)
             stored = send(portal, upload_path(portal), args.files, size, clients, 201)

@@ -270,8 +270,10 @@ class Portal:
 
 
 @contextlib.contextmanager
-def running_portal(backend: str, max_upload_mib: int) -> Iterator[Portal]:
-    """A throwaway portal (database, instance, gunicorn -w 2) with a signed-in contributor."""
+def running_portal(
+    backend: str, max_upload_mib: int, *, workers: int = 2, worker_class: str = "sync", threads: int = 1
+) -> Iterator[Portal]:
+    """A throwaway portal (database, instance, gunicorn -w 2 unless told) with a signed-in contributor."""
     secret, pepper = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
     with tempfile.TemporaryDirectory(prefix="coffre-bench-") as tmp:
         instance = Path(tmp)
@@ -288,7 +290,7 @@ def running_portal(backend: str, max_upload_mib: int) -> Iterator[Portal]:
         env = portal_env(
             url, instance, secret, pepper, COFFRE_BENCH_ROUTES="1", COFFRE_MAX_UPLOAD_MB=str(max_upload_mib)
         )
-        server, base = start_gunicorn(env)
+        server, base = start_gunicorn(env, workers, worker_class=worker_class, threads=threads)
         try:
             client = httpx.Client(base_url=base, timeout=httpx.Timeout(900.0))
             token = sign_in(client, info["email"])
