@@ -19,6 +19,7 @@ from portal.database import reads_first, writes_on_get
 from portal.documents import bp
 from portal.documents.errors import (
     DocumentError,
+    FileNameTaken,
     FileTooLarge,
     IntegrityFailure,
     InvalidName,
@@ -28,7 +29,7 @@ from portal.documents.errors import (
 from portal.documents.forms import ArmoireForm, ConfirmForm, FolderForm, MoveForm, RenameForm
 from portal.documents.models import Armoire, File, Folder
 from portal.documents.services import armoires as armoire_services
-from portal.documents.services import files, folders, listing, names, reading, uploads
+from portal.documents.services import conflicts, files, folders, listing, names, reading, uploads
 from portal.documents.services import trash as trash_services
 from portal.documents.services import versions as version_services
 from portal.documents.sortkey import sort_key
@@ -296,9 +297,26 @@ class _Stored:
     number: int
 
 
-def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list[_Stored]:
+# The classic form's choice when a name is taken: ask (answer with the conflict page, store
+# nothing), or what the API's on_conflict says.
+WEB_ON_CONFLICT = ("ask", "version", "rename")
+
+
+def _web_on_conflict(value: str | None) -> str:
+    if value in (None, ""):
+        return "ask"
+    if value not in WEB_ON_CONFLICT:
+        raise InvalidName(_("Choix inconnu pour un nom déjà pris : demander, nouvelle version ou garder les deux."))
+    return value
+
+
+def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> tuple[list[_Stored], list[str]]:
     """Stream every file part of the body into sealed blobs, then add all rows in one short
-    transaction and commit once.
+    transaction and commit once; answers the stored files, or, when the choice for a taken
+    name is "ask" and some names are taken, nothing stored and those names.
+
+    The choice comes from the query string (the conflict page's buttons) or an ``on_conflict``
+    field placed before the file parts (the form's radio buttons).
 
     No transaction is open while the body is read (uploads.seal_upload ends the read-only
     one first): a slow client must not hold the database's write lock. The answer's language
@@ -317,8 +335,10 @@ def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list
     csrf_ok = _csrf_valid(request.headers.get("X-CSRFToken"))
     actor = current_actor()
     comment: str | None = None
+    on_conflict = _web_on_conflict(request.args.get("on_conflict"))
     sealed: list[uploads.SealedUpload] = []
     stored: list[_Stored] = []
+    taken: list[str] = []
     try:
         for part in reader.parts():
             if isinstance(part, FieldPart):
@@ -326,13 +346,16 @@ def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list
                     csrf_ok = _csrf_valid(part.value)
                 elif part.name == "comment":
                     comment = part.value
+                elif part.name == "on_conflict" and "on_conflict" not in request.args:
+                    on_conflict = _web_on_conflict(part.value)
                 continue
             if not csrf_ok:
                 raise MalformedUpload(_("Le formulaire a expiré ou n'est pas valide. Rechargez la page et réessayez."))
             if not part.filename:
                 continue
             if file is None:
-                plan = uploads.prepare_upload(actor, armoire, folder, part.filename, None, comment)
+                choice = "refuse" if on_conflict == "ask" else on_conflict
+                plan = uploads.prepare_upload(actor, armoire, folder, part.filename, None, comment, on_conflict=choice)
             elif sealed:
                 raise MalformedUpload(_("Une nouvelle version ne contient qu'un seul fichier."))
             else:
@@ -342,14 +365,40 @@ def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list
             raise InvalidName(_("Aucun fichier reçu : choisissez au moins un fichier."))
         # T1: the whole body has been read; only short database work from here.
         for item in sealed:
-            version = uploads.finish_upload(item)
+            try:
+                version = uploads.finish_upload(item)
+            except FileNameTaken:
+                # Every taken name is listed at once; nothing of this request is kept.
+                taken.append(item.plan.filename)
+                continue
             stored.append(_Stored(version.file_id, item.plan.filename, version.size, version.number))
+        if taken:
+            db.session.rollback()
+            delete_blobs([item.storage_key for item in sealed])
+            return [], taken
         db.session.commit()
     except BaseException:
         db.session.rollback()
         delete_blobs([item.storage_key for item in sealed])
         raise
-    return stored
+    return stored, []
+
+
+def _conflict_page(armoire: Armoire, folder: Folder | None, taken: list[str]) -> Response:
+    """409: the names already in the folder, nothing stored, and the form to send the files
+    again with the choice (new version / keep both) made; a browser cannot re-send a file
+    body by itself, so the person picks the files again."""
+    folder_id = folder.id if folder else None
+    items = [(name, conflicts.free_name(armoire.id, folder_id, name)) for name in dict.fromkeys(taken)]
+    return render_page_or_fragment(
+        "documents/upload_conflict.html",
+        "documents/_upload_conflict.html",
+        status=409,
+        armoire=armoire,
+        folder=folder,
+        items=items,
+        location=_location(armoire, folder),
+    )
 
 
 @bp.route("/armoires/<int:armoire_id>/televerser", methods=["POST"])
@@ -360,7 +409,9 @@ def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list
 def upload(armoire_id: int):
     folder = _folder_from_arg(g.armoire, request.args.get("dossier"))
     location = _location(g.armoire, folder)
-    stored = _receive(g.armoire, folder, None)
+    stored, taken = _receive(g.armoire, folder, None)
+    if taken:
+        return _conflict_page(g.armoire, folder, taken)
     if is_htmx():
         return render_page_or_fragment(
             "documents/upload_result.html", "documents/_upload_result.html", status=201, files=stored
@@ -378,7 +429,7 @@ def add_version(file_id: int):
     location = url_for("documents.file", file_id=g.file.id)
     file_id, armoire_id, folder_id = g.file.id, g.file.armoire_id, g.file.folder_id
     try:
-        (stored,) = _receive(g.file.armoire, None, g.file)
+        (stored,), _taken = _receive(g.file.armoire, None, g.file)
     except DocumentError as error:
         if not _from_list():
             raise

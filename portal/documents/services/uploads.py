@@ -207,9 +207,11 @@ def seal_upload(plan: UploadPlan, chunks: Iterable[bytes]) -> SealedUpload:
 
 
 @functools.cache
-def _new_file_insert(in_folder: bool) -> Any:
+def _new_file_insert(in_folder: bool, name_free: bool = False) -> Any:
     """INSERT of a new file that checks its armoire (and folder) in the same statement: the
     row is inserted only if they still exist in the organisation, else nothing comes back.
+    With ``name_free`` it also checks that no live file of the folder has that name
+    (``on_conflict=refuse``): the check costs no statement of its own on the common path.
 
     Built once per shape. Every upload's final transaction runs under SQLite's write lock (or
     the organisation's row lock), so its Python cost is paid by every other writer waiting:
@@ -218,6 +220,17 @@ def _new_file_insert(in_folder: bool) -> Any:
     where = [armoires.c.id == bindparam("armoire_id"), armoires.c.organization_id == bindparam("organization_id")]
     if in_folder:
         where.append(exists().where(folders.c.id == bindparam("folder_id"), folders.c.armoire_id == armoires.c.id))
+    if name_free:
+        same = files.alias("same_name")
+        where.append(
+            ~exists().where(
+                same.c.armoire_id == armoires.c.id,
+                same.c.folder_id == bindparam("folder_id") if in_folder else same.c.folder_id.is_(None),
+                same.c.name == bindparam("name"),
+                same.c.deleted_at.is_(None),
+                same.c.purged_at.is_(None),
+            )
+        )
     source = select(
         *(bindparam(name, type_=files.c[name].type) for name in _NEW_FILE_COLUMNS if name != "armoire_id"),
         armoires.c.id,
@@ -297,12 +310,11 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
                 _("Le quota de stockage de votre organisation est atteint : ce fichier ne peut pas être ajouté.")
             )
         file_id, name, action, uploaded_name = plan.file_id, plan.filename, plan.action, plan.uploaded_name
-        if file_id is None and plan.on_conflict is not None:
-            # Under the organisation lock: a concurrent upload of the same name has committed or waits.
+        # Under the organisation lock: a concurrent upload of the same name has committed or
+        # waits. ``refuse`` is checked by the INSERT itself (_new_file_insert).
+        if file_id is None and plan.on_conflict in ("version", "rename"):
             existing = conflicts.find_live_file(plan.armoire_id, plan.folder_id, plan.filename)
             if existing is not None:
-                if plan.on_conflict == "refuse":
-                    raise conflicts.refuse(existing)
                 if plan.on_conflict == "rename":
                     name = conflicts.free_name(plan.armoire_id, plan.folder_id, plan.filename)
                 else:
@@ -312,7 +324,7 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
         if file_id is None:
             armoire_id, folder_id, number = plan.armoire_id, plan.folder_id, 1
             file_id = db.session.execute(
-                _new_file_insert(folder_id is not None),
+                _new_file_insert(folder_id is not None, plan.on_conflict == "refuse"),
                 {
                     "organization_id": plan.organization_id,
                     "armoire_id": armoire_id,
@@ -328,6 +340,10 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
                 },
             ).scalar()
             if file_id is None:
+                if plan.on_conflict == "refuse":
+                    existing = conflicts.find_live_file(armoire_id, folder_id, name)
+                    if existing is not None:
+                        raise conflicts.refuse(existing)
                 raise NotFound(_("Dossier introuvable.") if folder_id is not None else _("Armoire introuvable."))
             new_files = 1
         else:
