@@ -368,6 +368,8 @@ def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> tupl
             try:
                 version = uploads.finish_upload(item)
             except FileNameTaken:
+                if file is not None:
+                    raise
                 # Every taken name is listed at once; nothing of this request is kept.
                 taken.append(item.plan.filename)
                 continue
