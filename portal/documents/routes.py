@@ -15,6 +15,8 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 from wtforms import ValidationError
 
 from portal.audit.context import Actor
+from portal.auth.reauth import requires_recent_auth
+from portal.compliance.errors import ReasonRequired
 from portal.database import reads_first, writes_on_get
 from portal.documents import bp
 from portal.documents.errors import (
@@ -26,7 +28,7 @@ from portal.documents.errors import (
     MalformedUpload,
     UnsupportedMedia,
 )
-from portal.documents.forms import ArmoireForm, ConfirmForm, FolderForm, MoveForm, RenameForm
+from portal.documents.forms import ArmoireForm, BypassForm, ConfirmForm, FolderForm, MoveForm, RenameForm
 from portal.documents.models import Armoire, File, Folder
 from portal.documents.services import armoires as armoire_services
 from portal.documents.services import conflicts, files, folders, listing, names, reading, uploads
@@ -93,10 +95,53 @@ def _document_error(error: DocumentError) -> Response:
 
     if isinstance(error, DeletionRefused):
         journal_refusal(error)
+        bypass_url = _bypass_url(error)
+        if bypass_url is not None:
+            return render_page_or_fragment(
+                "documents/deletion_refused.html",
+                "documents/_deletion_refused.html",
+                status=error.status,
+                message=error.message,
+                bypass_url=bypass_url,
+                form=BypassForm(formdata=None),
+                purge=error.action == "purge",
+                file_id=error.file_id,
+            )
     else:
         db.session.rollback()
     endpoint = getattr(error, "link_endpoint", None)
     return render_error(error.status, error.message, link=url_for(endpoint) if endpoint else None)
+
+
+# The single-file deletions that a member holding the bypass grant may force past a
+# gouvernance rule: the refused view, its bypass twin and the URL argument naming the file.
+BYPASS_VIEWS = {
+    "documents.trash_file": ("documents.trash_file_bypass", "file_id"),
+    "documents.trash_file_bypass": ("documents.trash_file_bypass", "file_id"),
+    "documents.purge_file": ("documents.purge_file_bypass", "trashed_id"),
+    "documents.purge_file_bypass": ("documents.purge_file_bypass", "trashed_id"),
+}
+
+
+def _bypass_url(refusal) -> str | None:
+    """Where the 423 page's bypass form posts, for a member who may bypass; else None (the
+    page then only explains)."""
+    from portal.compliance.grants import has_bypass
+
+    view = BYPASS_VIEWS.get(request.endpoint or "")
+    if view is None or not refusal.overridable or refusal.file_id is None:
+        return None
+    if not has_bypass(current_user.organization_id, current_user.id):
+        return None
+    endpoint, argument = view
+    return url_for(endpoint, **{argument: refusal.file_id})
+
+
+def _bypass_reason() -> str:
+    form = BypassForm()
+    if not form.validate_on_submit():
+        raise ReasonRequired(_("Un motif est obligatoire pour contourner la conservation (500 caractères au plus)."))
+    return form.motif.data.strip()
 
 
 def _folder_from_arg(armoire: Armoire, value: object) -> Folder | None:
@@ -651,9 +696,21 @@ def _file_changed(file: File, armoire_id: int, folder_id: int | None, message: s
 def trash_file(file_id: int):
     if not ConfirmForm().validate_on_submit():
         raise MalformedUpload(_("Le formulaire n'est pas valide."))
-    file = g.file
+    return _trash(g.file, None)
+
+
+@bp.route("/fichiers/<int:file_id>/supprimer/contourner", methods=["POST"])
+@requires(Permission.DOCUMENT_TRASH)
+@requires_recent_auth
+def trash_file_bypass(file_id: int):
+    """The 423 page's form: trash despite a gouvernance rule (grant, reason, fresh proof;
+    retention.bypassed is journalled in the same transaction as file.deleted)."""
+    return _trash(g.file, _bypass_reason())
+
+
+def _trash(file: File, bypass_reason: str | None) -> Response:
     folder = db.session.get(Folder, file.folder_id) if file.folder_id else None
-    trash_services.trash_file(current_actor(), file)
+    trash_services.trash_file(current_actor(), file, bypass=bypass_reason is not None, bypass_reason=bypass_reason)
     db.session.commit()
     flash(_("« %(name)s » a été placé dans la corbeille.", name=file.name), "success")
     # The file page is gone: the folder's page shows the flash as a toast, with its undo.
@@ -827,8 +884,21 @@ def restore_file(trashed_id: int):
 def purge_file(trashed_id: int):
     if not ConfirmForm().validate_on_submit():
         raise MalformedUpload(_("Le formulaire n'est pas valide."))
-    file = g.file
-    keys = trash_services.purge_file(current_actor(), file, reason="purge")
+    return _purge(g.file, None)
+
+
+@bp.route("/corbeille/<int:trashed_id>/detruire/contourner", methods=["POST"])
+@requires(Permission.DOCUMENT_PURGE)
+@requires_recent_auth
+def purge_file_bypass(trashed_id: int):
+    """The 423 page's form: destroy despite a gouvernance rule (as trash_file_bypass)."""
+    return _purge(g.file, _bypass_reason())
+
+
+def _purge(file: File, bypass_reason: str | None) -> Response:
+    keys = trash_services.purge_file(
+        current_actor(), file, reason="purge", bypass=bypass_reason is not None, bypass_reason=bypass_reason
+    )
     db.session.commit()
     delete_blobs(keys)
     flash(_("« %(name)s » a été détruit définitivement.", name=file.name), "success")
