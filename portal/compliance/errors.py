@@ -32,8 +32,12 @@ class DeletionRefused(Locked):
         reference: str | None = None,
         expires_at: datetime | None = None,
         mode: str | None = None,
+        overridable: bool = False,
     ) -> None:
         super().__init__(message)
+        # Only gouvernance rules stand in the way: a member holding the bypass grant may
+        # delete anyway, with a reason (compliance.policy.assert_may_delete).
+        self.overridable = overridable
         self.type = type_
         self.file_id = file_id
         self.file_name = file_name

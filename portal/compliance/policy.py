@@ -97,6 +97,7 @@ def _refusal_for(file: File, action: str, now: datetime) -> tuple[DeletionRefuse
         mode=rule.mode,
     )
     governance_only = all(r.mode == "gouvernance" for r, _end in active)
+    refusal.overridable = governance_only
     return refusal, active if governance_only else None
 
 

@@ -26,3 +26,9 @@ class MoveForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     """A POST-only button: nothing but the CSRF token."""
+
+
+class BypassForm(FlaskForm):
+    """Delete despite a gouvernance retention rule: the reason goes into the journal."""
+
+    motif = TextAreaField(_l("Motif (consigné dans le journal)"), validators=[DataRequired(), Length(max=500)])

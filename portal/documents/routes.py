@@ -15,20 +15,23 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 from wtforms import ValidationError
 
 from portal.audit.context import Actor
+from portal.auth.reauth import requires_recent_auth
+from portal.compliance.errors import ReasonRequired
 from portal.database import reads_first, writes_on_get
 from portal.documents import bp
 from portal.documents.errors import (
     DocumentError,
+    FileNameTaken,
     FileTooLarge,
     IntegrityFailure,
     InvalidName,
     MalformedUpload,
     UnsupportedMedia,
 )
-from portal.documents.forms import ArmoireForm, ConfirmForm, FolderForm, MoveForm, RenameForm
+from portal.documents.forms import ArmoireForm, BypassForm, ConfirmForm, FolderForm, MoveForm, RenameForm
 from portal.documents.models import Armoire, File, Folder
 from portal.documents.services import armoires as armoire_services
-from portal.documents.services import files, folders, listing, names, reading, uploads
+from portal.documents.services import conflicts, files, folders, listing, names, reading, uploads
 from portal.documents.services import trash as trash_services
 from portal.documents.services import versions as version_services
 from portal.documents.sortkey import sort_key
@@ -92,10 +95,53 @@ def _document_error(error: DocumentError) -> Response:
 
     if isinstance(error, DeletionRefused):
         journal_refusal(error)
+        bypass_url = _bypass_url(error)
+        if bypass_url is not None:
+            return render_page_or_fragment(
+                "documents/deletion_refused.html",
+                "documents/_deletion_refused.html",
+                status=error.status,
+                message=error.message,
+                bypass_url=bypass_url,
+                form=BypassForm(formdata=None),
+                purge=error.action == "purge",
+                file_id=error.file_id,
+            )
     else:
         db.session.rollback()
     endpoint = getattr(error, "link_endpoint", None)
     return render_error(error.status, error.message, link=url_for(endpoint) if endpoint else None)
+
+
+# The single-file deletions that a member holding the bypass grant may force past a
+# gouvernance rule: the refused view, its bypass twin and the URL argument naming the file.
+BYPASS_VIEWS = {
+    "documents.trash_file": ("documents.trash_file_bypass", "file_id"),
+    "documents.trash_file_bypass": ("documents.trash_file_bypass", "file_id"),
+    "documents.purge_file": ("documents.purge_file_bypass", "trashed_id"),
+    "documents.purge_file_bypass": ("documents.purge_file_bypass", "trashed_id"),
+}
+
+
+def _bypass_url(refusal) -> str | None:
+    """Where the 423 page's bypass form posts, for a member who may bypass; else None (the
+    page then only explains)."""
+    from portal.compliance.grants import has_bypass
+
+    view = BYPASS_VIEWS.get(request.endpoint or "")
+    if view is None or not refusal.overridable or refusal.file_id is None:
+        return None
+    if not has_bypass(current_user.organization_id, current_user.id):
+        return None
+    endpoint, argument = view
+    return url_for(endpoint, **{argument: refusal.file_id})
+
+
+def _bypass_reason() -> str:
+    form = BypassForm()
+    if not form.validate_on_submit():
+        raise ReasonRequired(_("Un motif est obligatoire pour contourner la conservation (500 caractères au plus)."))
+    return form.motif.data.strip()
 
 
 def _folder_from_arg(armoire: Armoire, value: object) -> Folder | None:
@@ -296,9 +342,26 @@ class _Stored:
     number: int
 
 
-def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list[_Stored]:
+# The classic form's choice when a name is taken: ask (answer with the conflict page, store
+# nothing), or what the API's on_conflict says.
+WEB_ON_CONFLICT = ("ask", "version", "rename")
+
+
+def _web_on_conflict(value: str | None) -> str:
+    if value in (None, ""):
+        return "ask"
+    if value not in WEB_ON_CONFLICT:
+        raise InvalidName(_("Choix inconnu pour un nom déjà pris : demander, nouvelle version ou garder les deux."))
+    return value
+
+
+def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> tuple[list[_Stored], list[str]]:
     """Stream every file part of the body into sealed blobs, then add all rows in one short
-    transaction and commit once.
+    transaction and commit once; answers the stored files, or, when the choice for a taken
+    name is "ask" and some names are taken, nothing stored and those names.
+
+    The choice comes from the query string (the conflict page's buttons) or an ``on_conflict``
+    field placed before the file parts (the form's radio buttons).
 
     No transaction is open while the body is read (uploads.seal_upload ends the read-only
     one first): a slow client must not hold the database's write lock. The answer's language
@@ -317,8 +380,10 @@ def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list
     csrf_ok = _csrf_valid(request.headers.get("X-CSRFToken"))
     actor = current_actor()
     comment: str | None = None
+    on_conflict = _web_on_conflict(request.args.get("on_conflict"))
     sealed: list[uploads.SealedUpload] = []
     stored: list[_Stored] = []
+    taken: list[str] = []
     try:
         for part in reader.parts():
             if isinstance(part, FieldPart):
@@ -326,13 +391,16 @@ def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list
                     csrf_ok = _csrf_valid(part.value)
                 elif part.name == "comment":
                     comment = part.value
+                elif part.name == "on_conflict" and "on_conflict" not in request.args:
+                    on_conflict = _web_on_conflict(part.value)
                 continue
             if not csrf_ok:
                 raise MalformedUpload(_("Le formulaire a expiré ou n'est pas valide. Rechargez la page et réessayez."))
             if not part.filename:
                 continue
             if file is None:
-                plan = uploads.prepare_upload(actor, armoire, folder, part.filename, None, comment)
+                choice = "refuse" if on_conflict == "ask" else on_conflict
+                plan = uploads.prepare_upload(actor, armoire, folder, part.filename, None, comment, on_conflict=choice)
             elif sealed:
                 raise MalformedUpload(_("Une nouvelle version ne contient qu'un seul fichier."))
             else:
@@ -342,14 +410,42 @@ def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list
             raise InvalidName(_("Aucun fichier reçu : choisissez au moins un fichier."))
         # T1: the whole body has been read; only short database work from here.
         for item in sealed:
-            version = uploads.finish_upload(item)
+            try:
+                version = uploads.finish_upload(item)
+            except FileNameTaken:
+                if file is not None:
+                    raise
+                # Every taken name is listed at once; nothing of this request is kept.
+                taken.append(item.plan.filename)
+                continue
             stored.append(_Stored(version.file_id, item.plan.filename, version.size, version.number))
+        if taken:
+            db.session.rollback()
+            delete_blobs([item.storage_key for item in sealed])
+            return [], taken
         db.session.commit()
     except BaseException:
         db.session.rollback()
         delete_blobs([item.storage_key for item in sealed])
         raise
-    return stored
+    return stored, []
+
+
+def _conflict_page(armoire: Armoire, folder: Folder | None, taken: list[str]) -> Response:
+    """409: the names already in the folder, nothing stored, and the form to send the files
+    again with the choice (new version / keep both) made; a browser cannot re-send a file
+    body by itself, so the person picks the files again."""
+    folder_id = folder.id if folder else None
+    items = [(name, conflicts.free_name(armoire.id, folder_id, name)) for name in dict.fromkeys(taken)]
+    return render_page_or_fragment(
+        "documents/upload_conflict.html",
+        "documents/_upload_conflict.html",
+        status=409,
+        armoire=armoire,
+        folder=folder,
+        items=items,
+        location=_location(armoire, folder),
+    )
 
 
 @bp.route("/armoires/<int:armoire_id>/televerser", methods=["POST"])
@@ -360,7 +456,9 @@ def _receive(armoire: Armoire, folder: Folder | None, file: File | None) -> list
 def upload(armoire_id: int):
     folder = _folder_from_arg(g.armoire, request.args.get("dossier"))
     location = _location(g.armoire, folder)
-    stored = _receive(g.armoire, folder, None)
+    stored, taken = _receive(g.armoire, folder, None)
+    if taken:
+        return _conflict_page(g.armoire, folder, taken)
     if is_htmx():
         return render_page_or_fragment(
             "documents/upload_result.html", "documents/_upload_result.html", status=201, files=stored
@@ -378,7 +476,7 @@ def add_version(file_id: int):
     location = url_for("documents.file", file_id=g.file.id)
     file_id, armoire_id, folder_id = g.file.id, g.file.armoire_id, g.file.folder_id
     try:
-        (stored,) = _receive(g.file.armoire, None, g.file)
+        (stored,), _taken = _receive(g.file.armoire, None, g.file)
     except DocumentError as error:
         if not _from_list():
             raise
@@ -598,9 +696,21 @@ def _file_changed(file: File, armoire_id: int, folder_id: int | None, message: s
 def trash_file(file_id: int):
     if not ConfirmForm().validate_on_submit():
         raise MalformedUpload(_("Le formulaire n'est pas valide."))
-    file = g.file
+    return _trash(g.file, None)
+
+
+@bp.route("/fichiers/<int:file_id>/supprimer/contourner", methods=["POST"])
+@requires(Permission.DOCUMENT_TRASH)
+@requires_recent_auth
+def trash_file_bypass(file_id: int):
+    """The 423 page's form: trash despite a gouvernance rule (grant, reason, fresh proof;
+    retention.bypassed is journalled in the same transaction as file.deleted)."""
+    return _trash(g.file, _bypass_reason())
+
+
+def _trash(file: File, bypass_reason: str | None) -> Response:
     folder = db.session.get(Folder, file.folder_id) if file.folder_id else None
-    trash_services.trash_file(current_actor(), file)
+    trash_services.trash_file(current_actor(), file, bypass=bypass_reason is not None, bypass_reason=bypass_reason)
     db.session.commit()
     flash(_("« %(name)s » a été placé dans la corbeille.", name=file.name), "success")
     # The file page is gone: the folder's page shows the flash as a toast, with its undo.
@@ -774,8 +884,21 @@ def restore_file(trashed_id: int):
 def purge_file(trashed_id: int):
     if not ConfirmForm().validate_on_submit():
         raise MalformedUpload(_("Le formulaire n'est pas valide."))
-    file = g.file
-    keys = trash_services.purge_file(current_actor(), file, reason="purge")
+    return _purge(g.file, None)
+
+
+@bp.route("/corbeille/<int:trashed_id>/detruire/contourner", methods=["POST"])
+@requires(Permission.DOCUMENT_PURGE)
+@requires_recent_auth
+def purge_file_bypass(trashed_id: int):
+    """The 423 page's form: destroy despite a gouvernance rule (as trash_file_bypass)."""
+    return _purge(g.file, _bypass_reason())
+
+
+def _purge(file: File, bypass_reason: str | None) -> Response:
+    keys = trash_services.purge_file(
+        current_actor(), file, reason="purge", bypass=bypass_reason is not None, bypass_reason=bypass_reason
+    )
     db.session.commit()
     delete_blobs(keys)
     flash(_("« %(name)s » a été détruit définitivement.", name=file.name), "success")

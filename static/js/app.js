@@ -128,8 +128,9 @@
     showToast(event.detail);
   });
 
-  // A success message flashed before a redirect (rename, move, restore…) is shown as a toast too;
-  // the flash line stays in the page for screen readers and for pages without this script.
+  // A success message flashed before a redirect (rename, move, restore…) is shown as a toast
+  // instead: the flash line is only hidden from sight, so a screen reader still meets it where
+  // the page begins; without this script it stays the visible banner.
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("#flashes .flash-success").forEach(function (flash) {
       var undo = null;
@@ -137,6 +138,7 @@
       // The undo posts into the file list; a page without one gets the plain message.
       if (undo && !document.getElementById("file-list")) { undo = null; }
       showToast({ message: flash.textContent.trim(), undo: undo });
+      flash.classList.add("visually-hidden");
     });
   });
 

@@ -252,6 +252,9 @@
     list = document.getElementById("upload-queue-list");
     var form = document.getElementById("upload-queue-form");
     var input = document.getElementById("upload-queue-input");
+    // The queue asks per file (askConflict): the no-JS form's choice would be ignored.
+    var choice = document.getElementById("upload-conflict-choice");
+    if (choice) { choice.hidden = true; }
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       if (input.files.length) {

@@ -143,3 +143,31 @@ def test_concurrent_uploads_of_one_new_name(app_factory, contributor, make_token
         assert names == ["course.pdf"]
         numbers = db.session.execute(select(FileVersion.number).where(FileVersion.file_id == files[0].id)).scalars()
         assert sorted(numbers) == list(range(1, 9))
+
+
+def test_the_api_new_version_renames_too(client, contributor, make_token, armoire):
+    secret = make_token(contributor)
+    headers = {"Authorization": f"Bearer {secret}"}
+    created = upload(client, secret, armoire.id, name="note.txt")
+    assert created.status_code == 201
+    file_id = created.get_json()["file_id"]
+    response = client.post(
+        f"/api/v1/fichiers/{file_id}/versions",
+        data={"file": (io.BytesIO(b"# v2"), "note.md")},
+        headers=headers,
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 201, response.get_json()
+    db.session.rollback()
+    assert db.session.get(File, file_id).name == "note.md"
+    renamed = db.session.execute(select(AuditEntry).where(AuditEntry.action == "file.renamed")).scalar_one()
+    assert renamed.details["from"] == "note.txt" and renamed.details["to"] == "note.md"
+    # The new name must be free: a second file named note.txt cannot become note.md.
+    other = upload(client, secret, armoire.id, name="note.txt").get_json()["file_id"]
+    refused = client.post(
+        f"/api/v1/fichiers/{other}/versions",
+        data={"file": (io.BytesIO(b"# v2"), "note.md")},
+        headers=headers,
+        content_type="multipart/form-data",
+    )
+    assert refused.status_code == 409 and refused.get_json()["existing_file_id"] == file_id

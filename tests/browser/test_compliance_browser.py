@@ -57,3 +57,35 @@ def test_place_hold_refused_delete_then_lift(live_server, page, admin):
     # The refused deletion's own 423 is the only error the console may show.
     unexpected = [e for e in page.console_errors if "423" not in e]  # type: ignore[attr-defined]
     assert not unexpected, unexpected
+
+
+def test_a_granted_admin_trashes_past_a_gouvernance_rule_from_the_423_page(live_server, page, admin):
+    from portal.compliance import grants, rules
+
+    actor = Actor(admin.organization_id, admin.id)
+    armoire = armoires.create_armoire(actor, "Archives RH")
+    version = uploads.store_upload(actor, armoire, None, "fiche.txt", iter([b"fiche de paie\n"]), 14)
+    file = db.session.get(File, version.file_id)
+    rules.set_rule(actor, "file", file, duration_days=3650, mode="gouvernance", counted_from="upload")
+    grants.set_bypass(actor, admin, True)
+    email = admin.email
+    db.session.commit()
+    file_id = file.id
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.goto(live_server.url + "/auth/login")
+    page.get_by_label("Adresse e-mail").fill(email)
+    page.get_by_label("Mot de passe").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Se connecter").last.click()
+    page.wait_for_url(lambda url: "/auth/login" not in url)
+
+    page.goto(f"{live_server.url}/fichiers/{file_id}")
+    page.get_by_role("button", name="Mettre à la corbeille").click()
+    page.locator("#bypass-form").wait_for()
+    page.screenshot(path="test-artifacts/compliance-423-bypass.png", full_page=True)
+    assert "mode gouvernance" in page.locator("#error-panel").inner_text()
+    page.get_by_label("Motif (consigné dans le journal)").fill("Doublon déposé par erreur")
+    page.get_by_role("button", name="Mettre à la corbeille quand même").click()
+    page.wait_for_url(f"{live_server.url}/armoires/{armoire.id}")
+    page.locator(".toast", has_text="« fiche.txt » a été placé dans la corbeille.").wait_for()
+    db.session.rollback()
+    assert db.session.get(File, file_id).deleted_at is not None

@@ -101,6 +101,17 @@ def test_rename_move_and_new_version_in_dialogs_over_the_list(live_server, page,
     assert not _unexpected(page.console_errors), page.console_errors  # type: ignore[attr-defined]
 
 
+def _seen(page, text: str) -> int:
+    """How many elements showing ``text`` take more than a pixel on screen."""
+    return page.evaluate(
+        """text => [...document.querySelectorAll("#flashes .flash, .toast span")].filter(node => {
+            const box = node.getBoundingClientRect();
+            return node.textContent.trim() === text && box.width > 1 && box.height > 1;
+        }).length""",
+        text,
+    )
+
+
 def _unexpected(errors: list[str]) -> list[str]:
     """Console errors other than the refused renames' own 409 and 422 answers."""
     return [e for e in errors if not any(code in e for code in ("409", "422"))]
@@ -133,6 +144,10 @@ def test_single_file_actions_answer_with_toasts(live_server, page, contributor):
     page.wait_for_url(f"{live_server.url}/armoires/{armoire_id}")
     toast = page.locator(".toast", has_text="« budget final.csv » a été placé dans la corbeille.")
     toast.wait_for()
+    # One message in sight, not a banner and a toast saying the same (the flash stays for
+    # screen readers, visually hidden).
+    page.screenshot(path=str(ARTIFACTS / "trash-one-message.png"))
+    assert _seen(page, "« budget final.csv » a été placé dans la corbeille.") == 1
     toast.get_by_role("button", name="Annuler").click()
     page.wait_for_selector(".toast >> text=1 fichier restauré.")
     page.wait_for_selector("#file-list >> text=budget final.csv")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy import update as sa_update
 
 from portal.audit.models import AuditEntry
 from portal.documents.models import File, FileVersion
@@ -396,3 +397,110 @@ def test_concurrent_rule_creation_gives_one_rule_and_one_409(app, admin, make_to
     assert sorted(statuses) == [201, 409]
     db.session.rollback()
     assert len(list(db.session.execute(select(RetentionRule)).scalars())) == 1
+
+
+# ---------------------------------------------------------------- the web bypass form
+
+
+def _bypass_form(html: str) -> str | None:
+    import re
+
+    match = re.search(r'<form method="post" action="([^"]+)" id="bypass-form">', html)
+    return match.group(1) if match else None
+
+
+def _stale_proof() -> None:
+    from portal.auth.models import UserSession
+    from portal.database import utcnow
+
+    db.session.execute(sa_update(UserSession).values(reauth_at=utcnow() - timedelta(hours=2)))
+    db.session.commit()
+
+
+def test_the_web_423_offers_the_bypass_form_only_to_a_granted_member(
+    admin_client, client, admin, admin_token, tree, login_as, contributor
+):
+    _armoire, _folder, file = tree
+    _rule(client, admin_token, file.id, "gouvernance")
+    token = csrf(admin_client, f"/fichiers/{file.id}")
+    refused = admin_client.post(f"/fichiers/{file.id}/supprimer", data={"csrf_token": token})
+    assert refused.status_code == 423
+    assert _bypass_form(refused.get_data(as_text=True)) is None  # not granted: the page only explains
+
+    client.put(f"/api/v1/membres/{admin.id}/contournement", json={"granted": True}, headers=admin_token)
+    refused = admin_client.post(f"/fichiers/{file.id}/supprimer", data={"csrf_token": token})
+    assert refused.status_code == 423
+    action = _bypass_form(refused.get_data(as_text=True))
+    assert action == f"/fichiers/{file.id}/supprimer/contourner"
+
+    # The reason is required; nothing changes without it.
+    assert admin_client.post(action, data={"csrf_token": token, "motif": "  "}).status_code == 422
+    db.session.expire_all()
+    assert db.session.get(File, file.id).deleted_at is None
+
+    # An old proof: the re-authentication form first, carrying the reason; then the trash.
+    _stale_proof()
+    asked = admin_client.post(action, data={"csrf_token": token, "motif": "doublon du scan"})
+    assert asked.status_code == 401 and "doublon du scan" in asked.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(File, file.id).deleted_at is None
+    from tests.conftest import TEST_PASSWORD
+
+    done = admin_client.post(
+        action, data={"csrf_token": token, "motif": "doublon du scan", "reauth_password": TEST_PASSWORD}
+    )
+    assert done.status_code == 303
+    db.session.expire_all()
+    assert db.session.get(File, file.id).deleted_at is not None
+    entry = db.session.execute(select(AuditEntry).where(AuditEntry.action == "retention.bypassed")).scalar_one()
+    assert entry.details["reason"] == "doublon du scan" and entry.details["action"] == "trash"
+
+
+def test_the_web_bypass_is_refused_for_holds_conformite_and_members_without_the_grant(
+    admin_client, client, admin, admin_token, tree, make_armoire, store_file
+):
+    armoire, _folder, file = tree
+    client.put(f"/api/v1/membres/{admin.id}/contournement", json={"granted": True}, headers=admin_token)
+    strict = store_file(admin, armoire, "registre.pdf", b"registre\n")
+    _rule(client, admin_token, strict.id, "conformite")
+    token = csrf(admin_client, f"/fichiers/{strict.id}")
+    refused = admin_client.post(f"/fichiers/{strict.id}/supprimer", data={"csrf_token": token})
+    assert refused.status_code == 423 and _bypass_form(refused.get_data(as_text=True)) is None
+    forced = admin_client.post(f"/fichiers/{strict.id}/supprimer/contourner", data={"csrf_token": token, "motif": "x"})
+    assert forced.status_code == 423 and _bypass_form(forced.get_data(as_text=True)) is None
+    _hold(client, admin_token, "file", file.id, "PV-9")
+    held = admin_client.post(f"/fichiers/{file.id}/supprimer/contourner", data={"csrf_token": token, "motif": "x"})
+    assert held.status_code == 423 and "PV-9" in held.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(File, strict.id).deleted_at is None and db.session.get(File, file.id).deleted_at is None
+
+
+def test_a_contributor_cannot_force_a_gouvernance_trash(client, admin_token, tree, login_as, contributor):
+    _armoire, _folder, file = tree
+    _rule(client, admin_token, file.id, "gouvernance")
+    contributor_client = login_as(contributor)
+    token = csrf(contributor_client, f"/fichiers/{file.id}")
+    forced = contributor_client.post(
+        f"/fichiers/{file.id}/supprimer/contourner", data={"csrf_token": token, "motif": "x"}
+    )
+    assert forced.status_code == 403
+    db.session.expire_all()
+    assert db.session.get(File, file.id).deleted_at is None
+
+
+def test_the_web_purge_423_offers_the_bypass_and_destroys_with_a_reason(admin_client, client, admin, admin_token, tree):
+    _armoire, _folder, file = tree
+    token = csrf(admin_client, f"/fichiers/{file.id}")
+    assert admin_client.post(f"/fichiers/{file.id}/supprimer", data={"csrf_token": token}).status_code == 303
+    _rule(client, admin_token, file.id, "gouvernance")
+    client.put(f"/api/v1/membres/{admin.id}/contournement", json={"granted": True}, headers=admin_token)
+    refused = admin_client.post(f"/corbeille/{file.id}/detruire", data={"csrf_token": token})
+    assert refused.status_code == 423
+    action = _bypass_form(refused.get_data(as_text=True))
+    assert action == f"/corbeille/{file.id}/detruire/contourner"
+    done = admin_client.post(action, data={"csrf_token": token, "motif": "erreur de dépôt"})
+    assert done.status_code == 303
+    db.session.expire_all()
+    assert db.session.get(File, file.id).purged_at is not None
+    entry = db.session.execute(select(AuditEntry).where(AuditEntry.action == "retention.bypassed")).scalar_one()
+    assert entry.details["action"] == "purge"

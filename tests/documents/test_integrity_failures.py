@@ -266,3 +266,39 @@ def test_api_download_failing_its_first_segment_is_a_409_problem(app, contributo
     assert response.mimetype == "application/problem+json"
     assert "intégrité" in response.get_json()["detail"]
     assert_journalled_once(version.file_id, 1, contributor.organization_id)
+
+
+def test_zip_leaves_out_or_marks_damaged_files_names_them_and_journals_each(
+    app, contributor, contributor_client, armoire
+):
+    """A blob failing before its first byte is left out; one failing mid-stream cannot be
+    extracted as if whole (its CRC cannot match); the archive ends with ERREUR-integrite.txt
+    naming both, the sound file comes intact, and each failure is journalled once."""
+    import io
+    import zipfile
+
+    actor = Actor(contributor.organization_id, contributor.id)
+    contents = {name: os.urandom(SIZE) for name in ("cassé-début.bin", "cassé-milieu.bin", "sain.bin")}
+    versions = {
+        name: uploads.store_upload(actor, armoire, None, name, iter([content]), len(content))
+        for name, content in contents.items()
+    }
+    db.session.commit()
+    corrupt(versions["cassé-début.bin"], segment=0)
+    corrupt(versions["cassé-milieu.bin"], segment=1)
+    ids = [str(versions[name].file_id) for name in contents]
+    token = csrf(contributor_client, f"/armoires/{armoire.id}")
+    response = contributor_client.post(f"/armoires/{armoire.id}/selection/zip", data={"csrf_token": token, "ids": ids})
+    assert response.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(response.get_data()))
+    assert archive.namelist() == ["cassé-milieu.bin", "sain.bin", "ERREUR-integrite.txt"]
+    assert archive.read("sain.bin") == contents["sain.bin"]
+    with pytest.raises(zipfile.BadZipFile, match="CRC"):
+        archive.read("cassé-milieu.bin")
+    report = archive.read("ERREUR-integrite.txt").decode()
+    left_out, incomplete = report.split("incomplets")
+    assert "- cassé-début.bin" in left_out and "- cassé-milieu.bin" in incomplete
+    assert "sain.bin" not in report
+    assert_journalled_once(versions["cassé-début.bin"].file_id, 1, contributor.organization_id)
+    assert_journalled_once(versions["cassé-milieu.bin"].file_id, 1, contributor.organization_id)
+    assert integrity_entries(versions["sain.bin"].file_id) == []

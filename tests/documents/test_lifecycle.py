@@ -28,7 +28,7 @@ def actions() -> list[str]:
 
 def add_version(client, file, content: bytes, comment: str = "", token=None):
     token = token or csrf(client, f"/fichiers/{file.id}")
-    body = multipart([("csrf_token", token), ("comment", comment)], [("file", "v.bin", content)])
+    body = multipart([("csrf_token", token), ("comment", comment)], [("file", file.name, content)])
     return post_multipart(client, f"/fichiers/{file.id}/version", body)
 
 

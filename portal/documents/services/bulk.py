@@ -15,7 +15,8 @@ from datetime import datetime
 from flask_babel import gettext as _
 
 from portal.audit.context import Actor
-from portal.documents.errors import InvalidName, NotFound
+from portal.database import utcnow
+from portal.documents.errors import ContentUnavailable, InvalidName, NotFound
 from portal.documents.models import Armoire, File, Folder
 from portal.documents.services import files as file_services
 from portal.documents.services import reading
@@ -112,18 +113,30 @@ class _Sink:
         return data
 
 
+# The entry added at the end of an archive some of whose files could not be served.
+ERROR_ENTRY = "ERREUR-integrite.txt"
+
+
 def stream_zip(actor: Actor, file_ids: list[int], organization_id: int) -> Iterator[bytes]:
     """The ZIP of the current versions of ``file_ids``, produced piece by piece.
 
     Each file is opened (its first segment authenticated) only when its turn comes, and the
     read transaction is ended before its bytes are streamed: no transaction stays open while
     a slow client reads. Run inside the request context (``stream_with_context``).
+
+    A file that fails its integrity check is never served as if whole (docs/security.md):
+    failing before its first byte, it is left out; failing mid-stream, its entry is closed
+    with a CRC that cannot match, so every extractor reports it as damaged. Either way
+    ``file.integrity_failed`` is journalled, the other files still come, and the archive
+    ends with ERROR_ENTRY naming each file left out or incomplete.
     """
     sink = _Sink()
     archive = zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True)
     loaded = selected_files(organization_id, file_ids)
     entries = list(zip(file_ids, zip_names([f.name for f in loaded]), [f.updated_at for f in loaded], strict=True))
     db.session.commit()
+    left_out: list[str] = []
+    incomplete: list[str] = []
     for file_id, name, modified in entries:
         file = db.session.get(File, file_id)
         if file is None or file.deleted_at is not None or file.purged_at is not None:
@@ -133,21 +146,57 @@ def stream_zip(actor: Actor, file_ids: list[int], organization_id: int) -> Itera
         except reading.IntegrityFailure as error:
             db.session.rollback()
             reading.journal_integrity_failure(actor, error)
-            raise
+            left_out.append(name)
+            continue
+        except ContentUnavailable:
+            db.session.rollback()
+            left_out.append(name)
+            continue
         db.session.commit()
         info = zipfile.ZipInfo(name, date_time=_zip_time(modified))
         info.compress_type = zipfile.ZIP_STORED
         try:
             with archive.open(info, mode="w", force_zip64=True) as entry:
-                for chunk in chunks:
-                    entry.write(chunk)
-                    if len(sink.buffer) >= 64 * 1024:
-                        yield sink.drain()
+                try:
+                    for chunk in chunks:
+                        entry.write(chunk)
+                        if len(sink.buffer) >= 64 * 1024:
+                            yield sink.drain()
+                except reading.IntegrityFailure:
+                    # Journalled by the stream itself. The bytes already sent cannot be
+                    # taken back: a CRC that cannot match marks the entry as damaged for
+                    # every extractor (zipfile keeps the running CRC in _crc until close).
+                    entry._crc ^= 0xFFFFFFFF
+                    incomplete.append(name)
         finally:
             chunks.close()
         yield sink.drain()
+    if left_out or incomplete:
+        archive.writestr(
+            zipfile.ZipInfo(ERROR_ENTRY, date_time=_zip_time(utcnow())), error_report(left_out, incomplete)
+        )
     archive.close()
     yield sink.drain()
+
+
+def error_report(left_out: list[str], incomplete: list[str]) -> str:
+    lines = [
+        _(
+            "Certains fichiers n'ont pas pu être servis : leur contenu stocké n'a pas passé le contrôle "
+            "d'intégrité ou n'est plus disponible."
+        ),
+        "",
+    ]
+    if left_out:
+        lines.append(_("Fichiers non inclus dans cette archive :"))
+        lines += [f"- {name}" for name in left_out]
+        lines.append("")
+    if incomplete:
+        lines.append(_("Fichiers incomplets (coupés au premier bloc altéré ; ne les utilisez pas) :"))
+        lines += [f"- {name}" for name in incomplete]
+        lines.append("")
+    lines.append(_("L'incident est consigné dans le journal. Prévenez l'administrateur de votre organisation."))
+    return "\r\n".join(lines) + "\r\n"
 
 
 def _zip_time(value: datetime | None) -> tuple[int, int, int, int, int, int]:

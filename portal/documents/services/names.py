@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
 
 import filetype
@@ -38,6 +39,24 @@ def sanitize_name(name: str | None, *, fallback: str = "sans-nom") -> str:
         else:
             text = text[:NAME_MAX]
     return text
+
+
+def name_for_new_version(current: str, uploaded: str | None) -> str:
+    """The file's name once ``uploaded`` is its new version: its own stem, the uploaded
+    file's extension when that one has a different one ("x.pdf" + "x.docx" -> "x.docx"), so
+    the name keeps opening the content with the right application. An uploaded name without
+    an extension, or with the same one in another case, keeps the name."""
+    if not uploaded:
+        return current
+    new_stem, new_ext = os.path.splitext(uploaded)
+    if not new_stem or not new_ext:  # ".bashrc", "notes"
+        return current
+    stem, ext = os.path.splitext(current)
+    if not stem:
+        stem, ext = current, ""
+    if ext.lower() == new_ext.lower():
+        return current
+    return stem[: NAME_MAX - len(new_ext)].rstrip() + new_ext
 
 
 def required_name(name: str | None, limit: int = NAME_MAX) -> str:

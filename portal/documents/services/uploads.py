@@ -33,6 +33,7 @@ from portal.audit.services import record
 from portal.crypto.pipeline import encrypt_pipelined
 from portal.database import end_read_phase, utcnow
 from portal.documents.errors import (
+    FileNameTaken,
     NotFound,
     QuotaExceeded,
     StorageFull,
@@ -40,7 +41,7 @@ from portal.documents.errors import (
 )
 from portal.documents.models import Armoire, File, FileVersion, Folder, _configured_backend
 from portal.documents.services import conflicts
-from portal.documents.services.names import MIME_SNIFF_BYTES, detect_mime, sanitize_name
+from portal.documents.services.names import MIME_SNIFF_BYTES, detect_mime, name_for_new_version, sanitize_name
 from portal.documents.services.quota import check_size, committed_bytes, lock_organization, upload_limits
 from portal.documents.services.reading import open_version_stream
 from portal.documents.services.versions import key_context, require_live
@@ -207,9 +208,11 @@ def seal_upload(plan: UploadPlan, chunks: Iterable[bytes]) -> SealedUpload:
 
 
 @functools.cache
-def _new_file_insert(in_folder: bool) -> Any:
+def _new_file_insert(in_folder: bool, name_free: bool = False) -> Any:
     """INSERT of a new file that checks its armoire (and folder) in the same statement: the
     row is inserted only if they still exist in the organisation, else nothing comes back.
+    With ``name_free`` it also checks that no live file of the folder has that name
+    (``on_conflict=refuse``): the check costs no statement of its own on the common path.
 
     Built once per shape. Every upload's final transaction runs under SQLite's write lock (or
     the organisation's row lock), so its Python cost is paid by every other writer waiting:
@@ -218,6 +221,17 @@ def _new_file_insert(in_folder: bool) -> Any:
     where = [armoires.c.id == bindparam("armoire_id"), armoires.c.organization_id == bindparam("organization_id")]
     if in_folder:
         where.append(exists().where(folders.c.id == bindparam("folder_id"), folders.c.armoire_id == armoires.c.id))
+    if name_free:
+        same = files.alias("same_name")
+        where.append(
+            ~exists().where(
+                same.c.armoire_id == armoires.c.id,
+                same.c.folder_id == bindparam("folder_id") if in_folder else same.c.folder_id.is_(None),
+                same.c.name == bindparam("name"),
+                same.c.deleted_at.is_(None),
+                same.c.purged_at.is_(None),
+            )
+        )
     source = select(
         *(bindparam(name, type_=files.c[name].type) for name in _NEW_FILE_COLUMNS if name != "armoire_id"),
         armoires.c.id,
@@ -297,12 +311,12 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
                 _("Le quota de stockage de votre organisation est atteint : ce fichier ne peut pas être ajouté.")
             )
         file_id, name, action, uploaded_name = plan.file_id, plan.filename, plan.action, plan.uploaded_name
-        if file_id is None and plan.on_conflict is not None:
-            # Under the organisation lock: a concurrent upload of the same name has committed or waits.
+        renamed_from = name
+        # Under the organisation lock: a concurrent upload of the same name has committed or
+        # waits. ``refuse`` is checked by the INSERT itself (_new_file_insert).
+        if file_id is None and plan.on_conflict in ("version", "rename"):
             existing = conflicts.find_live_file(plan.armoire_id, plan.folder_id, plan.filename)
             if existing is not None:
-                if plan.on_conflict == "refuse":
-                    raise conflicts.refuse(existing)
                 if plan.on_conflict == "rename":
                     name = conflicts.free_name(plan.armoire_id, plan.folder_id, plan.filename)
                 else:
@@ -312,7 +326,7 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
         if file_id is None:
             armoire_id, folder_id, number = plan.armoire_id, plan.folder_id, 1
             file_id = db.session.execute(
-                _new_file_insert(folder_id is not None),
+                _new_file_insert(folder_id is not None, plan.on_conflict == "refuse"),
                 {
                     "organization_id": plan.organization_id,
                     "armoire_id": armoire_id,
@@ -328,6 +342,10 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
                 },
             ).scalar()
             if file_id is None:
+                if plan.on_conflict == "refuse":
+                    existing = conflicts.find_live_file(armoire_id, folder_id, name)
+                    if existing is not None:
+                        raise conflicts.refuse(existing)
                 raise NotFound(_("Dossier introuvable.") if folder_id is not None else _("Armoire introuvable."))
             new_files = 1
         else:
@@ -338,6 +356,8 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
             require_live(row)
             armoire_id, folder_id, name, number = row.armoire_id, row.folder_id, row.name, row.next_number
             new_files = 0
+            if action == "file.modified":
+                renamed_from, name = name, _rename_for_type(file_id, armoire_id, folder_id, name, uploaded_name)
         data_key_id = insert_data_key(sealed.data_key) if sealed.data_key is not None else sealed.data_key_id
         values = {
             "uid": plan.version_uid,
@@ -387,6 +407,15 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
             target_label=name,
             details={**details, **plan.audit_details},
         )
+        if name != renamed_from and action == "file.modified":
+            record(
+                "file.renamed",
+                plan.actor,
+                target_type="file",
+                target_id=file_id,
+                target_label=name,
+                details={"from": renamed_from, "to": name, "reason": "new_version_type", "version": number},
+            )
     except BaseException:
         delete_blobs([sealed.storage_key])
         raise
@@ -396,6 +425,27 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
     make_transient_to_detached(version)
     db.session.add(version)
     return version
+
+
+def _rename_for_type(file_id: int, armoire_id: int, folder_id: int | None, name: str, uploaded: str | None) -> str:
+    """A new version of another type takes its extension (names.name_for_new_version); the
+    new name must be free in the folder (409 otherwise, nothing stored). Under the file's
+    and the organisation's locks, like every name decision of an upload."""
+    new = name_for_new_version(name, uploaded)
+    if new == name:
+        return name
+    existing = conflicts.find_live_file(armoire_id, folder_id, new)
+    if existing is not None and existing.id != file_id:
+        message = _(
+            "Cette version renommerait le fichier en « %(name)s » (son type change), mais un fichier porte "
+            "déjà ce nom dans ce dossier.",
+            name=new,
+        )
+        raise FileNameTaken(message, existing_file_id=existing.id)
+    db.session.execute(
+        File.__table__.update().where(File.__table__.c.id == file_id).values(name=new, name_key=sort_key(new))
+    )
+    return new
 
 
 def _expire_file(file_id: int) -> None:
