@@ -7,13 +7,14 @@ commit per file, as a person or the desktop app sends them) one after the other 
 3.4 small files/s on this machine (the brief's figure, not measured here): the target is 10x.
 
 Run: .venv/bin/python bench/small_files_bench.py [--files 300] [--size-kib 8] [--backend sqlite|postgresql]
-     [--rounds 3] [--workers 2 --worker-class sync | --workers 4 --worker-class gthread --threads 4]
+     [--rounds 3] [--workers N --worker-class sync|gthread --threads N]  (default: gunicorn.conf.py's)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import runpy
 import statistics
 import sys
 import threading
@@ -22,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.server import ROOT
 from bench.upload_bench import post_body, running_portal, upload_path
 
 PEER_FILES_PER_SECOND = 3.4  # Mayan EDMS, small files, measured on this machine (brief)
@@ -60,9 +62,12 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument("--size-kib", type=int, default=8)
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--worker-class", choices=("sync", "gthread"), default="sync")
-    parser.add_argument("--threads", type=int, default=4)
+    # By default the portal runs as in production (gunicorn.conf.py); ``--workers 2
+    # --worker-class sync`` is the setting of the figures before 2026-12-06.
+    production = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    parser.add_argument("--workers", type=int, default=production["workers"])
+    parser.add_argument("--worker-class", choices=("sync", "gthread"), default=production["worker_class"])
+    parser.add_argument("--threads", type=int, default=production["threads"])
     parser.add_argument("--rounds", type=int, default=3, help="floor and portal runs alternated, medians compared")
     args = parser.parse_args()
     size = args.size_kib * 1024
