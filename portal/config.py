@@ -82,7 +82,6 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
     config: dict[str, Any] = {
         "COFFRE_ENV": "production" if production else "development",
         "SQLALCHEMY_DATABASE_URI": os.environ.get("DATABASE_URL") or f"sqlite:///{instance / 'coffre.db'}",
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "COFFRE_STORAGE_DIR": os.environ.get("COFFRE_STORAGE_DIR") or str(instance / "storage"),
         "COFFRE_MASTER_KEY_FILE": os.environ.get("COFFRE_MASTER_KEY_FILE") or str(instance / "master.key"),
         "COFFRE_MASTER_KEY": os.environ.get("COFFRE_MASTER_KEY"),
@@ -211,4 +210,8 @@ def build_config(instance_path: str, overrides: dict[str, Any] | None = None) ->
     config["PASSWORD_PEPPER"] = pepper or load_or_create_secret(instance / "password_pepper").decode()
 
     config.update(overrides)
+    # A pre-ping finds a network connection the server dropped; a SQLite file has none to
+    # drop, and the ping was a statement per checkout, inside every upload's write lock.
+    pre_ping = not str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite")
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": pre_ping})
     return config

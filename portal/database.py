@@ -107,6 +107,9 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
         cursor.close()
 
 
+# In ``Connection.info``: the transaction in progress began IMMEDIATE, so it holds the write lock.
+SQLITE_WRITE_LOCKED = "coffre_sqlite_write_locked"
+
 _WRITE_INTENT: ContextVar[bool] = ContextVar("coffre_sqlite_write_intent", default=False)
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -146,10 +149,13 @@ def _begin_sqlite(connection) -> None:
     if connection.dialect.name != "sqlite":
         return
     raw = connection.connection.dbapi_connection
-    if _wants_immediate():
+    immediate = _wants_immediate()
+    if immediate:
         _begin_immediate(raw)
     else:
         raw.execute("BEGIN")
+    # Set at every begin, so it always describes the transaction in progress.
+    connection.info[SQLITE_WRITE_LOCKED] = immediate
 
 
 def _begin_immediate(raw: sqlite3.Connection) -> None:

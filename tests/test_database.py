@@ -136,3 +136,21 @@ def test_a_write_lock_never_freed_still_times_out(app, monkeypatch):
     finally:
         holder.rollback()
         holder.close()
+
+
+def test_connections_are_pinged_before_use_only_over_a_network(app):
+    """PostgreSQL's connections can be dropped by the server or a proxy; a SQLite file's
+    cannot, and the ping was one more statement per checkout inside an upload's write lock."""
+    from portal.extensions import db
+
+    pings: list[str] = []
+    dialect = db.engine.dialect
+    original = dialect.do_ping
+    dialect.do_ping = lambda connection: pings.append("ping") or original(connection)
+    try:
+        for _ in range(2):
+            with db.engine.connect() as connection:
+                connection.exec_driver_sql("SELECT 1")
+    finally:
+        del dialect.do_ping
+    assert bool(pings) is (db.engine.dialect.name != "sqlite")

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from portal.crypto.errors import KeyConfigError, KeyShredded, KeyUnavailable, LedgerUnavailable
 from portal.crypto.keys import LocalKeyProvider, canonical_context, fsync_dir, get_key_provider
 from portal.crypto.models import DataKey, ShredRecord
-from portal.database import utcnow
+from portal.database import SQLITE_WRITE_LOCKED, utcnow
 from portal.extensions import db
 
 log = logging.getLogger(__name__)
@@ -80,13 +80,14 @@ def lock_master_keys(*, exclusive: bool) -> None:
     PostgreSQL: an advisory transaction lock, shared by the transactions that store keys,
     exclusive for a retirement, which therefore waits for every one in flight and holds new
     ones back until it commits. SQLite: the database write lock (a zero-row UPDATE takes
-    it; requests that write hold it already, having begun IMMEDIATE); a retirement whose
-    snapshot went stale fails here rather than count keys it cannot see.
+    it, unless the transaction began IMMEDIATE and holds it already, as requests that write
+    and retirements do); a retirement whose snapshot went stale fails here rather than count
+    keys it cannot see.
     """
     if db.session.get_bind().dialect.name == "postgresql":
         function = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
         db.session.execute(text(f"SELECT {function}(:key)"), {"key": _MASTER_KEY_LOCK})
-    else:
+    elif not db.session.connection().info.get(SQLITE_WRITE_LOCKED):
         db.session.execute(_sqlite_key_lock())
 
 

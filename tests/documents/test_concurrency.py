@@ -113,11 +113,20 @@ def _blocking_chunks(barrier: threading.Barrier, content: bytes):
     yield content
 
 
-def test_racing_uploads_cannot_exceed_the_quota_together(app, contributor, armoire, storage_dir):
+@pytest.mark.parametrize("quota_from", ["plan", "trial"])
+def test_racing_uploads_cannot_exceed_the_quota_together(
+    app, contributor, armoire, storage_dir, quota_from, monkeypatch
+):
+    """Whether the quota is a paid plan's (the organisation's column) or the trial's (the
+    column NULL, the setting applies), T1 re-checks it under the organisation lock."""
     from portal.database import write_transaction
 
     org = db.session.get(Organization, contributor.organization_id)
-    org.storage_quota_bytes = 1500
+    if quota_from == "plan":
+        org.storage_quota_bytes, size = 1500, 1000
+    else:
+        org.storage_quota_bytes, size = None, 600 * 1024
+        monkeypatch.setitem(app.config, "COFFRE_TRIAL_STORAGE_MB", 1)
     db.session.commit()
     armoire_id = armoire.id
     actor = Actor(contributor.organization_id, contributor.id)
@@ -130,8 +139,8 @@ def test_racing_uploads_cannot_exceed_the_quota_together(app, contributor, armoi
         with app.test_request_context(), write_transaction():
             try:
                 target = db.session.get(type(armoire), armoire_id)
-                chunks = _blocking_chunks(barrier, bytes([65 + i]) * 1000)
-                version = uploads.store_upload(actor, target, None, f"f{i}.bin", chunks, 1000)
+                chunks = _blocking_chunks(barrier, bytes([65 + i]) * size)
+                version = uploads.store_upload(actor, target, None, f"f{i}.bin", chunks, size)
                 db.session.commit()
                 outcomes.append(version.number)
             except Exception as error:
@@ -145,7 +154,7 @@ def test_racing_uploads_cannot_exceed_the_quota_together(app, contributor, armoi
         thread.join()
     assert sorted(type(o).__name__ for o in outcomes) == ["QuotaExceeded", "int"], outcomes
     db.session.rollback()
-    assert quota.used_bytes(contributor.organization_id) == 1000
+    assert quota.used_bytes(contributor.organization_id) == size
     assert len(db.session.execute(db.select(FileVersion)).all()) == 1
     assert len(blob_files(storage_dir)) == 1  # the refused upload's blob was deleted
     assert not crypto_threads()

@@ -1,8 +1,11 @@
 """Size limits and the organisation's storage quota.
 
-Usage counts every stored version of every file not yet purged. The quota is re-checked
-under the organisation's row lock when an upload's rows are added, so parallel uploads
-cannot overshoot it. An unfinished resumable upload reserves its declared length from its
+Usage counts every stored version of every file not yet purged. It is read from the
+per-armoire storage counters (``dashboard.storage``), which every change of a file or a
+version updates in its own transaction: a sum over the organisation's armoires, not over
+its versions, so an upload's check does not grow with the archive. The quota (a plan's, or
+the trial's) is re-checked under the organisation's row lock when an upload's rows are
+added, so parallel uploads cannot overshoot it. An unfinished resumable upload reserves its declared length from its
 creation (taken under the same lock) until it completes, is terminated or expires: twenty
 parallel tus uploads are refused at creation, not after their bytes were sent.
 """
@@ -18,7 +21,7 @@ from sqlalchemy import func, select
 
 from portal.database import utcnow
 from portal.documents.errors import FileTooLarge, QuotaExceeded, SubscriptionReadOnly
-from portal.documents.models import File, FileVersion, ResumableUpload
+from portal.documents.models import ResumableUpload
 from portal.extensions import db
 from portal.organizations.models import Organization
 
@@ -27,10 +30,10 @@ if TYPE_CHECKING:
 
 
 def _stored_total(organization_id: int):
-    return (
-        select(func.coalesce(func.sum(FileVersion.size), 0))
-        .join(File, File.id == FileVersion.file_id)
-        .where(FileVersion.organization_id == organization_id, File.purged_at.is_(None))
+    from portal.dashboard.models import ArmoireStorage  # the dashboard package imports its views
+
+    return select(func.coalesce(func.sum(ArmoireStorage.bytes), 0)).where(
+        ArmoireStorage.organization_id == organization_id
     )
 
 
@@ -92,8 +95,11 @@ def upload_limits(organization_id: int, declared_size: int | None) -> Limits:
     from portal.billing.lifecycle import read_only_message
     from portal.billing.models import STATUS_READ_ONLY, Subscription
 
+    # Usage is read in the same statement even when there is no quota: one statement, not two.
+    stored = _stored_total(organization_id).scalar_subquery()
+    reserved = _reserved_total(organization_id, None).scalar_subquery()
     row = db.session.execute(
-        select(Organization.storage_quota_bytes, Subscription.status)
+        select(Organization.storage_quota_bytes, Subscription.status, (stored + reserved).label("committed"))
         .outerjoin(Subscription, Subscription.organization_id == Organization.id)
         .where(Organization.id == organization_id)
     ).first()
@@ -101,7 +107,7 @@ def upload_limits(organization_id: int, declared_size: int | None) -> Limits:
         raise SubscriptionReadOnly(read_only_message())
     max_bytes = int(current_app.config["MAX_UPLOAD_BYTES"])
     quota = _effective_quota(row.storage_quota_bytes if row is not None else None)
-    quota_left = None if quota is None else quota - committed_bytes(organization_id)
+    quota_left = None if quota is None or row is None else quota - int(row.committed)
     limits = Limits(max_bytes, quota_left)
     if declared_size is not None:
         check_size(limits, declared_size)
@@ -121,15 +127,36 @@ def check_size(limits: Limits | UploadPlan, size: int) -> None:
 def lock_organization(organization_id: int) -> int | None:
     """Serialise quota checks of one organisation (PostgreSQL: row lock; SQLite: the write
     transaction is IMMEDIATE already, FOR UPDATE is not rendered) and return its quota, read
-    under the lock (one statement instead of two).
+    under the lock (one statement instead of two): the plan's, or the trial's while no plan
+    is paid (None: no quota).
 
     ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: every insert of a row that references the
     organisation (a journal entry, a rollup) takes ``FOR KEY SHARE`` on it, which ``FOR UPDATE``
     blocks. A download holding the journal chain head then waited for this upload, which
     waited for the head: a deadlock, answered 500 (issue 18, PostgreSQL load run). Quota
     checks still exclude one another: the lock conflicts with itself."""
-    return db.session.execute(
+    quota = db.session.execute(
         select(Organization.storage_quota_bytes)
         .where(Organization.id == organization_id)
         .with_for_update(key_share=True)
     ).scalar_one_or_none()
+    return _effective_quota(quota)
+
+
+def lock_and_measure(organization_id: int, except_version_uid: str | None) -> tuple[int | None, int]:
+    """``lock_organization``, then ``committed_bytes`` read under the lock: the quota, and what
+    a new upload must fit beside.
+
+    On SQLite the transaction already holds the write lock (IMMEDIATE), so one statement reads
+    both. On PostgreSQL they must be two: a ``SELECT … FOR NO KEY UPDATE`` that waited for the
+    lock re-reads the locked row but evaluates its subqueries in the snapshot taken before the
+    wait, so a sum in the same statement would miss the upload that held the lock."""
+    if db.session.get_bind().dialect.name != "sqlite":
+        quota = lock_organization(organization_id)
+        return quota, committed_bytes(organization_id, except_version_uid)
+    stored = _stored_total(organization_id).scalar_subquery()
+    reserved = _reserved_total(organization_id, except_version_uid).scalar_subquery()
+    row = db.session.execute(
+        select(Organization.storage_quota_bytes, stored + reserved).where(Organization.id == organization_id)
+    ).one()
+    return _effective_quota(row[0]), int(row[1])

@@ -42,7 +42,7 @@ from portal.documents.errors import (
 from portal.documents.models import Armoire, File, FileVersion, Folder, _configured_backend
 from portal.documents.services import conflicts
 from portal.documents.services.names import MIME_SNIFF_BYTES, detect_mime, name_for_new_version, sanitize_name
-from portal.documents.services.quota import check_size, committed_bytes, lock_organization, upload_limits
+from portal.documents.services.quota import check_size, lock_and_measure, upload_limits
 from portal.documents.services.reading import open_version_stream
 from portal.documents.services.versions import key_context, require_live
 from portal.documents.sortkey import sort_key
@@ -305,8 +305,8 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
 
     plan = sealed.plan
     try:
-        quota = lock_organization(plan.organization_id)
-        if quota is not None and committed_bytes(plan.organization_id, plan.version_uid) + sealed.size > quota:
+        quota, committed = lock_and_measure(plan.organization_id, plan.version_uid)
+        if quota is not None and committed + sealed.size > quota:
             raise QuotaExceeded(
                 _("Le quota de stockage de votre organisation est atteint : ce fichier ne peut pas être ajouté.")
             )
