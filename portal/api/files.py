@@ -348,12 +348,11 @@ def add_version(file_id: int) -> Response:
 
 def handle_document_error(error: document_errors.DocumentError) -> Response:
     from portal.compliance.errors import DeletionRefused
-    from portal.compliance.policy import journal_refusal
+    from portal.compliance.policy import journal_document_error
 
+    journal_document_error(error)
     if isinstance(error, DeletionRefused):
-        journal_refusal(error)
         return render_problem(ApiProblem(423, error.message, error.type, extra=error.problem_fields()))
-    db.session.rollback()
     status = error.status
     type_ = QUOTA_EXCEEDED if isinstance(error, document_errors.QuotaExceeded) else STATUS_TYPES.get(status)
     extra: dict[str, Any] = {}

@@ -211,6 +211,22 @@ def journal_refusal(refusal: DeletionRefused) -> None:
     db.session.commit()
 
 
+def journal_document_error(error: Exception) -> None:
+    """For the views' error handlers: end the failed action's transaction, then journal what
+    must be, each in its own committed transaction: a deletion refused by a hold or a rule,
+    or a bypass attempted without the grant (a forbidden action, like the permission
+    decorator's)."""
+    from portal.extensions import db
+    from portal.security.permissions import Permission, record_forbidden
+
+    if isinstance(error, DeletionRefused):
+        journal_refusal(error)
+        return
+    db.session.rollback()
+    if isinstance(error, BypassNotGranted):
+        record_forbidden(Permission.RETENTION_BYPASS)
+
+
 def assert_backup_prunable(organization_id: int, file_rows: list[dict[str, Any]]) -> None:
     """Refuse pruning a backup holding a file that a hold or an unexpired retention protects:
     deleting that backup would delete a copy of the file. ``file_rows`` are the backup's files

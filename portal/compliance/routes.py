@@ -7,7 +7,6 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from portal.compliance import bp, certificates, disposition, grants, holds, reports, rules
-from portal.compliance.errors import DeletionRefused
 from portal.compliance.forms import BypassForm, DecisionForm, HoldForm, LiftForm, RuleForm
 from portal.compliance.models import DestructionCertificate
 from portal.database import writes_on_get
@@ -23,12 +22,9 @@ from portal.web.htmx import redirect_or_hx, render_page_or_fragment
 
 @bp.errorhandler(DocumentError)
 def _error(error: DocumentError) -> Response:
-    from portal.compliance.policy import journal_refusal
+    from portal.compliance.policy import journal_document_error
 
-    if isinstance(error, DeletionRefused):
-        journal_refusal(error)
-    else:
-        db.session.rollback()
+    journal_document_error(error)
     return render_error(error.status, error.message)
 
 

@@ -91,10 +91,10 @@ def _load_scoped_objects() -> None:
 @bp.errorhandler(DocumentError)
 def _document_error(error: DocumentError) -> Response:
     from portal.compliance.errors import DeletionRefused
-    from portal.compliance.policy import journal_refusal
+    from portal.compliance.policy import journal_document_error
 
+    journal_document_error(error)
     if isinstance(error, DeletionRefused):
-        journal_refusal(error)
         bypass_url = _bypass_url(error)
         if bypass_url is not None:
             return render_page_or_fragment(
@@ -107,8 +107,6 @@ def _document_error(error: DocumentError) -> Response:
                 purge=error.action == "purge",
                 file_id=error.file_id,
             )
-    else:
-        db.session.rollback()
     endpoint = getattr(error, "link_endpoint", None)
     return render_error(error.status, error.message, link=url_for(endpoint) if endpoint else None)
 

@@ -80,8 +80,10 @@ def has_permission(user: Any, permission: Permission) -> bool:
     return permission in ROLE_PERMISSIONS[role]
 
 
-def _on_forbidden(permission: Permission) -> None:
-    """Record the refused attempt as a security event, then answer 403."""
+def record_forbidden(permission: Permission) -> None:
+    """Record a refused attempt as a security event (its own committed transaction): by this
+    decorator, and by services that find a missing grant only once they see the object (a
+    retention bypass without the grant)."""
     from flask import has_request_context, request
 
     from portal.audit.services import record_security_event
@@ -91,6 +93,11 @@ def _on_forbidden(permission: Permission) -> None:
         # The journal then says which action was refused, not only that one was.
         details.update(method=request.method, path=request.path[:200])
     record_security_event("security.forbidden", details=details)
+
+
+def _on_forbidden(permission: Permission) -> None:
+    """Record the refused attempt as a security event, then answer 403."""
+    record_forbidden(permission)
     abort(403)
 
 

@@ -304,6 +304,7 @@ def test_gouvernance_yields_to_a_granted_member_with_a_reason(client, admin, adm
     assert client.delete(f"/api/v1/fichiers/{file.id}?contourner=1", headers=admin_token).status_code == 422
     not_granted = client.delete(f"/api/v1/fichiers/{file.id}?contourner=1&motif=doublon", headers=admin_token)
     assert not_granted.status_code == 403
+    _assert_forbidden_bypass_journalled(f"/api/v1/fichiers/{file.id}")
     client.put(f"/api/v1/membres/{admin.id}/contournement", json={"granted": True}, headers=admin_token)
     done = client.delete(f"/api/v1/fichiers/{file.id}?contourner=1&motif=doublon", headers=admin_token)
     assert done.status_code == 204
@@ -484,8 +485,15 @@ def test_a_contributor_cannot_force_a_gouvernance_trash(client, admin_token, tre
         f"/fichiers/{file.id}/supprimer/contourner", data={"csrf_token": token, "motif": "x"}
     )
     assert forced.status_code == 403
+    _assert_forbidden_bypass_journalled(f"/fichiers/{file.id}/supprimer/contourner")
     db.session.expire_all()
     assert db.session.get(File, file.id).deleted_at is None
+
+
+def _assert_forbidden_bypass_journalled(path: str) -> None:
+    """A bypass without the grant is a forbidden action: journalled like the decorator's 403s."""
+    entries = db.session.execute(select(AuditEntry).where(AuditEntry.action == "security.forbidden")).scalars().all()
+    assert [(e.details["permission"], e.details["path"]) for e in entries] == [("retention.bypass", path)]
 
 
 def test_the_web_purge_423_offers_the_bypass_and_destroys_with_a_reason(admin_client, client, admin, admin_token, tree):
