@@ -30,8 +30,9 @@ PEER_FILES_PER_SECOND = 3.4  # Mayan EDMS, small files, measured on this machine
 TARGET_RATIO = 10
 
 
-def send(portal, path: str, count: int, size: int, clients: int, expected: int) -> float:
-    """Files per second for ``count`` uploads spread over ``clients`` threads."""
+def send(portal, path: str, count: int, size: int, clients: int, expected: int, prefix: str = "petit") -> float:
+    """Files per second for ``count`` uploads spread over ``clients`` threads (names are new:
+    a taken name would answer the conflict page)."""
     block = os.urandom(size)
     per_client = count // clients
     errors: list[str] = []
@@ -41,7 +42,7 @@ def send(portal, path: str, count: int, size: int, clients: int, expected: int) 
 
         with httpx.Client(base_url=str(portal.client.base_url), cookies=portal.client.cookies, timeout=60) as client:
             for number in range(per_client):
-                _, response = post_body(client, path, portal.token, size, block, f"petit-{index}-{number}.txt")
+                _, response = post_body(client, path, portal.token, size, block, f"{prefix}-{index}-{number}.txt")
                 if response.status_code != expected:
                     errors.append(f"{response.status_code} {response.text[:120]}")
 
@@ -83,9 +84,10 @@ def main() -> None:
             # Floor and portal alternate, so that a burst of load from other jobs on this shared
             # machine hits both; the medians are compared.
             floors, stored = [], []
-            for _ in range(args.rounds):
+            for round_number in range(args.rounds):
                 floors.append(send(portal, "/bench/brut", args.files, size, clients, 200))
-                stored.append(send(portal, upload_path(portal), args.files, size, clients, 201))
+                prefix = f"petit-{clients}-{round_number}"
+                stored.append(send(portal, upload_path(portal), args.files, size, clients, 201, prefix))
             floor, files = statistics.median(floors), statistics.median(stored)
             print(
                 f"{clients} client(s): portal {files:7.1f} files/s | floor {floor:7.1f} req/s | "
