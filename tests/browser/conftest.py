@@ -12,6 +12,8 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from tests.conftest import TEST_PASSWORD
+
 CHROMIUM = os.environ.get("COFFRE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -88,3 +90,12 @@ def page(browser, request: pytest.FixtureRequest):
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
     finally:
         context.close()
+
+
+def sign_in(page, base_url: str, email: str, password: str = TEST_PASSWORD) -> None:
+    """Sign in through the login form and wait to leave it (a member without 2FA)."""
+    page.goto(base_url + "/auth/login")
+    page.get_by_label("Adresse e-mail").fill(email)
+    page.get_by_label("Mot de passe").fill(password)
+    page.get_by_role("button", name="Se connecter").last.click()
+    page.wait_for_url(lambda url: "/auth/login" not in url)

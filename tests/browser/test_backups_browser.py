@@ -8,18 +8,9 @@ from portal.audit.context import Actor
 from portal.documents.models import File
 from portal.documents.services import armoires, uploads
 from portal.extensions import db
-from tests.browser.conftest import ARTIFACTS
-from tests.conftest import TEST_PASSWORD
+from tests.browser.conftest import ARTIFACTS, sign_in
 
 pytestmark = pytest.mark.browser
-
-
-def _login(page, url: str, email: str) -> None:
-    page.goto(url + "/auth/login")
-    page.get_by_label("Adresse e-mail").fill(email)
-    page.get_by_label("Mot de passe").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Se connecter").last.click()
-    page.wait_for_url(lambda current: "/auth/login" not in current)
 
 
 def test_admin_backs_up_and_restores_a_file(live_server, page, admin):
@@ -30,7 +21,7 @@ def test_admin_backs_up_and_restores_a_file(live_server, page, admin):
     db.session.commit()
     file_id, email = version.file_id, admin.email
 
-    _login(page, live_server.url, email)
+    sign_in(page, live_server.url, email)
     page.locator("details.admin-menu summary").click()  # the header's Administration menu
     page.get_by_role("link", name="Sauvegardes").click()
     page.wait_for_url("**/sauvegardes")
@@ -70,7 +61,7 @@ def test_admin_backs_up_and_restores_a_file(live_server, page, admin):
 
 def test_reader_sees_no_backups(live_server, page, reader):
     email = reader.email
-    _login(page, live_server.url, email)
+    sign_in(page, live_server.url, email)
     assert page.get_by_role("link", name="Sauvegardes").count() == 0
     response = page.goto(live_server.url + "/sauvegardes")
     assert response is not None and response.status == 403

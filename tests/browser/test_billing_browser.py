@@ -11,8 +11,7 @@ from portal.billing.models import Plan
 from portal.billing.simulator import API_KEY, SHOP_ID, Simulator
 from portal.extensions import db
 from tests.billing.conftest import migration_plans
-from tests.browser.conftest import ARTIFACTS
-from tests.conftest import TEST_PASSWORD
+from tests.browser.conftest import ARTIFACTS, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -32,18 +31,10 @@ def paying_server(live_server_factory):
     sim.stop()
 
 
-def _login(page, url: str, email: str) -> None:
-    page.goto(url + "/auth/login")
-    page.get_by_label("Adresse e-mail").fill(email)
-    page.get_by_label("Mot de passe").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Se connecter").last.click()
-    page.wait_for_url(lambda target: "/auth/login" not in target)
-
-
 def test_admin_pays_by_mobile_money_and_downloads_the_invoice(paying_server, page, admin, tmp_path):
     email = admin.email
     db.session.commit()
-    _login(page, paying_server.url, email)
+    sign_in(page, paying_server.url, email)
     page.goto(paying_server.url + "/abonnement")
     assert page.locator("#subscription-status").inner_text() == "Essai gratuit"
     page.locator("#plan-pro button").click()
@@ -78,7 +69,7 @@ def test_admin_pays_by_mobile_money_and_downloads_the_invoice(paying_server, pag
 def test_a_reader_sees_no_billing(paying_server, page, reader):
     email = reader.email
     db.session.commit()
-    _login(page, paying_server.url, email)
+    sign_in(page, paying_server.url, email)
     assert page.get_by_role("link", name="Abonnement").count() == 0
     response = page.goto(paying_server.url + "/abonnement")
     assert response.status == 403
@@ -98,7 +89,7 @@ def test_a_read_only_organisation_shows_its_state_and_pays_its_way_back(paying_s
         db.session.commit()
         lifecycle.advance()
         db.session.commit()
-    _login(page, paying_server.url, admin.email)
+    sign_in(page, paying_server.url, admin.email)
     page.goto(paying_server.url + "/armoires")
     banner = page.locator("#subscription-notice")
     assert banner.get_attribute("data-status") == "lecture_seule"

@@ -8,7 +8,7 @@ from portal.audit.context import Actor
 from portal.documents.models import File
 from portal.documents.services import armoires, uploads
 from portal.extensions import db
-from tests.conftest import TEST_PASSWORD
+from tests.browser.conftest import sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -22,11 +22,7 @@ def test_place_hold_refused_delete_then_lift(live_server, page, admin):
     file_id = version.file_id
     page.on("dialog", lambda dialog: dialog.accept())
 
-    page.goto(live_server.url + "/auth/login")
-    page.get_by_label("Adresse e-mail").fill(email)
-    page.get_by_label("Mot de passe").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Se connecter").last.click()
-    page.wait_for_url(lambda url: "/auth/login" not in url)
+    sign_in(page, live_server.url, email)
 
     page.goto(f"{live_server.url}/fichiers/{file_id}")
     page.locator("summary", has_text="Poser un verrouillage légal").click()
@@ -72,11 +68,7 @@ def test_a_granted_admin_trashes_past_a_gouvernance_rule_from_the_423_page(live_
     db.session.commit()
     file_id = file.id
     page.on("dialog", lambda dialog: dialog.accept())
-    page.goto(live_server.url + "/auth/login")
-    page.get_by_label("Adresse e-mail").fill(email)
-    page.get_by_label("Mot de passe").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Se connecter").last.click()
-    page.wait_for_url(lambda url: "/auth/login" not in url)
+    sign_in(page, live_server.url, email)
 
     page.goto(f"{live_server.url}/fichiers/{file_id}")
     page.get_by_role("button", name="Mettre à la corbeille").click()

@@ -8,7 +8,7 @@ from portal.audit.context import Actor
 from portal.documents.models import File
 from portal.documents.services import armoires, demo, uploads
 from portal.extensions import db
-from tests.conftest import TEST_PASSWORD
+from tests.browser.conftest import sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -33,11 +33,7 @@ def test_drop_files_shows_progress_and_results(live_server, page, contributor):
     email = contributor.email
     db.session.commit()
 
-    page.goto(live_server.url + "/auth/login")
-    page.get_by_label("Adresse e-mail").fill(email)
-    page.get_by_label("Mot de passe").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Se connecter").last.click()
-    page.wait_for_url(lambda url: "/auth/login" not in url)
+    sign_in(page, live_server.url, email)
     page.goto(f"{live_server.url}/armoires/{armoire.id}")
     assert page.get_by_text("Ce dossier est vide.").is_visible()
 
@@ -70,11 +66,7 @@ def test_a_pdf_preview_opens_in_the_browsers_viewer(live_server, page, contribut
     email, file_id = contributor.email, version.file_id
     db.session.commit()
 
-    page.goto(live_server.url + "/auth/login")
-    page.get_by_label("Adresse e-mail").fill(email)
-    page.get_by_label("Mot de passe").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Se connecter").last.click()
-    page.wait_for_url(lambda url: "/auth/login" not in url)
+    sign_in(page, live_server.url, email)
     with page.expect_response(lambda r: "/apercu" in r.url) as preview:
         page.goto(f"{live_server.url}/fichiers/{file_id}")
     assert (preview.value.header_value("content-security-policy") or "").startswith("sandbox")

@@ -12,18 +12,9 @@ from portal.audit.context import Actor
 from portal.documents.models import File
 from portal.documents.services import armoires, folders, uploads
 from portal.extensions import db
-from tests.browser.conftest import ARTIFACTS
-from tests.conftest import TEST_PASSWORD
+from tests.browser.conftest import ARTIFACTS, sign_in
 
 pytestmark = pytest.mark.browser
-
-
-def _login(page, base: str, email: str) -> None:
-    page.goto(base + "/auth/login")
-    page.get_by_label("Adresse e-mail").fill(email)
-    page.get_by_label("Mot de passe").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Se connecter").last.click()
-    page.wait_for_url(lambda url: "/auth/login" not in url)
 
 
 def _seed(user):
@@ -55,7 +46,7 @@ def test_layout_per_role_and_on_a_phone(live_server, browser, make_user, org, ad
         page = context.new_page()
         errors: list[str] = []
         page.on("console", lambda message, errors=errors: message.type == "error" and errors.append(message.text))
-        _login(page, live_server.url, email)
+        sign_in(page, live_server.url, email)
         page.goto(f"{live_server.url}/armoires/{armoire.id}")
         assert page.locator(".folder-tree >> text=Factures").is_visible()
         assert page.locator(".breadcrumb li").count() == 2
@@ -91,7 +82,7 @@ def test_layout_per_role_and_on_a_phone(live_server, browser, make_user, org, ad
 
 def test_bulk_move_zip_search_and_undo_toast(live_server, page, contributor):
     armoire, archives, contents = _seed(contributor)
-    _login(page, live_server.url, contributor.email)
+    sign_in(page, live_server.url, contributor.email)
     page.goto(f"{live_server.url}/armoires/{armoire.id}")
 
     # ZIP of two selected files, streamed and decrypted on the fly.

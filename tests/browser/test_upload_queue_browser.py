@@ -11,8 +11,7 @@ from portal.audit.context import Actor
 from portal.documents.models import File, FileVersion, Folder
 from portal.documents.services import armoires, uploads
 from portal.extensions import db
-from tests.browser.conftest import ARTIFACTS
-from tests.conftest import TEST_PASSWORD
+from tests.browser.conftest import ARTIFACTS, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -39,15 +38,6 @@ def pattern(size: int, index: int = 0) -> bytes:
     return bytes((j * 31 + index) % 251 for j in range(size))
 
 
-def sign_in(page, live_server, user) -> None:
-    email = user.email
-    page.goto(live_server.url + "/auth/login")
-    page.get_by_label("Adresse e-mail").fill(email)
-    page.get_by_label("Mot de passe").fill(TEST_PASSWORD)
-    page.get_by_role("button", name="Se connecter").last.click()
-    page.wait_for_url(lambda url: "/auth/login" not in url)
-
-
 def versions():
     db.session.rollback()  # the server committed meanwhile
     return db.session.execute(select(FileVersion)).scalars().all()
@@ -57,7 +47,7 @@ def test_a_cut_patch_resumes_from_the_server_offset(live_server, page, contribut
     armoire = armoires.create_armoire(Actor(contributor.organization_id, contributor.id), "Scans")
     armoire_id = armoire.id
     db.session.commit()
-    sign_in(page, live_server, contributor)
+    sign_in(page, live_server.url, contributor.email)
     page.goto(f"{live_server.url}/armoires/{armoire_id}")
     methods: list[str] = []
     patches = {"count": 0}
@@ -94,7 +84,7 @@ def test_conflict_dialog_new_version_keep_both_cancel(live_server, page, contrib
     uploads.store_upload(actor, armoire, None, "bilan.pdf", [b"ancien"], 6)
     armoire_id = armoire.id
     db.session.commit()
-    sign_in(page, live_server, contributor)
+    sign_in(page, live_server.url, contributor.email)
     page.goto(f"{live_server.url}/armoires/{armoire_id}")
 
     page.evaluate(DROP, ["#upload-queue", ["bilan.pdf"], [1000]])
@@ -132,7 +122,7 @@ def test_drop_on_a_folder_row_uploads_into_that_folder(live_server, page, contri
     db.session.add(folder)
     db.session.commit()
     armoire_id, folder_id = armoire.id, folder.id
-    sign_in(page, live_server, contributor)
+    sign_in(page, live_server.url, contributor.email)
     page.goto(f"{live_server.url}/armoires/{armoire_id}")
     # The armoire page's folder rows carry data-drop-folder-id (the file manager layout); mark
     # this one the same way if the current layout does not yet.
