@@ -14,8 +14,7 @@ from portal.database import utcnow
 from portal.extensions import db
 from portal.organizations.models import Organization
 from tests.billing.conftest import migration_plans
-from tests.browser.conftest import ARTIFACTS
-from tests.browser.test_billing_browser import _login
+from tests.browser.conftest import ARTIFACTS, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -33,7 +32,7 @@ def server(live_server_factory):
 def test_a_platform_admin_edits_and_creates_plans(server, page, make_user, make_org):
     root = make_user("lecteur", org=make_org("Plateforme"), is_platform_admin=True)
     db.session.commit()
-    _login(page, server.url, root.email)
+    sign_in(page, server.url, root.email)
     page.goto(server.url + "/dashboard/plateforme")
     page.locator("#plans-link").click()
     page.wait_for_selector("#plan-row-pro")
@@ -84,7 +83,7 @@ def test_an_admin_sees_a_scheduled_downgrade_and_cancels_it(server, page, admin)
         db.session.commit()
     email = admin.email
     db.session.commit()
-    _login(page, server.url, email)
+    sign_in(page, server.url, email)
     page.goto(server.url + "/abonnement")
     page.locator("#plan-essentiel button").click()
     page.wait_for_selector("#scheduled-change")
