@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS
-from tests.browser.test_upload_queue_browser import sign_in
+from tests.browser.conftest import ARTIFACTS, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -29,7 +28,7 @@ def test_admin_pages_are_grouped_in_one_menu(live_server, browser, admin, width)
     errors: list[str] = []
     page.on("console", lambda message: message.type == "error" and errors.append(message.text))
     try:
-        sign_in(page, live_server, admin)
+        sign_in(page, live_server.url, admin.email)
         page.goto(live_server.url + "/armoires")
         nav = page.locator(".site-header nav")
         menu = nav.locator("details.admin-menu")
@@ -70,7 +69,7 @@ def test_admin_menu_without_javascript_and_in_english(live_server, browser, admi
     context = browser.new_context(locale="fr-FR", java_script_enabled=False)
     page = context.new_page()
     try:
-        sign_in(page, live_server, admin)
+        sign_in(page, live_server.url, admin.email)
         page.goto(live_server.url + "/armoires")
         page.locator("form.language-switch button[value=en]").click()
         menu = page.locator("details.admin-menu")
@@ -83,7 +82,7 @@ def test_admin_menu_without_javascript_and_in_english(live_server, browser, admi
     context = browser.new_context(locale="fr-FR")
     page = context.new_page()
     try:
-        sign_in(page, live_server, contributor)
+        sign_in(page, live_server.url, contributor.email)
         page.goto(live_server.url + "/armoires")
         assert page.locator("details.admin-menu").count() == 0
     finally:

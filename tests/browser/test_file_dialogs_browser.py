@@ -9,8 +9,7 @@ from portal.audit.context import Actor
 from portal.documents.models import File, FileVersion
 from portal.documents.services import armoires, folders, uploads
 from portal.extensions import db
-from tests.browser.conftest import ARTIFACTS
-from tests.browser.test_upload_queue_browser import sign_in
+from tests.browser.conftest import ARTIFACTS, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -45,7 +44,7 @@ def _focused_id(page) -> str:
 
 def test_rename_move_and_new_version_in_dialogs_over_the_list(live_server, page, contributor):
     armoire_id, archives_id = _seed(contributor)
-    sign_in(page, live_server, contributor)
+    sign_in(page, live_server.url, contributor.email)
     page.goto(f"{live_server.url}/armoires/{armoire_id}?tri=-name")
     page.evaluate("window.notReloaded = true")
 
@@ -123,7 +122,7 @@ def test_single_file_actions_answer_with_toasts(live_server, page, contributor):
     uploads.add_version(Actor(contributor.organization_id, contributor.id), budget, "budget.csv", [b"v2"], 2)
     db.session.commit()
     file_id = budget.id
-    sign_in(page, live_server, contributor)
+    sign_in(page, live_server.url, contributor.email)
 
     # File page: rename and version restore swap the details in place with a toast.
     page.goto(f"{live_server.url}/fichiers/{file_id}")
@@ -173,7 +172,7 @@ def test_without_javascript_the_forms_still_post_and_flash(live_server, browser,
     context = browser.new_context(locale="fr-FR", java_script_enabled=False)
     page = context.new_page()
     try:
-        sign_in(page, live_server, contributor)
+        sign_in(page, live_server.url, contributor.email)
         page.goto(f"{live_server.url}/armoires/{armoire_id}")
         # The row menu's "Renommer" is a link to the file page's section.
         row = page.locator("tr.file-row", has_text="budget.csv")
@@ -202,7 +201,7 @@ def test_dialogs_in_english(live_server, browser, contributor):
     context = browser.new_context(locale="fr-FR")
     page = context.new_page()
     try:
-        sign_in(page, live_server, contributor)
+        sign_in(page, live_server.url, contributor.email)
         page.goto(f"{live_server.url}/armoires/{armoire_id}")
         page.locator("form.language-switch button[value=en]").click()
         page.wait_for_load_state()

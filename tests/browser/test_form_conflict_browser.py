@@ -9,8 +9,7 @@ from portal.audit.context import Actor
 from portal.documents.models import File
 from portal.documents.services import armoires, uploads
 from portal.extensions import db
-from tests.browser.conftest import ARTIFACTS
-from tests.browser.test_upload_queue_browser import sign_in
+from tests.browser.conftest import ARTIFACTS, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -36,7 +35,7 @@ def test_the_plain_form_asks_then_keeps_both(live_server, nojs_page, contributor
     armoire_id = armoire.id
     sample = tmp_path / "facture.pdf"
     sample.write_bytes(b"v2")
-    sign_in(page, live_server, contributor)
+    sign_in(page, live_server.url, contributor.email)
     page.goto(f"{live_server.url}/armoires/{armoire_id}")
     assert page.get_by_label("me demander").is_checked()
     page.set_input_files("#upload-queue-input", str(sample))

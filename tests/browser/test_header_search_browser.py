@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import ARTIFACTS
+from tests.browser.conftest import ARTIFACTS, sign_in
 from tests.browser.test_admin_nav_browser import _nav_rows
-from tests.browser.test_upload_queue_browser import sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -30,7 +29,7 @@ def test_the_search_placeholder_is_not_cut(live_server, browser, request, who, w
     context = browser.new_context(locale="fr-FR", viewport={"width": width, "height": 800})
     page = context.new_page()
     try:
-        sign_in(page, live_server, user)
+        sign_in(page, live_server.url, user.email)
         for language in ("fr", "en"):
             page.goto(live_server.url + "/armoires")
             page.locator(f".lang-button[value={language}]").click()
