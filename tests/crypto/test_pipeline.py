@@ -276,3 +276,24 @@ def test_aes_gcm_decryption_releases_the_gil():
         if max(b - a for a, b in itertools.pairwise(marks)) < (ended - began) / 2:
             return
     pytest.fail("another thread could not run while AES-GCM decrypted: the GIL is held")
+
+
+def test_one_download_per_process_decrypts_ahead_the_others_inline(tmp_path):
+    """A second download running alongside the first decrypts in its own thread; once the
+    first is closed, the next one gets the worker again."""
+    path, plaintext = sealed_blob(tmp_path, 5)
+    with open(path, "rb") as first_raw, open(path, "rb") as second_raw, open(path, "rb") as third_raw:
+        first = pipeline.decrypt_ahead(decrypt_stream(first_raw, KEY, AAD))
+        assert next(first) == plaintext[:SEGMENT_SIZE]
+        received = bytearray()
+        for chunk in pipeline.decrypt_ahead(decrypt_stream(second_raw, KEY, AAD)):
+            received.extend(chunk)
+            assert len(decrypt_workers()) == 1  # the first download's only
+        assert bytes(received) == plaintext
+        assert b"".join(first) == plaintext[SEGMENT_SIZE:]
+        assert not decrypt_workers()
+        third = pipeline.decrypt_ahead(decrypt_stream(third_raw, KEY, AAD))
+        assert next(third) == plaintext[:SEGMENT_SIZE]
+        assert len(decrypt_workers()) == 1
+        third.close()
+        assert not decrypt_workers()
