@@ -26,9 +26,9 @@ PIPELINE_DEPTH = 3
 # Decrypted segments (1 MiB each) a download's worker may hold ahead of the sending thread.
 DECRYPT_AHEAD_DEPTH = 2
 # Downloads of one process that decrypt ahead at the same time; the others decrypt in their
-# sending thread. The worker buys throughput with spare cores (it costs ~8% more CPU per GiB
-# in hand-offs); with several downloads in one process the cores are busy anyway, and more
-# threads would only contend for that process's GIL.
+# sending thread. The worker buys throughput with a spare core (on a saturated machine it
+# cost up to ~0.05 s/GiB more CPU in hand-offs, docs/performance.md); with several downloads
+# in one process the cores are busy anyway, and more threads would contend for its GIL.
 DECRYPT_AHEAD_WORKERS = 1
 _ahead_slots = threading.BoundedSemaphore(DECRYPT_AHEAD_WORKERS)
 # A stream up to this size is hashed and sealed by the calling thread alone.
