@@ -8,6 +8,7 @@ import hashlib
 import io
 import itertools
 import os
+import sys
 import threading
 import time
 import tracemalloc
@@ -243,38 +244,45 @@ def test_decrypt_ahead_keeps_memory_flat_whatever_the_size(tmp_path):
 
 def test_aes_gcm_decryption_releases_the_gil():
     """decrypt_ahead's premise (cryptography 50 releases the GIL in AEAD calls on inputs of
-    2 KiB and more): another thread keeps running Python code while one long call decrypts.
+    2 KiB and more): another thread runs Python code while one call decrypts.
 
+    With a switch interval far longer than the test, this thread never has to give the GIL
+    up between ``began`` and ``ended``; the other thread lets it go at every iteration
+    (``sleep(0)``). So it can record a time inside the call only if the call released the
+    GIL: a call that holds it (``bytes.translate``, say) leaves none, whatever the load.
     ``decrypt_into`` a buffer already touched, because ``decrypt`` allocates and zeroes its
-    output before it lets the GIL go (for a 1 MiB segment that is a memset, ~0.01 s/GiB).
-    Held, the other thread could run only just before the call and just after it returned,
-    leaving one gap of nearly the whole call among its iterations; released, they are spread
-    over it. A busy machine can also pause the other thread, hence a few tries."""
+    output before it lets the GIL go (for a 1 MiB segment that is a memset, ~0.01 s/GiB). A
+    busy machine may not run the other thread during one call, hence a few tries."""
     aead = AESGCM(bytes(32))
     nonce = bytes(12)
-    sealed = aead.encrypt(nonce, bytes(128 << 20), b"")
+    sealed = aead.encrypt(nonce, bytes(64 << 20), b"")
     out = bytearray(len(sealed) - 16)
-    for _ in range(10):
-        inside, done = threading.Event(), threading.Event()
-        ticks: list[float] = []
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(100.0)
+    try:
+        for _ in range(10):
+            inside, done = threading.Event(), threading.Event()
+            ticks: list[float] = []
 
-        def spin(inside=inside, done=done, ticks=ticks):
-            inside.wait()
-            while not done.is_set():
-                ticks.append(time.perf_counter())
+            def spin(inside=inside, done=done, ticks=ticks):
+                inside.wait()
+                while not done.is_set():
+                    ticks.append(time.perf_counter())
+                    time.sleep(0)
 
-        spinner = threading.Thread(target=spin)
-        spinner.start()
-        inside.set()
-        time.sleep(0.005)
-        began = time.perf_counter()
-        aead.decrypt_into(nonce, sealed, b"", out)
-        ended = time.perf_counter()
-        done.set()
-        spinner.join()
-        marks = [began, *(tick for tick in ticks if began < tick < ended), ended]
-        if max(b - a for a, b in itertools.pairwise(marks)) < (ended - began) / 2:
-            return
+            spinner = threading.Thread(target=spin)
+            spinner.start()
+            inside.set()
+            time.sleep(0.005)
+            began = time.perf_counter()
+            aead.decrypt_into(nonce, sealed, b"", out)
+            ended = time.perf_counter()
+            done.set()
+            spinner.join()
+            if sum(began < tick < ended for tick in ticks) >= 2:
+                return
+    finally:
+        sys.setswitchinterval(interval)
     pytest.fail("another thread could not run while AES-GCM decrypted: the GIL is held")
 
 
