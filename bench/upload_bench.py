@@ -308,9 +308,12 @@ def upload_path(portal: Portal) -> str:
     return f"/armoires/{portal.info['armoire']}/televerser"
 
 
-def run_size(backend: str, size_mib: int, repeat: int, download_repeat: int) -> dict[str, float]:
+def run_size(
+    backend: str, size_mib: int, repeat: int, download_repeat: int, server: dict[str, int | str] | None = None
+) -> dict[str, float]:
+    """``server``: gunicorn's workers, worker_class and threads (``running_portal``'s defaults otherwise)."""
     size = size_mib * MIB
-    with running_portal(backend, size_mib + 16) as portal:
+    with running_portal(backend, size_mib + 16, **(server or {})) as portal:
         block = os.urandom(MIB)
         # Floor and upload alternate, so that a burst of load from other jobs on the
         # machine hits both; the best and the median of ``repeat`` pairs are reported.
@@ -380,8 +383,16 @@ def main() -> None:
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--repeat", type=int, default=3, help="floor/upload pairs per size")
     parser.add_argument("--download-repeat", type=int, default=5, help="interleaved download rounds per size")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worker-class", choices=("sync", "gthread"), default="sync")
+    parser.add_argument("--threads", type=int, default=4, help="per worker, gthread only")
     args = parser.parse_args()
-    print(f"backend={args.backend}, gunicorn -w 2 (sync), client httpx on the same 2-core machine")
+    threads = args.threads if args.worker_class == "gthread" else 1
+    server = {"workers": args.workers, "worker_class": args.worker_class, "threads": threads}
+    print(
+        f"backend={args.backend}, gunicorn -w {args.workers} ({args.worker_class}, {threads} thread(s)), "
+        "client httpx (uploads) and http.client (downloads) on the same 2-core machine"
+    )
     print(f"upload: best of {args.repeat} alternating floor/upload pairs (median in brackets)")
     print(
         f"{'size':>8} {'upload MiB/s':>16} {'floor':>12} {'ratio':>12} {'peak RSS':>9}   "
@@ -389,7 +400,7 @@ def main() -> None:
     )
     results = []
     for size in (int(s) for s in args.sizes.split(",")):
-        r = run_size(args.backend, size, args.repeat, args.download_repeat)
+        r = run_size(args.backend, size, args.repeat, args.download_repeat, server)
         results.append(r)
         print(
             f"{size:>5} MiB {r['portal_up']:>5.0f} ({r['portal_up_median']:>4.0f}) {r['raw_up']:>5.0f} "

@@ -1,9 +1,13 @@
 """The threaded encryption pipeline around the streaming AEAD.
 
-``encrypt_pipelined`` seals an upload while its body is still arriving, with at most a few
-chunks in flight, so memory stays flat whatever the file's size. Downloads decrypt in the
-sending thread (``documents.services.reading``): a decrypt-ahead worker (``prefetch``, until
-issue 10 D13) cost more in hand-offs and page faults than it overlapped.
+``encrypt_pipelined`` seals an upload while its body is still arriving; ``decrypt_ahead``
+reads and decrypts the next segments of a download while the previous one is sent. Both keep
+at most a few chunks in flight, so memory stays flat whatever the file's size.
+
+A decrypt-ahead worker was tried before and removed (issue 10 D13, 2026-12-04) when
+``cryptography`` held the GIL while it decrypted: the worker then only added hand-offs. Since
+cryptography 50 releases it (tests/crypto/test_pipeline.py checks), ``preadv``, AES-GCM and
+the socket send all run without the GIL and overlap on two cores (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -12,13 +16,21 @@ import contextlib
 import hashlib
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 # Chunks (about 1 MiB each) in flight between the reading thread and each crypto worker:
 # enough to keep them busy, small enough to keep memory flat.
 PIPELINE_DEPTH = 3
+# Decrypted segments (1 MiB each) a download's worker may hold ahead of the sending thread.
+DECRYPT_AHEAD_DEPTH = 2
+# Downloads of one process that decrypt ahead at the same time; the others decrypt in their
+# sending thread. The worker buys throughput with a spare core (on a saturated machine it
+# cost up to ~0.05 s/GiB more CPU in hand-offs, docs/performance.md); with several downloads
+# in one process the cores are busy anyway, and more threads would contend for its GIL.
+DECRYPT_AHEAD_WORKERS = 1
+_ahead_slots = threading.BoundedSemaphore(DECRYPT_AHEAD_WORKERS)
 # A stream up to this size is hashed and sealed by the calling thread alone.
 INLINE_BYTES = 256 * 1024
 
@@ -142,3 +154,66 @@ def encrypt_pipelined(
         if not finished:
             writer.abort()
     return EncryptResult(writer.plaintext_size, digest.hexdigest(), bytes(head))
+
+
+def decrypt_ahead(segments: Iterator[bytes], depth: int = DECRYPT_AHEAD_DEPTH) -> Iterator[bytes]:
+    """Yield what ``segments`` yields, advanced by a worker thread up to ``depth`` items ahead
+    of the caller.
+
+    Why a thread: reading a segment (``preadv``, from the page cache or the disk) and
+    decrypting it (AES-GCM) both release the GIL, and so does the caller's socket send, so
+    they run on two cores instead of one after the other, and the sending thread is left
+    with little more than the raw floor's work. ``segments`` is resumed only by
+    the worker once this generator has started; closing this generator stops and joins the
+    worker, so a client that goes away leaves no thread behind. An exception raised by
+    ``segments`` is raised here, after the items yielded before it. When this process already
+    runs ``DECRYPT_AHEAD_WORKERS`` of them, ``segments`` is consumed here, without a worker.
+    """
+    if not _ahead_slots.acquire(blocking=False):
+        yield from segments
+        return
+    try:
+        yield from _ahead(segments, depth)
+    finally:
+        _ahead_slots.release()
+
+
+def _ahead(segments: Iterator[bytes], depth: int) -> Iterator[bytes]:
+    work: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                work.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def worker() -> None:
+        try:
+            for item in segments:
+                if not put(item):
+                    return
+                del item
+        except BaseException as error:  # handed to the caller's thread
+            failure.append(error)
+        put(_DONE)
+
+    thread = threading.Thread(target=worker, name="coffre-decrypt", daemon=True)
+    thread.start()
+    try:
+        while (item := work.get()) is not _DONE:
+            yield item  # type: ignore[misc]
+            del item
+        thread.join()
+        if failure:
+            raise failure[0]
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                work.get_nowait()
+        thread.join()

@@ -8,10 +8,13 @@ import hashlib
 import io
 import itertools
 import os
+import sys
 import threading
+import time
 import tracemalloc
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from portal.crypto import pipeline, streaming
 from portal.crypto.pipeline import INLINE_BYTES, encrypt_pipelined
@@ -158,3 +161,147 @@ def test_a_growing_segment_buffer_gives_the_same_blob(step, fixed_randomness):
 
 def test_pipeline_module_exposes_its_threshold():
     assert pipeline.INLINE_BYTES >= 64 * 1024
+
+
+# ---------------------------------------------------------------- decrypt-ahead (downloads)
+
+
+def decrypt_workers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "coffre-decrypt"]
+
+
+def sealed_blob(tmp_path, segments: int) -> tuple[str, bytes]:
+    plaintext = os.urandom(segments * SEGMENT_SIZE + 123)
+    path = tmp_path / "blob"
+    with open(path, "wb", buffering=0) as raw:
+        writer = EncryptingWriter(raw, KEY, AAD, direct_io=True)
+        writer.write(plaintext)
+        writer.finish()
+    return str(path), plaintext
+
+
+def test_decrypt_ahead_yields_the_same_segments_in_order_from_a_worker(tmp_path):
+    path, plaintext = sealed_blob(tmp_path, 6)
+    threads_seen: set[str] = set()
+
+    def segments():
+        for chunk in decrypt_stream(raw, KEY, AAD):
+            threads_seen.add(threading.current_thread().name)
+            yield chunk
+
+    with open(path, "rb") as raw:
+        received = list(pipeline.decrypt_ahead(segments()))
+    assert b"".join(received) == plaintext
+    assert [len(chunk) for chunk in received] == [SEGMENT_SIZE] * 6 + [123]
+    assert threads_seen == {"coffre-decrypt"}
+    assert not decrypt_workers()
+
+
+def test_decrypt_ahead_raises_a_late_integrity_error_after_the_good_segments(tmp_path):
+    path, plaintext = sealed_blob(tmp_path, 5)
+    with open(path, "r+b") as raw:
+        raw.seek(HEADER_SIZE + 3 * (SEGMENT_SIZE + 16) + 7)
+        byte = raw.read(1)
+        raw.seek(-1, os.SEEK_CUR)
+        raw.write(bytes([byte[0] ^ 1]))
+    received = bytearray()
+    with open(path, "rb") as raw, pytest.raises(streaming.IntegrityError, match="segment 3"):
+        for chunk in pipeline.decrypt_ahead(decrypt_stream(raw, KEY, AAD)):
+            received.extend(chunk)
+    assert bytes(received) == plaintext[: 3 * SEGMENT_SIZE]
+    assert not decrypt_workers()
+
+
+def test_closing_decrypt_ahead_early_stops_and_joins_the_worker(tmp_path):
+    path, plaintext = sealed_blob(tmp_path, 8)
+    with open(path, "rb") as raw:
+        source = decrypt_stream(raw, KEY, AAD)
+        ahead = pipeline.decrypt_ahead(source, depth=2)
+        assert next(ahead) == plaintext[:SEGMENT_SIZE]
+        assert decrypt_workers()
+        ahead.close()
+        assert not decrypt_workers()
+        # The source was left between two segments, never resumed concurrently: it closes cleanly.
+        source.close()
+
+
+def test_decrypt_ahead_keeps_memory_flat_whatever_the_size(tmp_path):
+    """At most ``depth`` segments queued, one being decrypted and one being consumed."""
+    path, _ = sealed_blob(tmp_path, 40)
+    tracemalloc.start()
+    try:
+        with open(path, "rb") as raw:
+            total = 0
+            for chunk in pipeline.decrypt_ahead(decrypt_stream(raw, KEY, AAD), depth=2):
+                total += len(chunk)
+                del chunk
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total == 40 * SEGMENT_SIZE + 123
+    assert peak < 7 * SEGMENT_SIZE
+
+
+def test_aes_gcm_decryption_releases_the_gil():
+    """decrypt_ahead's premise (cryptography 50 releases the GIL in AEAD calls on inputs of
+    2 KiB and more): another thread runs Python code while one call decrypts.
+
+    With a switch interval far longer than the test, this thread never has to give the GIL
+    up between ``began`` and ``ended``; the other thread lets it go at every iteration
+    (``sleep(0)``). So it can record a time inside the call only if the call released the
+    GIL: a call that holds it (``bytes.translate``, say) leaves none, whatever the load.
+    ``decrypt_into`` a buffer already touched, because ``decrypt`` allocates and zeroes its
+    output before it lets the GIL go (for a 1 MiB segment that is a memset, ~0.01 s/GiB). A
+    busy machine may not run the other thread during one call, hence a few tries."""
+    aead = AESGCM(bytes(32))
+    nonce = bytes(12)
+    sealed = aead.encrypt(nonce, bytes(64 << 20), b"")
+    out = bytearray(len(sealed) - 16)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(100.0)
+    try:
+        for _ in range(10):
+            inside, done = threading.Event(), threading.Event()
+            ticks: list[float] = []
+
+            def spin(inside=inside, done=done, ticks=ticks):
+                inside.wait()
+                while not done.is_set():
+                    ticks.append(time.perf_counter())
+                    time.sleep(0)
+
+            spinner = threading.Thread(target=spin)
+            spinner.start()
+            inside.set()
+            time.sleep(0.005)
+            began = time.perf_counter()
+            aead.decrypt_into(nonce, sealed, b"", out)
+            ended = time.perf_counter()
+            done.set()
+            spinner.join()
+            if sum(began < tick < ended for tick in ticks) >= 2:
+                return
+    finally:
+        sys.setswitchinterval(interval)
+    pytest.fail("another thread could not run while AES-GCM decrypted: the GIL is held")
+
+
+def test_one_download_per_process_decrypts_ahead_the_others_inline(tmp_path):
+    """A second download running alongside the first decrypts in its own thread; once the
+    first is closed, the next one gets the worker again."""
+    path, plaintext = sealed_blob(tmp_path, 5)
+    with open(path, "rb") as first_raw, open(path, "rb") as second_raw, open(path, "rb") as third_raw:
+        first = pipeline.decrypt_ahead(decrypt_stream(first_raw, KEY, AAD))
+        assert next(first) == plaintext[:SEGMENT_SIZE]
+        received = bytearray()
+        for chunk in pipeline.decrypt_ahead(decrypt_stream(second_raw, KEY, AAD)):
+            received.extend(chunk)
+            assert len(decrypt_workers()) == 1  # the first download's only
+        assert bytes(received) == plaintext
+        assert b"".join(first) == plaintext[SEGMENT_SIZE:]
+        assert not decrypt_workers()
+        third = pipeline.decrypt_ahead(decrypt_stream(third_raw, KEY, AAD))
+        assert next(third) == plaintext[:SEGMENT_SIZE]
+        assert len(decrypt_workers()) == 1
+        third.close()
+        assert not decrypt_workers()

@@ -302,11 +302,27 @@ def test_download_client_going_away_leaves_no_thread(contributor_client, armoire
     assert contributor_client.get(f"/fichiers/{file.id}/telecharger").data == content
 
 
-def test_a_download_decrypts_in_the_thread_that_sends_it(contributor_client, armoire):
-    """No decrypt-ahead worker (issue 10 D13): the kernel reads the blob ahead, and the
-    worker's hand-offs and page faults cost more server CPU per GiB than it overlapped."""
+def test_a_large_download_decrypts_ahead_in_a_worker_that_ends_with_the_stream(contributor_client, armoire):
+    """Issue 10 D13: reading a segment and AES-GCM release the GIL (cryptography 50), so a
+    worker reads and decrypts the next segments while this thread sends the previous one."""
     content = os.urandom(6 * (1 << 20))
     upload(contributor_client, armoire.id, "gros.bin", content)
+    file = last_file()
+    response = contributor_client.get(f"/fichiers/{file.id}/telecharger", buffered=False)
+    received, workers_seen = [], []
+    for chunk in response.response:
+        received.append(chunk)
+        workers_seen.append(any(t.name == "coffre-decrypt" for t in crypto_threads()))
+    response.close()
+    assert b"".join(received) == content
+    assert any(workers_seen)
+    assert not crypto_threads()
+
+
+def test_a_small_download_decrypts_in_the_thread_that_sends_it(contributor_client, armoire):
+    """Two segments or fewer: starting and joining a worker would cost more than it overlaps."""
+    content = os.urandom(2 * (1 << 20))
+    upload(contributor_client, armoire.id, "moyen.bin", content)
     file = last_file()
     response = contributor_client.get(f"/fichiers/{file.id}/telecharger", buffered=False)
     received = []

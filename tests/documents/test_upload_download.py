@@ -91,6 +91,27 @@ def test_hostile_and_long_names_are_sanitised(contributor_client, armoire, stora
         assert "passwd" not in path.name and "img" not in path.name
 
 
+def test_large_ranges_decrypted_ahead_are_exact(contributor_client, armoire):
+    """Ranges over two segments go through the decrypt-ahead worker (issue 10 D13): unaligned
+    starts and ends, a range ending before the last segment (which is still authenticated
+    first), a suffix and an open-ended range each give exactly their bytes."""
+    segment = 1 << 20
+    content = os.urandom(7 * segment + 4321)
+    upload(contributor_client, armoire.id, "archive.bin", content)
+    file = last_file()
+    size = len(content)
+    for header, start, end in (
+        ("bytes=12345-4012344", 12345, 4012345),
+        (f"bytes={segment}-{4 * segment - 1}", segment, 4 * segment),
+        ("bytes=-3500000", size - 3500000, size),
+        (f"bytes={2 * segment + 1}-", 2 * segment + 1, size),
+    ):
+        response = contributor_client.get(f"/fichiers/{file.id}/telecharger", headers={"Range": header})
+        assert response.status_code == 206, header
+        assert response.headers["Content-Range"] == f"bytes {start}-{end - 1}/{size}"
+        assert response.data == content[start:end], header
+
+
 def test_range_requests_on_preview(contributor_client, armoire):
     png = b"\x89PNG\r\n\x1a\n" + os.urandom(2 * (1 << 20))
     upload(contributor_client, armoire.id, "image.png", png)

@@ -12,6 +12,7 @@ from flask_babel import gettext as _
 
 from portal.audit.context import Actor
 from portal.audit.services import record
+from portal.crypto.pipeline import decrypt_ahead
 from portal.database import write_transaction
 from portal.documents.errors import (
     ContentUnavailable,
@@ -27,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 # Previews of one file by one member closer together than this are one consultation.
 VIEW_WINDOW_SECONDS = 60
+# Ranges up to this many bytes (two segments) are decrypted by the sending thread alone:
+# starting and joining a worker would cost more than it overlaps.
+DECRYPT_AHEAD_BYTES = 2 << 20
 
 
 def open_version_stream(
@@ -90,15 +94,16 @@ def open_version_stream(
     # Captured now: a streamed response is read after its request (and app) context is gone.
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     failure = IntegrityFailure(integrity_message(), file_id=file.id, version_number=version.number, mid_stream=True)
+    ahead = (version.size if end is None else end) - start > DECRYPT_AHEAD_BYTES
 
     def stream() -> Iterator[bytes]:
         try:
             if first:
                 yield first
-            # Decrypted in this thread: the kernel reads the blob ahead (streaming._SegmentReader),
-            # and a worker thread decrypting ahead only added hand-offs under the GIL and page
-            # faults (its segments were freed by this thread, outside the arena that made them).
-            yield from chunks
+            if ahead:
+                yield from decrypt_ahead(chunks)
+            else:
+                yield from chunks
         except CryptoError as error:
             failure.__cause__ = error
             journal_integrity_failure(actor, failure, app=app)
