@@ -48,6 +48,13 @@ def _reserved_total(organization_id: int, except_version_uid: str | None):
     return query
 
 
+def _committed_total(organization_id: int, except_version_uid: str | None):
+    """Stored bytes plus the reservations of resumable uploads, as one SQL expression, for a
+    statement that reads it beside other columns."""
+    stored = _stored_total(organization_id).scalar_subquery()
+    return stored + _reserved_total(organization_id, except_version_uid).scalar_subquery()
+
+
 def used_bytes(organization_id: int) -> int:
     """Bytes counted against the quota: every stored version of every non-purged file."""
     return int(db.session.execute(_stored_total(organization_id)).scalar_one())
@@ -63,9 +70,7 @@ def reserved_bytes(organization_id: int, except_version_uid: str | None = None) 
 def committed_bytes(organization_id: int, except_version_uid: str | None = None) -> int:
     """What a new upload must fit beside: stored bytes plus the reservations of resumable
     uploads, in one statement (a small upload's statement budget is counted)."""
-    stored = _stored_total(organization_id).scalar_subquery()
-    reserved = _reserved_total(organization_id, except_version_uid).scalar_subquery()
-    return int(db.session.execute(select(stored + reserved)).scalar_one())
+    return int(db.session.execute(select(_committed_total(organization_id, except_version_uid))).scalar_one())
 
 
 def quota_bytes(organization_id: int) -> int | None:
@@ -96,10 +101,12 @@ def upload_limits(organization_id: int, declared_size: int | None) -> Limits:
     from portal.billing.models import STATUS_READ_ONLY, Subscription
 
     # Usage is read in the same statement even when there is no quota: one statement, not two.
-    stored = _stored_total(organization_id).scalar_subquery()
-    reserved = _reserved_total(organization_id, None).scalar_subquery()
     row = db.session.execute(
-        select(Organization.storage_quota_bytes, Subscription.status, (stored + reserved).label("committed"))
+        select(
+            Organization.storage_quota_bytes,
+            Subscription.status,
+            _committed_total(organization_id, None).label("committed"),
+        )
         .outerjoin(Subscription, Subscription.organization_id == Organization.id)
         .where(Organization.id == organization_id)
     ).first()
@@ -154,9 +161,9 @@ def lock_and_measure(organization_id: int, except_version_uid: str | None) -> tu
     if db.session.get_bind().dialect.name != "sqlite":
         quota = lock_organization(organization_id)
         return quota, committed_bytes(organization_id, except_version_uid)
-    stored = _stored_total(organization_id).scalar_subquery()
-    reserved = _reserved_total(organization_id, except_version_uid).scalar_subquery()
     row = db.session.execute(
-        select(Organization.storage_quota_bytes, stored + reserved).where(Organization.id == organization_id)
+        select(Organization.storage_quota_bytes, _committed_total(organization_id, except_version_uid)).where(
+            Organization.id == organization_id
+        )
     ).one()
     return _effective_quota(row[0]), int(row[1])
