@@ -299,6 +299,30 @@ def test_zip_leaves_out_or_marks_damaged_files_names_them_and_journals_each(
     left_out, incomplete = report.split("incomplets")
     assert "- cassé-début.bin" in left_out and "- cassé-milieu.bin" in incomplete
     assert "sain.bin" not in report
+    assert "consigné dans le journal" in report
     assert_journalled_once(versions["cassé-début.bin"].file_id, 1, contributor.organization_id)
     assert_journalled_once(versions["cassé-milieu.bin"].file_id, 1, contributor.organization_id)
     assert integrity_entries(versions["sain.bin"].file_id) == []
+
+
+def test_zip_of_a_file_whose_content_is_gone_leaves_it_out_without_claiming_a_journal_entry(
+    contributor, contributor_client, armoire
+):
+    """Content already gone (here a blob recorded missing) is no integrity failure: the file
+    is left out and named, nothing is journalled, and the report does not say it was."""
+    import io
+    import zipfile
+
+    actor = Actor(contributor.organization_id, contributor.id)
+    gone = uploads.store_upload(actor, armoire, None, "disparu.txt", iter([b"parti"]), 5)
+    kept = uploads.store_upload(actor, armoire, None, "present.txt", iter([b"encore"]), 6)
+    gone.blob_missing = True
+    db.session.commit()
+    token = csrf(contributor_client, f"/armoires/{armoire.id}")
+    ids = [str(gone.file_id), str(kept.file_id)]
+    response = contributor_client.post(f"/armoires/{armoire.id}/selection/zip", data={"csrf_token": token, "ids": ids})
+    archive = zipfile.ZipFile(io.BytesIO(response.get_data()))
+    assert archive.namelist() == ["present.txt", "ERREUR-integrite.txt"]
+    report = archive.read("ERREUR-integrite.txt").decode()
+    assert "- disparu.txt" in report and "consigné dans le journal" not in report
+    assert integrity_entries(gone.file_id) == []

@@ -137,6 +137,9 @@ def stream_zip(actor: Actor, file_ids: list[int], organization_id: int) -> Itera
     db.session.commit()
     left_out: list[str] = []
     incomplete: list[str] = []
+    # Only integrity failures are journalled; content already gone (a destroyed key, a
+    # missing blob) is left out with no entry, and the report must not claim one.
+    journalled = False
     for file_id, name, modified in entries:
         file = db.session.get(File, file_id)
         if file is None or file.deleted_at is not None or file.purged_at is not None:
@@ -147,6 +150,7 @@ def stream_zip(actor: Actor, file_ids: list[int], organization_id: int) -> Itera
             db.session.rollback()
             reading.journal_integrity_failure(actor, error)
             left_out.append(name)
+            journalled = True
             continue
         except ContentUnavailable:
             db.session.rollback()
@@ -168,18 +172,19 @@ def stream_zip(actor: Actor, file_ids: list[int], organization_id: int) -> Itera
                     # every extractor (zipfile keeps the running CRC in _crc until close).
                     entry._crc ^= 0xFFFFFFFF
                     incomplete.append(name)
+                    journalled = True
         finally:
             chunks.close()
         yield sink.drain()
     if left_out or incomplete:
         archive.writestr(
-            zipfile.ZipInfo(ERROR_ENTRY, date_time=_zip_time(utcnow())), error_report(left_out, incomplete)
+            zipfile.ZipInfo(ERROR_ENTRY, date_time=_zip_time(utcnow())), error_report(left_out, incomplete, journalled)
         )
     archive.close()
     yield sink.drain()
 
 
-def error_report(left_out: list[str], incomplete: list[str]) -> str:
+def error_report(left_out: list[str], incomplete: list[str], journalled: bool) -> str:
     lines = [
         _(
             "Certains fichiers n'ont pas pu être servis : leur contenu stocké n'a pas passé le contrôle "
@@ -195,7 +200,10 @@ def error_report(left_out: list[str], incomplete: list[str]) -> str:
         lines.append(_("Fichiers incomplets (coupés au premier bloc altéré ; ne les utilisez pas) :"))
         lines += [f"- {name}" for name in incomplete]
         lines.append("")
-    lines.append(_("L'incident est consigné dans le journal. Prévenez l'administrateur de votre organisation."))
+    if journalled:
+        lines.append(_("L'incident est consigné dans le journal. Prévenez l'administrateur de votre organisation."))
+    else:
+        lines.append(_("Prévenez l'administrateur de votre organisation."))
     return "\r\n".join(lines) + "\r\n"
 
 
