@@ -28,7 +28,7 @@ class ConfirmForm(FlaskForm):
     """A POST-only button: nothing but the CSRF token."""
 
 
-class BypassForm(FlaskForm):
+class ForcedDeletionForm(FlaskForm):
     """Delete despite a gouvernance retention rule: the reason goes into the journal."""
 
     motif = TextAreaField(_l("Motif (consigné dans le journal)"), validators=[DataRequired(), Length(max=500)])

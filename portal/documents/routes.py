@@ -28,7 +28,7 @@ from portal.documents.errors import (
     MalformedUpload,
     UnsupportedMedia,
 )
-from portal.documents.forms import ArmoireForm, BypassForm, ConfirmForm, FolderForm, MoveForm, RenameForm
+from portal.documents.forms import ArmoireForm, ConfirmForm, FolderForm, ForcedDeletionForm, MoveForm, RenameForm
 from portal.documents.models import Armoire, File, Folder
 from portal.documents.services import armoires as armoire_services
 from portal.documents.services import conflicts, files, folders, listing, names, reading, uploads
@@ -37,7 +37,7 @@ from portal.documents.services import versions as version_services
 from portal.documents.sortkey import sort_key
 from portal.documents.upload import FORM_OVERHEAD, FieldPart, upload_reader
 from portal.extensions import csrf, db
-from portal.security.permissions import Permission, requires
+from portal.security.permissions import Permission, has_permission, requires
 from portal.security.tenancy import get_scoped_or_404, scoped
 from portal.storage.blobs import delete_blobs
 from portal.web.bodies import streams_body
@@ -103,7 +103,7 @@ def _document_error(error: DocumentError) -> Response:
                 status=error.status,
                 message=error.message,
                 bypass_url=bypass_url,
-                form=BypassForm(formdata=None),
+                form=ForcedDeletionForm(formdata=None),
                 purge=error.action == "purge",
                 file_id=error.file_id,
             )
@@ -124,19 +124,17 @@ BYPASS_VIEWS = {
 def _bypass_url(refusal) -> str | None:
     """Where the 423 page's bypass form posts, for a member who may bypass; else None (the
     page then only explains)."""
-    from portal.compliance.grants import has_bypass
-
     view = BYPASS_VIEWS.get(request.endpoint or "")
     if view is None or not refusal.overridable or refusal.file_id is None:
         return None
-    if not has_bypass(current_user.organization_id, current_user.id):
+    if not has_permission(current_user, Permission.RETENTION_BYPASS):
         return None
     endpoint, argument = view
     return url_for(endpoint, **{argument: refusal.file_id})
 
 
 def _bypass_reason() -> str:
-    form = BypassForm()
+    form = ForcedDeletionForm()
     if not form.validate_on_submit():
         raise ReasonRequired(_("Un motif est obligatoire pour contourner la conservation (500 caractères au plus)."))
     return form.motif.data.strip()
