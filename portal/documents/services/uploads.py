@@ -311,7 +311,7 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
                 _("Le quota de stockage de votre organisation est atteint : ce fichier ne peut pas être ajouté.")
             )
         file_id, name, action, uploaded_name = plan.file_id, plan.filename, plan.action, plan.uploaded_name
-        renamed_from = name
+        renamed_from: str | None = None  # a new version of another type renames its file
         # Under the organisation lock: a concurrent upload of the same name has committed or
         # waits. ``refuse`` is checked by the INSERT itself (_new_file_insert).
         if file_id is None and plan.on_conflict in ("version", "rename"):
@@ -407,7 +407,7 @@ def finish_upload(sealed: SealedUpload) -> FileVersion:
             target_label=name,
             details={**details, **plan.audit_details},
         )
-        if name != renamed_from and action == "file.modified":
+        if renamed_from is not None and renamed_from != name:
             record(
                 "file.renamed",
                 plan.actor,
