@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
+import runpy
 import secrets
 import socket
 import subprocess
@@ -13,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
@@ -40,6 +43,29 @@ def portal_env(url: str, instance: Path, secret: str, pepper: str, **extra: str)
         COFFRE_RATELIMIT="0",
         **extra,
     )
+
+
+def add_server_arguments(parser: argparse.ArgumentParser, *, production: bool) -> None:
+    """``--workers``, ``--worker-class``, ``--threads``: by default gunicorn.conf.py's settings
+    (``production``) or the historical ``-w 2`` sync of a bench's earlier figures."""
+    if production:
+        settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+        workers, worker_class, threads = settings["workers"], settings["worker_class"], settings["threads"]
+    else:
+        workers, worker_class, threads = 2, "sync", 4
+    parser.add_argument("--workers", type=int, default=workers)
+    parser.add_argument("--worker-class", choices=("sync", "gthread"), default=worker_class)
+    parser.add_argument("--threads", type=int, default=threads, help="per worker, gthread only")
+
+
+def server_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed server arguments as ``running_portal``'s keywords (one thread unless gthread)."""
+    threads = args.threads if args.worker_class == "gthread" else 1
+    return {"workers": args.workers, "worker_class": args.worker_class, "threads": threads}
+
+
+def describe_server(settings: dict[str, Any]) -> str:
+    return f"gunicorn -w {settings['workers']} ({settings['worker_class']}, {settings['threads']} thread(s))"
 
 
 def start_gunicorn(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import runpy
 import statistics
 import sys
 import threading
@@ -23,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.server import ROOT
+from bench.server import add_server_arguments, describe_server, server_settings
 from bench.upload_bench import post_body, running_portal, upload_path
 
 PEER_FILES_PER_SECOND = 3.4  # Mayan EDMS, small files, measured on this machine (brief)
@@ -65,21 +64,13 @@ def main() -> None:
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     # By default the portal runs as in production (gunicorn.conf.py); ``--workers 2
     # --worker-class sync`` is the setting of the figures before 2026-12-06.
-    production = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
-    parser.add_argument("--workers", type=int, default=production["workers"])
-    parser.add_argument("--worker-class", choices=("sync", "gthread"), default=production["worker_class"])
-    parser.add_argument("--threads", type=int, default=production["threads"])
+    add_server_arguments(parser, production=True)
     parser.add_argument("--rounds", type=int, default=3, help="floor and portal runs alternated, medians compared")
     args = parser.parse_args()
     size = args.size_kib * 1024
-    threads = args.threads if args.worker_class == "gthread" else 1
-    print(
-        f"backend={args.backend}, gunicorn -w {args.workers} ({args.worker_class}, {threads} thread(s)), "
-        f"{args.files} files of {args.size_kib} KiB per run"
-    )
-    with running_portal(
-        args.backend, 16, workers=args.workers, worker_class=args.worker_class, threads=threads
-    ) as portal:
+    server = server_settings(args)
+    print(f"backend={args.backend}, {describe_server(server)}, {args.files} files of {args.size_kib} KiB per run")
+    with running_portal(args.backend, 16, **server) as portal:
         for clients in (1, 4):
             # Floor and portal alternate, so that a burst of load from other jobs on this shared
             # machine hits both; the medians are compared.

@@ -50,7 +50,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.server import portal_env, start_gunicorn  # noqa: E402
+from bench.server import add_server_arguments, describe_server, portal_env, server_settings, start_gunicorn  # noqa: E402
 
 POSTGRES_ADMIN_URL = os.environ.get("COFFRE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PASSWORD = "bench password " + secrets.token_hex(8)
@@ -383,14 +383,11 @@ def main() -> None:
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--repeat", type=int, default=3, help="floor/upload pairs per size")
     parser.add_argument("--download-repeat", type=int, default=5, help="interleaved download rounds per size")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--worker-class", choices=("sync", "gthread"), default="sync")
-    parser.add_argument("--threads", type=int, default=4, help="per worker, gthread only")
+    add_server_arguments(parser, production=False)
     args = parser.parse_args()
-    threads = args.threads if args.worker_class == "gthread" else 1
-    server = {"workers": args.workers, "worker_class": args.worker_class, "threads": threads}
+    server = server_settings(args)
     print(
-        f"backend={args.backend}, gunicorn -w {args.workers} ({args.worker_class}, {threads} thread(s)), "
+        f"backend={args.backend}, {describe_server(server)}, "
         "client httpx (uploads) and http.client (downloads) on the same 2-core machine"
     )
     print(f"upload: best of {args.repeat} alternating floor/upload pairs (median in brackets)")
