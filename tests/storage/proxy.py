@@ -38,6 +38,12 @@ class CuttableProxy:
                 return
             upstream = socket.create_connection(self.target)
             with self._lock:
+                if self.cut_event.is_set():
+                    # Cut while this connection was being relayed: cut() has closed the
+                    # others already and will not see this pair.
+                    client.close()
+                    upstream.close()
+                    return
                 self._sockets += [client, upstream]
             threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
@@ -61,7 +67,10 @@ class CuttableProxy:
 
     def restore(self) -> None:
         """The store is back, on the same address."""
-        self._sockets = []
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()  # closed by cut() already; closing again is a no-op
+            self._sockets = []
         self.listener = socket.create_server(("127.0.0.1", self.port))
         self.cut_event.clear()
         threading.Thread(target=self._accept, daemon=True).start()
